@@ -1,0 +1,243 @@
+"""Loopback HTTP harness shared by the Okdesk and Bitrix24 emulators.
+
+An emulator is an `EmulatorApp`: a plain object with `handle(request) -> Response`
+that owns its in-memory state behind a lock.  `EmulatorServer` serves one app on
+127.0.0.1 from a daemon thread, keeps a request log (for tests and benchmarks) and
+applies injected faults, so tests can reproduce what real SaaS APIs do to us:
+an error answer instead of a commit, or a commit whose answer never arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: list[tuple[str, str]]  # in order, repeated keys kept (PHP/Rails array syntax)
+    headers: dict[str, str]
+    body: bytes
+
+    def query_values(self, key: str) -> list[str]:
+        return [v for k, v in self.query if k == key]
+
+    def query_value(self, key: str) -> str | None:
+        values = self.query_values(key)
+        return values[-1] if values else None
+
+    def json(self) -> Any:
+        """The JSON body; raises ValueError when it is not JSON."""
+        if not self.body:
+            return {}
+        return json.loads(self.body.decode("utf-8"))
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        return cls(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), headers=headers or {})
+
+    @classmethod
+    def html(cls, status: int, text: str) -> Response:
+        return cls(status, text.encode("utf-8"), content_type="text/html; charset=utf-8")
+
+
+HTML_500 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for requests whose operation name equals `op`.
+
+    when="before": the request is answered with the fault and NOT applied.
+    when="after":  the request is applied (committed), then the answer is replaced.
+    kind: "response" (status/body below), "drop" (close the socket, no answer),
+          "hang" (block until `release()` or `hang_seconds`, then answer normally or drop),
+          "delay" (sleep `delay_seconds` before answering normally).
+    """
+
+    op: str
+    when: Literal["before", "after"] = "after"
+    kind: Literal["response", "drop", "hang", "delay"] = "response"
+    response: Response | None = None
+    times: int = 1
+    delay_seconds: float = 0.0
+    hang_seconds: float = 30.0
+    hit: threading.Event = field(default_factory=threading.Event)
+    _released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+class EmulatorApp(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+    def operation_name(self, request: Request) -> str:
+        """A short name for fault matching and the request log, e.g. 'tasks.task.add'."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    op: str
+    method: str
+    path: str
+    status: int
+    at: float
+
+
+class _DropConnection(Exception):
+    pass
+
+
+class EmulatorServer:
+    """Serves one emulator app on 127.0.0.1:<free port> from a daemon thread."""
+
+    def __init__(self, app: EmulatorApp, port: int = 0) -> None:
+        self.app = app
+        self.log: list[LoggedRequest] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass  # the request log replaces stderr chatter
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = Request(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qsl(parts.query, keep_blank_values=True),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                )
+                try:
+                    response = server._dispatch(request)
+                except _DropConnection:
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(2)
+                    except OSError:
+                        pass
+                    return
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(response.body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        for fault in self._faults:
+            fault.release()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- faults and log --------------------------------------------------
+    def inject(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            for fault in self._faults:
+                fault.release()
+            self._faults.clear()
+
+    def count(self, op: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for entry in self.log if op is None or entry.op == op)
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(entry.op for entry in self.log)
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    def _take_fault(self, op: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.op == op and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _dispatch(self, request: Request) -> Response:
+        op = self.app.operation_name(request)
+        fault = self._take_fault(op)
+        status = 0  # 0 in the log: the connection was dropped without an answer
+        try:
+            if fault is not None and fault.when == "before":
+                response = self._fault_response(fault, None)
+            else:
+                response = self.app.handle(request)
+                if fault is not None:
+                    response = self._fault_response(fault, response)
+            status = response.status
+            return response
+        finally:
+            with self._lock:
+                self.log.append(LoggedRequest(op, request.method, request.path, status, time.time()))
+
+    def _fault_response(self, fault: Fault, applied: Response | None) -> Response:
+        fault.hit.set()
+        if fault.kind == "delay":
+            time.sleep(fault.delay_seconds)
+            return applied if applied is not None else (fault.response or Response.html(502, HTML_500))
+        if fault.kind == "hang":
+            fault._released.wait(fault.hang_seconds)
+            if applied is not None:
+                return applied
+            raise _DropConnection
+        if fault.kind == "drop":
+            raise _DropConnection
+        return fault.response or Response.html(502, HTML_500)
