@@ -1,0 +1,333 @@
+"""The `okbx` command line.  The only module that prints, and the only one that knows rich.
+
+Exit codes: 0 all done; 1 some actions failed (the others went through), or a plan was
+refused as unsafe; 2 configuration or usage error; 3 the state store cannot be used;
+75 another okbx run holds the lock (try again later).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import Config, config_path, load_config
+from .errors import ExitCode, NotFound, OkbxError, UsageError
+from .secrets import Redactor
+from .state.store import Store
+from .sync.engine import Clients, CycleResult, run_cycle
+from .sync.lock import run_lock
+
+log = logging.getLogger("okbx")
+HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="okbx-sync: hand Okdesk issues to programmers in Bitrix24 and bring the result back.\n\n" + HELP,
+)
+
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", "-c", help="Config file (default: $OKBX_CONFIG, else ./okbx.yaml).")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when nothing happened.")]
+LogFileOpt = Annotated[Path | None, typer.Option("--log-file", help="Also append logs to this file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _print_table(title: str, headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    if sys.stdout.isatty():
+        table = Table(title=title, title_justify="left")
+        for header in headers:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        _out().print(table)
+    else:
+        print(title)
+        print("\t".join(headers))
+        for row in rows:
+            print("\t".join(str(c) for c in row))
+
+
+class _Run:
+    """Everything a command needs, built from the options; turns errors into words and exit codes."""
+
+    def __init__(
+        self, config_opt: str | None, *, verbose: bool = False, quiet: bool = False, log_file: Path | None = None
+    ) -> None:
+        self.redactor = Redactor()
+        self.verbose = verbose
+        from .logsetup import setup_logging
+
+        setup_logging(self.redactor, verbose=verbose, quiet=quiet, log_file=log_file)
+        self.config_file = config_path(config_opt, os.environ)
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file)
+            for secret in self._config.secrets():
+                self.redactor.add(secret)
+        return self._config
+
+    def store(self) -> Store:
+        return Store(self.config.state.path)
+
+    def clients(self) -> Clients:
+        return Clients.build(self.config, self.redactor)
+
+
+@contextmanager
+def _errors(run: _Run | None = None) -> Iterator[None]:
+    redact: Callable[[str], str] = run.redactor if run else (lambda s: s)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except OkbxError as error:
+        typer.echo(f"okbx: {redact(str(error))}", err=True)
+        raise typer.Exit(int(error.exit_code)) from None
+    except KeyboardInterrupt:
+        typer.echo("okbx: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as error:  # a bug: say so plainly, full detail only with -v, secrets scrubbed
+        typer.echo(f"okbx: internal error: {redact(error.__class__.__name__ + ': ' + str(error))}", err=True)
+        if run is not None and run.verbose:
+            typer.echo(redact("".join(traceback.format_exception(error))), err=True)
+        else:
+            typer.echo("okbx: run again with -v for the traceback", err=True)
+        raise typer.Exit(int(ExitCode.ACTIONS_FAILED)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"okbx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """okbx-sync."""
+
+
+def _report_cycle(result: CycleResult, clients: Clients, *, quiet: bool) -> int:
+    applied = result.applied
+    assert applied is not None
+    sent = clients.requests_sent()
+    changed = len(applied.done) + len(applied.adopted)
+    for action, error in applied.failed:
+        typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
+    for issue_id, error in result.read_errors.items():
+        typer.echo(f"failed: issue {issue_id}: {error}", err=True)
+    line = (
+        f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
+        f"{len(applied.not_reached)} left for the next run; requests: Okdesk {sent['okdesk']}, "
+        f"Bitrix24 {sent['bitrix24']}"
+    )
+    if applied.stopped_because:
+        line += f"; stopped early: {applied.stopped_because}"
+    if not (quiet and changed == 0 and result.ok and not applied.not_reached):
+        typer.echo(line)
+    return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
+
+
+def _print_plan(result: CycleResult) -> None:
+    rows = []
+    links = {}
+    for action in result.plan.actions:
+        links.setdefault(action.issue_id, None)
+        rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
+    for issue_id, why in result.plan.skipped.items():
+        rows.append((issue_id, "", "skip", why))
+    _print_table(
+        f"okbx sync --dry-run: {len(result.plan.actions)} actions (nothing was written)",
+        ("issue", "system", "action", "detail"),
+        rows,
+    )
+
+
+@app.command()
+def sync(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply a plan that touches an unusual share of links.")
+    ] = False,
+    wait: Annotated[float, typer.Option("--wait", help="Wait up to SECONDS for another run to finish.")] = 0.0,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Run one sync cycle."""
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    with _errors(run):
+        cfg = run.config
+        with run_lock(cfg.state.path, wait):
+            store = run.store()
+            clients = run.clients()
+            try:
+                result = run_cycle(cfg, clients, store, dry_run=dry_run, force=force)
+                if dry_run:
+                    _print_plan(result)
+                    code = 0
+                else:
+                    code = _report_cycle(result, clients, quiet=quiet)
+            finally:
+                clients.close()
+                store.close()
+        raise typer.Exit(code)
+
+
+@app.command()
+def link(
+    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
+    task: Annotated[int, typer.Argument(help="Bitrix24 task id.")],
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Connect an existing Okdesk issue and Bitrix24 task; later cycles sync them like any other link."""
+    run = _Run(config, verbose=verbose)
+    with _errors(run):
+        cfg = run.config
+        with run_lock(cfg.state.path):
+            store = run.store()
+            clients = run.clients()
+            try:
+                if (existing := store.link(issue)) is not None:
+                    raise UsageError(f"issue {issue} is already linked to task {existing.task_id} ({existing.state})")
+                if (existing := store.link_for_task(task)) is not None:
+                    raise UsageError(f"task {task} is already linked to issue {existing.issue_id} ({existing.state})")
+                try:
+                    found_issue = clients.okdesk.get_issue(issue)
+                except NotFound:
+                    raise UsageError(f"Okdesk issue {issue} does not exist") from None
+                found_task = clients.bitrix.get_task(task)
+                if found_task is None:
+                    raise UsageError(f"Bitrix24 task {task} does not exist (or the webhook user cannot see it)")
+                store.create_link(issue, task, status=found_issue.status, origin=f"linked by hand to task {task}")
+                key = f"task:{issue}:1"
+                store.begin_op(key, issue, "task", cycle=1, report_key=None, detail={"detail": "linked by hand"})
+                store.finish_op(
+                    key, issue, "task", remote_id=str(task), outcome="linked", summary=f"linked by hand to task {task}"
+                )
+                typer.echo(
+                    f"linked Okdesk issue {issue} ('{found_issue.title}') and Bitrix24 task {task} "
+                    f"('{found_task.title}'); the next sync forwards comments and, once the task is "
+                    "done, brings the time back"
+                )
+            finally:
+                clients.close()
+                store.close()
+
+
+def _status_rows(store: Store) -> list[dict[str, Any]]:
+    counts = store.counts()
+    rows = []
+    for link_ in store.links().values():
+        c = counts.get(link_.issue_id, {})
+        rows.append(
+            {
+                "issue": link_.issue_id,
+                "task": link_.task_id,
+                "state": "parked" if link_.parked else link_.state,
+                "cycle": link_.cycle,
+                "issue_status": link_.issue_status,
+                "comments_forwarded": c.get("comment", 0),
+                "time_entries_copied": c.get("time", 0),
+                "failures": link_.fail_count,
+                "last_error": link_.last_error,
+                "next_retry_at": link_.next_retry_at.isoformat() if link_.next_retry_at else None,
+                "updated_at": link_.updated_at.isoformat(),
+            }
+        )
+    return rows
+
+
+@app.command()
+def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+    """Show the links and their state, including failures with their reason."""
+    run = _Run(config, verbose=verbose)
+    with _errors(run):
+        store = run.store()
+        try:
+            rows = _status_rows(store)
+        finally:
+            store.close()
+        if as_json:
+            typer.echo(json.dumps({"links": rows}, ensure_ascii=False, indent=2))
+            return
+        _print_table(
+            f"okbx status: {len(rows)} links",
+            ("issue", "task", "state", "cycle", "comments", "time", "failures", "next retry", "last error"),
+            [
+                (
+                    r["issue"],
+                    r["task"] or "-",
+                    r["state"],
+                    r["cycle"],
+                    r["comments_forwarded"],
+                    r["time_entries_copied"],
+                    r["failures"],
+                    r["next_retry_at"] or "-",
+                    r["last_error"] or "",
+                )
+                for r in rows
+            ],
+        )
+
+
+@app.command()
+def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None) -> None:
+    """Clear an issue's failure backoff (or parking) so the next sync tries it at once."""
+    run = _Run(config)
+    with _errors(run):
+        store = run.store()
+        try:
+            if store.link(issue) is None:
+                raise UsageError(f"issue {issue} is not linked")
+            store.update_link(issue, fail_count=0, next_retry_at=None, parked=False, dirty=True)
+            typer.echo(f"issue {issue} will be tried at the next sync")
+        finally:
+            store.close()
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's config and state directory.")] = False,
+) -> None:
+    """Play the whole story on built-in emulators of both APIs (no credentials needed)."""
+    from .demo import run_demo
+
+    with _errors():
+        ok = run_demo(say=typer.echo, keep=keep)
+        raise typer.Exit(0 if ok else 1)
+
+
+def run() -> None:
+    app(prog_name="okbx")
+
+
+if __name__ == "__main__":
+    run()

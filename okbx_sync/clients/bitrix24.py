@@ -1,0 +1,287 @@
+"""Bitrix24 REST client over an incoming webhook: a thin set of verbs returning our model.
+
+Facts used (../shared/api/bitrix24.md): JSON POST to `<webhook>/<method>`; legacy `task.*`
+methods take their parameters BY POSITION, so their dicts are built in documented order and
+never carry an extra key; `batch` takes at most 50 commands, each a PHP query string, and
+command keys must not be numeric; 503 QUERY_LIMIT_EXCEEDED and 429 OPERATION_TIME_LIMIT are
+the two rate limits; missing tasks come back as `"result": []`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+from ..config import Bitrix24Config
+from ..errors import ApiError, MalformedResponse
+from ..model import ElapsedItem, Task, TaskComment
+from ..secrets import Redactor
+from .bitrix24_parse import parse_comments, parse_elapsed, parse_new_id, parse_task, parse_task_get, parse_task_list
+from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport
+from .parse import ParseError, items, obj
+
+log = logging.getLogger(__name__)
+SYSTEM = "Bitrix24"
+BATCH_MAX = 50
+PAGE = 50
+TASK_SELECT = ["ID", "TITLE", "STATUS", "XML_ID", "GROUP_ID", "CLOSED_DATE", "CHANGED_DATE"]
+
+
+def _classify(status: int, body: Any) -> str:
+    code = body.get("error") if isinstance(body, dict) else None
+    if status == 503 and code == "QUERY_LIMIT_EXCEEDED":
+        return "retry"  # rejected by the leaky bucket before execution: safe to repeat
+    if status == 429 and code == "OPERATION_TIME_LIMIT":
+        return "block"  # this method's 10-minute budget is spent; come back next cycle
+    return "ok"
+
+
+def php_query(params: dict[str, Any]) -> str:
+    """Encode nested params the way PHP parses them (`filter[ID][]=1&select[]=ID`), keeping order."""
+    pairs: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}[{key}]" if prefix else str(key), sub)
+        elif isinstance(value, list | tuple):
+            for sub in value:
+                walk(f"{prefix}[]", sub)
+        elif isinstance(value, bool):
+            pairs.append((prefix, "Y" if value else "N"))
+        elif value is None:
+            pairs.append((prefix, ""))
+        else:
+            pairs.append((prefix, str(value)))
+
+    walk("", params)
+    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+
+
+class Bitrix24Client:
+    def __init__(
+        self,
+        config: Bitrix24Config,
+        redactor: Redactor,
+        *,
+        budget: RequestBudget | None = None,
+        sleep: Callable[[float], None] | None = None,
+        backoff_seconds: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.base = config.webhook_url.reveal().rstrip("/") + "/"
+        kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
+        self.transport = Transport(
+            SYSTEM,
+            throttle=Throttle(config.requests_per_second, config.burst, **kwargs),
+            redactor=redactor,
+            timeout=(5.0, config.timeout_seconds),
+            classify=_classify,
+            policy=RetryPolicy(backoff_seconds=backoff_seconds),
+            budget=budget,
+            **kwargs,
+        )
+
+    def portal_url(self) -> str:
+        """https://portal (no secret), for links people click."""
+        return self.base.split("/rest/")[0]
+
+    def task_url(self, task_id: int) -> str:
+        return f"{self.portal_url()}/company/personal/user/{self.config.responsible_id}/tasks/task/view/{task_id}/"
+
+    # -- plumbing ------------------------------------------------------------------------
+    def call(self, method: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
+        answer = self.transport.request("POST", self.base + method, method, body=params or {}, write=write)
+        return self._result(answer, method)
+
+    def _result(self, answer: HttpAnswer, method: str) -> Any:
+        body = answer.body
+        if isinstance(body, dict) and "error" in body:
+            error = body["error"]
+            if isinstance(error, dict):  # REST 3.0 envelope
+                raise ApiError(
+                    SYSTEM, method, str(error.get("message", "")), status=answer.status, code=str(error.get("code", ""))
+                )
+            raise ApiError(
+                SYSTEM,
+                method,
+                _clean(str(body.get("error_description") or error)),
+                status=answer.status,
+                code=str(error),
+            )
+        if answer.status >= 400:
+            raise ApiError(SYSTEM, method, "request rejected", status=answer.status)
+        if not isinstance(body, dict) or "result" not in body:
+            raise MalformedResponse(SYSTEM, method, "answer has no 'result'", status=answer.status)
+        return body["result"]
+
+    def _parse(self, method: str, parser: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return parser(*args)
+        except ParseError as exc:
+            raise MalformedResponse(SYSTEM, method, str(exc)) from None
+
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, ApiError]]:
+        """Run read commands in batches of 50; returns (results by key, errors by key)."""
+        results: dict[str, Any] = {}
+        errors: dict[str, ApiError] = {}
+        keys = list(commands)
+        for start in range(0, len(keys), BATCH_MAX):
+            chunk = keys[start : start + BATCH_MAX]
+            for key in chunk:
+                if key.isdigit():
+                    raise ValueError("batch keys must not be numeric (PHP would answer a list)")
+            cmd = {key: f"{commands[key][0]}?{php_query(commands[key][1])}" for key in chunk}
+            raw = obj(self.call("batch", {"halt": 0, "cmd": cmd}), "batch result")
+            done = _as_map(raw.get("result"))
+            failed = _as_map(raw.get("result_error"))
+            for key in chunk:
+                if key in failed:
+                    err = failed[key] if isinstance(failed[key], dict) else {}
+                    errors[key] = ApiError(
+                        SYSTEM,
+                        commands[key][0],
+                        _clean(str(err.get("error_description", ""))),
+                        code=str(err.get("error", "")),
+                    )
+                elif key in done:
+                    results[key] = done[key]
+                else:
+                    errors[key] = MalformedResponse(SYSTEM, commands[key][0], "missing from the batch answer")
+        return results, errors
+
+    # -- tasks ---------------------------------------------------------------------------
+    def add_task(self, fields: dict[str, Any]) -> Task:
+        raw = self.call("tasks.task.add", {"fields": fields}, write=True)
+        task: Task = self._parse("tasks.task.add", lambda r: parse_task(obj(r, "result").get("task")), raw)
+        return task
+
+    def get_task(self, task_id: int) -> Task | None:
+        raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": TASK_SELECT})
+        task: Task | None = self._parse("tasks.task.get", parse_task_get, raw)
+        return task
+
+    def find_tasks(self, filter_: dict[str, Any]) -> list[Task]:
+        tasks: list[Task] = []
+        last_id = 0
+        while True:
+            raw = self.call(
+                "tasks.task.list",
+                {"order": {"ID": "asc"}, "filter": {**filter_, ">ID": last_id}, "select": TASK_SELECT, "start": -1},
+            )
+            page: list[Task] = self._parse("tasks.task.list", parse_task_list, raw)
+            tasks.extend(page)
+            if len(page) < PAGE:
+                return tasks
+            last_id = max(t.id for t in page)
+
+    def tasks_by_id(self, task_ids: Iterable[int]) -> tuple[dict[int, Task], dict[int, ApiError]]:
+        """Current state of many tasks: one batched request per 2,500 ids."""
+        ids = sorted(set(task_ids))
+        commands = {
+            f"ids{n}": ("tasks.task.list", {"filter": {"ID": ids[n : n + PAGE]}, "select": TASK_SELECT, "start": -1})
+            for n in range(0, len(ids), PAGE)
+        }
+        results, errors = self.batch(commands)
+        found: dict[int, Task] = {}
+        for raw in results.values():
+            for task in self._parse("tasks.task.list", parse_task_list, raw):
+                found[task.id] = task
+        failed = {task_id: err for key, err in errors.items() for task_id in commands[key][1]["filter"]["ID"]}
+        return found, failed
+
+    def renew_task(self, task_id: int) -> Task:
+        raw = self.call("tasks.task.renew", {"taskId": int(task_id)}, write=True)
+        task: Task = self._parse("tasks.task.renew", lambda r: parse_task(obj(r, "result").get("task")), raw)
+        return task
+
+    # -- comments (positional method: TASKID, FIELDS; nothing else) ---------------------
+    def add_comment(self, task_id: int, text: str) -> int:
+        raw = self.call("task.commentitem.add", {"TASKID": int(task_id), "FIELDS": {"POST_MESSAGE": text}}, write=True)
+        new_id: int = self._parse("task.commentitem.add", parse_new_id, raw, "task.commentitem.add")
+        return new_id
+
+    def list_comments(self, task_id: int) -> list[TaskComment]:
+        raw = self.call("task.commentitem.getlist", {"TASKID": int(task_id), "ORDER": {"ID": "asc"}})
+        comments: list[TaskComment] = self._parse("task.commentitem.getlist", parse_comments, raw, int(task_id))
+        return comments
+
+    # -- elapsed time (positional: TASKID, ORDER, FILTER, SELECT, PARAMS) ----------------
+    def elapsed_for_tasks(self, task_ids: Iterable[int]) -> dict[int, list[ElapsedItem]]:
+        """All elapsed items of each task, the first page of each batched together."""
+        pending = {int(t): 1 for t in task_ids}
+        found: dict[int, list[ElapsedItem]] = {t: [] for t in pending}
+        while pending:
+            commands = {
+                f"t{task_id}": ("task.elapseditem.getlist", self._elapsed_params(task_id, page))
+                for task_id, page in pending.items()
+            }
+            results, errors = self.batch(commands)
+            if errors:
+                raise next(iter(errors.values()))
+            next_pending = {}
+            for task_id, page in pending.items():
+                rows: list[ElapsedItem] = self._parse("task.elapseditem.getlist", parse_elapsed, results[f"t{task_id}"])
+                found[task_id].extend(rows)
+                if len(rows) >= PAGE:
+                    next_pending[task_id] = page + 1
+            pending = next_pending
+        return found
+
+    @staticmethod
+    def _elapsed_params(task_id: int, page: int) -> dict[str, Any]:
+        return {
+            "TASKID": task_id,
+            "ORDER": {"ID": "asc"},
+            "FILTER": {},
+            "SELECT": ["*"],
+            "PARAMS": {"NAV_PARAMS": {"nPageSize": PAGE, "iNumPage": page}},
+        }
+
+    def elapsed_since(self, after_id: int, task_ids: Iterable[int]) -> list[ElapsedItem]:
+        """Items newer than `after_id` across the given tasks (first argument omitted = all tasks)."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return []
+        result: list[ElapsedItem] = []
+        while True:
+            raw = self.call(
+                "task.elapseditem.getlist",
+                {
+                    "ORDER": {"ID": "asc"},
+                    "FILTER": {">ID": after_id, "TASK_ID": ids},
+                    "SELECT": ["*"],
+                    "PARAMS": {"NAV_PARAMS": {"nPageSize": PAGE, "iNumPage": 1}},
+                },
+            )
+            rows: list[ElapsedItem] = self._parse("task.elapseditem.getlist", parse_elapsed, raw)
+            result.extend(rows)
+            if len(rows) < PAGE:
+                return result
+            after_id = max(r.id for r in rows)
+
+    # -- people and groups (doctor, init) ------------------------------------------------
+    def users(self, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"FILTER": {"@ID": sorted(set(ids))}} if ids is not None else {}
+        return [u for u in items(self.call("user.get", params), "user.get") if isinstance(u, dict)]
+
+    def group(self, group_id: int) -> dict[str, Any] | None:
+        found = items(self.call("sonet_group.get", {"FILTER": {"ID": group_id}, "IS_ADMIN": "Y"}), "sonet_group.get")
+        return found[0] if found and isinstance(found[0], dict) else None
+
+    def scopes(self) -> list[str]:
+        return [str(s) for s in items(self.call("scope"), "scope")]
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):  # [] for empty, or a list when keys were numeric
+        return {str(i): v for i, v in enumerate(value)}
+    return {}
+
+
+def _clean(text: str) -> str:
+    return text.replace("<br>", " ").strip()

@@ -1,0 +1,277 @@
+"""The one HTTP path both API clients share: session, throttle, budget, retry policy.
+
+Retry policy (pip/httpie style: retry only what is safe to repeat):
+- reads are retried on timeouts, dropped connections, 5xx and non-JSON answers, with
+  exponential backoff and jitter, honouring Retry-After;
+- writes are never retried after they may have reached the server; the only exception is a
+  rate-limit rejection the API documents as "not executed" (Bitrix24 503 QUERY_LIMIT_EXCEEDED,
+  Okdesk 429), which is retried like a read;
+- a per-method operating-time block (Bitrix24 429) or an exhausted retry series raises
+  `RateLimited`, and the cycle stops cleanly to finish at a later run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .. import __version__
+from ..errors import ApiError, MalformedResponse, OkbxError
+from ..secrets import Redactor
+
+log = logging.getLogger(__name__)
+
+
+class RateLimited(ApiError):
+    """The API keeps refusing for load reasons; stop this cycle and come back later."""
+
+
+class BudgetExhausted(OkbxError):
+    """This cycle used up its request budget; the rest is left for the next cycle."""
+
+
+class RequestBudget:
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def spend(self) -> None:
+        with self._lock:
+            if self.limit is not None and self.used >= self.limit:
+                raise BudgetExhausted(f"request budget of {self.limit} per cycle used up")
+            self.used += 1
+
+
+class Throttle:
+    """Token bucket: `rate` requests per second sustained, `burst` at once."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now < self._blocked_until:
+                self._sleep(self._blocked_until - now)
+                now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.rate
+                self._sleep(wait)
+                self._tokens = 1.0
+                self._last = self._clock()
+            self._tokens -= 1
+
+    def cool_down(self, seconds: float) -> None:
+        """After a rate-limit answer: empty the bucket and hold everything for `seconds`."""
+        with self._lock:
+            self._tokens = 0.0
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: Any  # parsed JSON
+    headers: dict[str, str]
+
+
+# A classifier looks at (status, parsed body) and says whether it is a rate-limit rejection
+# that was not executed ("retry"), an operating-time block ("block"), or ordinary ("ok").
+Classifier = Callable[[int, Any], str]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    read_attempts: int = 4
+    rate_limit_attempts: int = 6
+    backoff_seconds: float = 1.0
+    backoff_cap: float = 60.0
+
+
+class Transport:
+    def __init__(
+        self,
+        system: str,
+        *,
+        throttle: Throttle,
+        redactor: Redactor,
+        timeout: tuple[float, float],
+        classify: Classifier,
+        policy: RetryPolicy | None = None,
+        budget: RequestBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.system = system
+        self.session = requests.Session()
+        self.session.headers.update({"Accept": "application/json", "User-Agent": f"okbx-sync/{__version__}"})
+        self.throttle = throttle
+        self.redact = redactor
+        self.timeout = timeout
+        self.classify = classify
+        self.policy = policy or RetryPolicy()
+        self.budget = budget or RequestBudget(None)
+        self.sleep = sleep
+        self.jitter = jitter
+        self.requests_sent = 0
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.policy.backoff_cap)
+        base = self.policy.backoff_seconds * (2 ** (attempt - 1))
+        return min(self.policy.backoff_cap, base) * (0.5 + self.jitter())
+
+    def request(
+        self, http_method: str, url: str, op: str, *, params: Any = None, body: Any = None, write: bool
+    ) -> HttpAnswer:
+        attempt = 0
+        limited = 0
+        while True:
+            attempt += 1
+            try:
+                answer = self._send_once(http_method, url, op, params=params, body=body)
+            except ApiError as error:
+                # A read may be repeated; a write that may have reached the server may not.
+                if write or attempt >= self.policy.read_attempts:
+                    raise
+                delay = self._backoff(attempt, error.retry_after)
+                log.info("%s %s: %s; retrying in %.1fs", self.system, op, error.message, delay)
+                self.sleep(delay)
+                continue
+            verdict = self.classify(answer.status, answer.body)
+            if verdict == "ok":
+                return answer
+            retry_after = _retry_after(answer.headers)
+            if verdict == "block" or limited + 1 >= self.policy.rate_limit_attempts:
+                raise RateLimited(
+                    self.system,
+                    op,
+                    "rate limit: the API keeps refusing, stopping this cycle",
+                    status=answer.status,
+                    code=_error_code(answer.body),
+                    retry_after=retry_after,
+                )
+            limited += 1
+            attempt -= 1  # a rejection by the limiter is not a failed attempt
+            delay = self._backoff(limited, retry_after)
+            log.info("%s %s: rate limited (HTTP %s); slowing down for %.1fs", self.system, op, answer.status, delay)
+            self.throttle.cool_down(delay)
+
+    def _send_once(self, http_method: str, url: str, op: str, *, params: Any, body: Any) -> HttpAnswer:
+        self.budget.spend()
+        self.throttle.acquire()
+        self.requests_sent += 1
+        try:
+            response = self.session.request(http_method, url, params=params, json=body, timeout=self.timeout)
+        except requests.Timeout:
+            raise ApiError(self.system, op, "timed out waiting for the answer", ambiguous=True) from None
+        except requests.ConnectionError as exc:
+            reason = self.redact(_short_reason(exc))
+            raise ApiError(self.system, op, f"connection failed: {reason}", ambiguous=True) from None
+        except requests.RequestException as exc:
+            raise ApiError(
+                self.system, op, self.redact(f"request failed: {exc.__class__.__name__}"), ambiguous=True
+            ) from None
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        try:
+            parsed = json.loads(response.content.decode("utf-8")) if response.content else None
+        except (ValueError, UnicodeDecodeError):
+            kind = headers.get("content-type", "unknown content type").split(";")[0]
+            raise MalformedResponse(
+                self.system,
+                op,
+                f"answer is not JSON ({kind}, {len(response.content)} bytes)",
+                status=response.status_code,
+                ambiguous=True,
+                retry_after=_retry_after(headers),
+            ) from None
+        if response.status_code >= 500 and self.classify(response.status_code, parsed) == "ok":
+            raise ApiError(
+                self.system,
+                op,
+                self.redact(_describe_error(parsed)),
+                status=response.status_code,
+                code=_error_code(parsed),
+                ambiguous=True,
+                retry_after=_retry_after(headers),
+            )
+        return HttpAnswer(response.status_code, parsed, headers)
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    for hint in (
+        "Connection refused",
+        "Connection reset",
+        "RemoteDisconnected",
+        "Name or service not known",
+        "Connection aborted",
+        "timed out",
+    ):
+        if hint in text:
+            return hint
+    return exc.__class__.__name__
+
+
+def _error_code(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return None
+
+
+def _describe_error(body: Any) -> str:
+    if isinstance(body, dict):
+        if "error_description" in body or "error" in body:
+            return str(body.get("error_description") or body.get("error"))
+        if "errors" in body:
+            return flatten_errors(body["errors"])
+    return "server error"
+
+
+def flatten_errors(errors: Any, prefix: str = "") -> str:
+    """Okdesk `errors` comes as a string, a list, or nested {field: [messages]}."""
+    if isinstance(errors, str):
+        return f"{prefix}{errors}"
+    if isinstance(errors, list):
+        return "; ".join(flatten_errors(e, prefix) for e in errors)
+    if isinstance(errors, dict):
+        return "; ".join(
+            flatten_errors(v, f"{prefix}{k}.") if isinstance(v, dict) else f"{prefix}{k}: {flatten_errors(v)}"
+            for k, v in errors.items()
+        )
+    return f"{prefix}{errors!r}"

@@ -1,0 +1,239 @@
+"""Okdesk REST client: a thin set of verbs returning our model objects.
+
+Facts used (../shared/api/okdesk.md): `api_token` in the query of every call (masked in
+every message), JSON bodies, `{"errors": ...}` in three shapes, `/issues/list` paged by
+`page[number]`/`page[size]` (max 50, inferred), filters in `dd-mm-yyyy HH:MM` of the account's
+time zone, comments wrapped as {"comment": {...}}, status changes flat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import Any
+
+from ..config import OkdeskConfig
+from ..errors import ApiError, MalformedResponse, NotFound
+from ..model import Comment, Issue, TimeEntry
+from ..secrets import Redactor
+from ..timeutil import format_duration, okdesk_filter_time, okdesk_logged_at, parse_timezone
+from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport, flatten_errors
+from .okdesk_parse import (
+    parse_comment,
+    parse_comments,
+    parse_issue,
+    parse_issue_list,
+    parse_statuses,
+    parse_time_entries,
+)
+from .parse import ParseError
+
+log = logging.getLogger(__name__)
+SYSTEM = "Okdesk"
+PAGE_SIZE = 50  # inferred maximum of /issues/list
+
+
+def _classify(status: int, body: Any) -> str:
+    # Okdesk documents no rate limit; 429 is treated as "not executed, slow down" (inferred).
+    return "retry" if status == 429 else "ok"
+
+
+class OkdeskClient:
+    def __init__(
+        self,
+        config: OkdeskConfig,
+        redactor: Redactor,
+        *,
+        budget: RequestBudget | None = None,
+        sleep: Callable[[float], None] | None = None,
+        backoff_seconds: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.base = config.url.rstrip("/") + "/api/v1"
+        kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
+        self.transport = Transport(
+            SYSTEM,
+            throttle=Throttle(config.requests_per_second, max(1, int(config.requests_per_second * 2)), **kwargs),
+            redactor=redactor,
+            timeout=(5.0, config.timeout_seconds),
+            classify=_classify,
+            policy=RetryPolicy(backoff_seconds=backoff_seconds),
+            budget=budget,
+            **kwargs,
+        )
+        self._tz: tzinfo | None = parse_timezone(config.timezone) if config.timezone else None
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _call(
+        self,
+        http_method: str,
+        path: str,
+        op: str,
+        *,
+        params: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        write: bool = False,
+    ) -> Any:
+        query = [("api_token", self.config.api_token.reveal()), *(params or [])]
+        answer = self.transport.request(http_method, self.base + path, op, params=query, body=body, write=write)
+        return self._check(answer, op)
+
+    def _check(self, answer: HttpAnswer, op: str) -> Any:
+        body = answer.body
+        if answer.status == 404:
+            raise NotFound(SYSTEM, op, _errors_text(body) or "not found", status=404)
+        if answer.status >= 400:
+            raise ApiError(SYSTEM, op, _errors_text(body) or "request rejected", status=answer.status)
+        if isinstance(body, dict) and "errors" in body:
+            raise ApiError(SYSTEM, op, _errors_text(body), status=answer.status)
+        return body
+
+    def _parse(self, op: str, parser: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return parser(*args)
+        except ParseError as exc:
+            raise MalformedResponse(SYSTEM, op, str(exc)) from None
+
+    def account_tz(self) -> tzinfo | None:
+        return self._tz
+
+    def _learn_tz(self, issues: list[Issue]) -> None:
+        # Okdesk writes timestamps in the account's zone; filters are read in that zone too.
+        if self._tz is None:
+            for issue in issues:
+                if issue.updated_at is not None:
+                    self._tz = issue.updated_at.tzinfo
+                    return
+
+    # -- issues --------------------------------------------------------------------------
+    def list_issues(
+        self, *, status_codes: list[str] | None = None, updated_since: datetime | None = None
+    ) -> list[Issue]:
+        op = "GET /issues/list"
+        params: list[tuple[str, Any]] = [("status_codes[]", code) for code in status_codes or []]
+        if updated_since is not None:
+            if self._tz is None:
+                self.list_issues_page(params, 1, size=1)  # one cheap read to learn the zone
+            params.append(("updated_since", okdesk_filter_time(updated_since, self._tz or updated_since.tzinfo)))  # type: ignore[arg-type]
+        result: list[Issue] = []
+        seen: set[int] = set()
+        page = 1
+        while True:
+            batch = self.list_issues_page(params, page)
+            result.extend(i for i in batch if i.id not in seen)
+            seen.update(i.id for i in batch)
+            if len(batch) < PAGE_SIZE:
+                return result
+            page += 1
+            if page > 10000:
+                raise MalformedResponse(SYSTEM, op, "paging does not end")
+
+    def list_issues_page(self, params: list[tuple[str, Any]], page: int, size: int = PAGE_SIZE) -> list[Issue]:
+        op = "GET /issues/list"
+        raw = self._call("GET", "/issues/list", op, params=[*params, ("page[size]", size), ("page[number]", page)])
+        issues: list[Issue] = self._parse(op, parse_issue_list, raw)
+        self._learn_tz(issues)
+        return issues
+
+    def get_issue(self, issue_id: int) -> Issue:
+        op = "GET /issues/{id}"
+        issue: Issue = self._parse(op, parse_issue, self._call("GET", f"/issues/{int(issue_id)}", op))
+        self._learn_tz([issue])
+        return issue
+
+    def change_status(self, issue_id: int, code: str) -> Issue:
+        op = "POST /issues/{id}/statuses"
+        # skip_webhooks: our own change must not echo back to other integrations as an event.
+        body = {"code": code, "skip_options": ["skip_webhooks"]}
+        raw = self._call("POST", f"/issues/{int(issue_id)}/statuses", op, body=body, write=True)
+        issue: Issue = self._parse(op, parse_issue, raw)
+        return issue
+
+    def list_statuses(self) -> list[tuple[str, str]]:
+        op = "GET /issues/statuses"
+        result: list[tuple[str, str]] = self._parse(op, parse_statuses, self._call("GET", "/issues/statuses", op))
+        return result
+
+    # -- comments ------------------------------------------------------------------------
+    def list_comments(self, issue_id: int) -> list[Comment]:
+        op = "GET /issues/{id}/comments"
+        raw = self._call("GET", f"/issues/{int(issue_id)}/comments", op)
+        comments: list[Comment] = self._parse(op, parse_comments, raw, issue_id)
+        return comments
+
+    def add_comment(self, issue_id: int, content_html: str, *, public: bool) -> Comment:
+        op = "POST /issues/{id}/comments"
+        body = {
+            "comment": {
+                "content": content_html,
+                "author_id": self.config.bot_employee_id,
+                "author_type": "employee",
+                "public": public,
+            }
+        }
+        raw = self._call("POST", f"/issues/{int(issue_id)}/comments", op, body=body, write=True)
+        comment: Comment = self._parse(op, parse_comment, raw, issue_id)
+        return comment
+
+    # -- time entries --------------------------------------------------------------------
+    def list_time_entries(self, issue_id: int) -> list[TimeEntry]:
+        op = "GET /issues/{id}/time_entries"
+        raw = self._call("GET", f"/issues/{int(issue_id)}/time_entries", op)
+        entries: list[TimeEntry] = self._parse(op, parse_time_entries, raw, issue_id)
+        return entries
+
+    def add_time_entry(
+        self, issue_id: int, *, employee_id: int, seconds: int, logged_at: datetime, comment: str
+    ) -> None:
+        op = "POST /issues/{id}/time_entries"
+        entry = {
+            "employee_id": employee_id,
+            "formatted_spent_time": format_duration(seconds),
+            "logged_at": okdesk_logged_at(logged_at, self._tz or logged_at.tzinfo),  # type: ignore[arg-type]
+            "comment": comment,
+        }
+        mode = self.config.time_entry_body
+        path = f"/issues/{int(issue_id)}/time_entries"
+        if mode in ("flat", "auto"):
+            try:
+                self._call("POST", path, op, body=entry, write=True)
+                return
+            except ApiError as error:
+                # inferred API fact: the body may have to be wrapped. A 4xx means nothing was
+                # written, so trying the other documented form is safe; anything else is not.
+                if (
+                    mode == "flat"
+                    or error.ambiguous
+                    or not error.status
+                    or not 400 <= error.status < 500
+                    or isinstance(error, NotFound)
+                ):
+                    raise
+                log.info("Okdesk refused the flat time-entry body (%s); trying the wrapped form", error.message)
+        self._call("POST", path, op, body={"time_entries": [entry]}, write=True)
+
+    # -- people --------------------------------------------------------------------------
+    def list_employees(self) -> list[dict[str, Any]]:
+        op = "GET /employees/list"
+        result: list[dict[str, Any]] = []
+        from_id = 0
+        while True:
+            raw = self._call(
+                "GET",
+                "/employees/list",
+                op,
+                params=[("page[size]", 100), ("page[from_id]", from_id), ("page[direction]", "forward")],
+            )
+            if not isinstance(raw, list):
+                raise MalformedResponse(SYSTEM, op, "expected a list of employees")
+            result.extend(e for e in raw if isinstance(e, dict))
+            if len(raw) < 100:
+                return result
+            from_id = max(int(e.get("id", 0)) for e in raw)
+
+
+def _errors_text(body: Any) -> str:
+    if isinstance(body, dict) and "errors" in body:
+        return flatten_errors(body["errors"])
+    return ""

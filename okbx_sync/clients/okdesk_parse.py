@@ -1,0 +1,91 @@
+"""Pure parsers from Okdesk JSON (../shared/api/okdesk.md) to our model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Comment, Issue, Person, TimeEntry
+from .parse import ParseError, integer, items, number, obj, opt_integer, text, timestamp
+
+
+def _named(value: Any, what: str) -> str | None:
+    if value in (None, [], {}):
+        return None
+    data = obj(value, what)
+    return text(data, "name", what, default="") or None
+
+
+def parse_issue(raw: Any) -> Issue:
+    """Both the full issue and the /issues/list summary (which has company/contact objects)."""
+    data = obj(raw, "issue")
+    what = f"issue {data.get('id', '?')}"
+    status = obj(data.get("status"), f"{what}.status")
+    priority = data.get("priority")
+    return Issue(
+        id=integer(data, "id", what),
+        title=text(data, "title", what, default=""),
+        status=text(status, "code", f"{what}.status"),
+        updated_at=timestamp(data, "updated_at", what),
+        description_html=text(data, "description", what, default=""),
+        company=_named(data.get("company"), f"{what}.company"),
+        contact=_named(data.get("contact"), f"{what}.contact"),
+        priority=_named(priority, f"{what}.priority"),
+        deadline_at=timestamp(data, "deadline_at", what),
+    )
+
+
+def parse_issue_list(raw: Any) -> list[Issue]:
+    return [parse_issue(item) for item in items(raw, "issue list")]
+
+
+def parse_comment(raw: Any, issue_id: int) -> Comment:
+    data = obj(raw, "comment")
+    what = f"issue {issue_id} comment {data.get('id', '?')}"
+    author = obj(data.get("author"), f"{what}.author")
+    public = data.get("public")
+    if not isinstance(public, bool):
+        raise ParseError(f"{what}.public: expected true or false, got {public!r}")
+    return Comment(
+        id=integer(data, "id", what),
+        issue_id=issue_id,
+        content_html=text(data, "content", what, default=""),
+        public=public,
+        published_at=timestamp(data, "published_at", what),
+        author=Person(
+            id=integer(author, "id", f"{what}.author"),
+            name=text(author, "name", f"{what}.author", default=""),
+            kind=text(author, "type", f"{what}.author", default="employee"),
+        ),
+    )
+
+
+def parse_comments(raw: Any, issue_id: int) -> list[Comment]:
+    return [parse_comment(item, issue_id) for item in items(raw, f"issue {issue_id} comments")]
+
+
+def parse_time_entries(raw: Any, issue_id: int) -> list[TimeEntry]:
+    # Documented as {"time_entries": [...]}; a bare list is tolerated (one client parses it so).
+    entries = raw if isinstance(raw, list) else obj(raw, "time entries").get("time_entries", [])
+    result = []
+    for item in items(entries, f"issue {issue_id} time_entries"):
+        data = obj(item, "time entry")
+        what = f"issue {issue_id} time entry {data.get('id', '?')}"
+        employee = data.get("employee")
+        result.append(
+            TimeEntry(
+                id=integer(data, "id", what),
+                issue_id=issue_id,
+                employee_id=opt_integer(obj(employee, f"{what}.employee"), "id", what) if employee else None,
+                spent_hours=number(data, "spent_time", what),
+                comment=text(data, "comment", what, default=""),
+            )
+        )
+    return result
+
+
+def parse_statuses(raw: Any) -> list[tuple[str, str]]:
+    result = []
+    for item in items(raw, "statuses"):
+        data = obj(item, "status")
+        result.append((text(data, "code", "status"), text(data, "name", "status", default="")))
+    return result

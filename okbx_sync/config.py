@@ -1,0 +1,349 @@
+"""Load and validate okbx.yaml into frozen objects.
+
+Validation is declarative: each section lists its keys with a type, a default (or REQUIRED)
+and an optional check.  Every problem is collected with its key path and reported at once;
+unknown keys are errors, so a typo never silently falls back to a default.  `${VAR}` in any
+string is replaced from the environment (secrets live there, not in the file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+from .secrets import Secret
+
+REQUIRED = object()
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class OkdeskConfig:
+    url: str
+    api_token: Secret
+    bot_employee_id: int
+    handoff_status: str
+    return_status: str = "opened"
+    timezone: str | None = None  # "+03:00" or an IANA name; None = learn from the API's offsets
+    time_entry_body: str = "auto"  # inferred API fact: flat | wrapped | auto (flat, then wrapped on 4xx)
+    comment_detection: str = "updated_since"  # inferred: does a comment bump updated_at? else "full"
+    full_scan_minutes: int = 60
+    requests_per_second: float = 3.0
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Bitrix24Config:
+    webhook_url: Secret
+    group_id: int
+    responsible_id: int
+    created_by: int | None = None
+    done_statuses: tuple[int, ...] = (5,)
+    tags: tuple[str, ...] = ("okdesk",)
+    requests_per_second: float = 2.0
+    burst: int = 40
+    timeout_seconds: float = 65.0
+
+
+@dataclass(frozen=True)
+class CommentsConfig:
+    forward_public: bool = True
+    forward_internal: bool = True
+    summary_public: bool = False
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    default_employee_id: int
+    users: Mapping[int, int] = field(default_factory=dict)
+    late_window_days: int = 30
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    max_retries: int = 5  # failures of one issue before it is parked
+    retry_base_seconds: int = 300  # first retry delay; doubles per failure
+    max_requests_per_cycle: int = 2000
+    unusual_share: float = 0.5  # a plan touching more than this share of links needs --force
+    unusual_min_links: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    okdesk: OkdeskConfig
+    bitrix24: Bitrix24Config
+    comments: CommentsConfig
+    time: TimeConfig
+    state: StateConfig
+    sync: SyncConfig
+    source: str = ""
+
+    def secrets(self) -> list[str]:
+        from .secrets import webhook_secret_parts
+
+        return [self.okdesk.api_token.reveal(), *webhook_secret_parts(self.bitrix24.webhook_url.reveal())]
+
+
+# -- key specifications ---------------------------------------------------------------------
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # str | int | float | bool | url | secret | secret_url | int_list | str_list | int_map | path
+    default: Any = REQUIRED
+    check: Check | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _share(value: Any) -> str | None:
+    return None if 0 < value <= 1 else "must be between 0 and 1"
+
+
+SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
+    "okdesk": (
+        OkdeskConfig,
+        {
+            "url": Key("url"),
+            "api_token": Key("secret"),
+            "bot_employee_id": Key("int", check=_positive),
+            "handoff_status": Key("str"),
+            "return_status": Key("str", "opened"),
+            "timezone": Key("tz", None),
+            "time_entry_body": Key("str", "auto", choices=("auto", "flat", "wrapped")),
+            "comment_detection": Key("str", "updated_since", choices=("updated_since", "full")),
+            "full_scan_minutes": Key("int", 60, check=_positive),
+            "requests_per_second": Key("float", 3.0, check=_positive),
+            "timeout_seconds": Key("float", 30.0, check=_positive),
+        },
+    ),
+    "bitrix24": (
+        Bitrix24Config,
+        {
+            "webhook_url": Key("secret_url"),
+            "group_id": Key("int", check=_positive),
+            "responsible_id": Key("int", check=_positive),
+            "created_by": Key("int", None, check=_positive),
+            "done_statuses": Key("int_list", (5,)),
+            "tags": Key("str_list", ("okdesk",)),
+            "requests_per_second": Key("float", 2.0, check=_positive),
+            "burst": Key("int", 40, check=_positive),
+            "timeout_seconds": Key("float", 65.0, check=_positive),
+        },
+    ),
+    "comments": (
+        CommentsConfig,
+        {
+            "forward_public": Key("bool", True),
+            "forward_internal": Key("bool", True),
+            "summary_public": Key("bool", False),
+        },
+    ),
+    "time": (
+        TimeConfig,
+        {
+            "default_employee_id": Key("int", check=_positive),
+            "users": Key("int_map", {}),
+            "late_window_days": Key("int", 30, check=_positive),
+        },
+    ),
+    "state": (StateConfig, {"path": Key("path", "./okbx.sqlite3")}),
+    "sync": (
+        SyncConfig,
+        {
+            "max_retries": Key("int", 5, check=_positive),
+            "retry_base_seconds": Key("int", 300, check=_positive),
+            "max_requests_per_cycle": Key("int", 2000, check=_positive),
+            "unusual_share": Key("float", 0.5, check=_share),
+            "unusual_min_links": Key("int", 10, check=_positive),
+        },
+    ),
+}
+OPTIONAL_SECTIONS = {"comments", "state", "sync"}
+
+
+# -- conversion -----------------------------------------------------------------------------
+class _Problem(Exception):
+    pass
+
+
+def _expand_env(value: str, env: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env or env[name] == "":
+            raise _Problem(f"environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(replace, value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _Problem(f"must be a whole number, got {_show(value)}")
+    try:
+        return int(value)
+    except ValueError:
+        raise _Problem(f"must be a whole number, got {_show(value)}") from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _convert(key: Key, value: Any, env: Mapping[str, str], base_dir: Path) -> Any:
+    if isinstance(value, str):
+        value = _expand_env(value, env)
+    kind = key.kind
+    if kind in ("str", "url", "secret", "secret_url", "path", "tz"):
+        if not isinstance(value, str) or not value.strip():
+            raise _Problem(
+                f"must be a non-empty text, got {_show(value) if kind not in ('secret', 'secret_url') else type(value).__name__}"
+            )
+        value = value.strip()
+        if key.choices and value not in key.choices:
+            raise _Problem(f"must be one of {', '.join(key.choices)}, got {_show(value)}")
+        if kind in ("url", "secret_url"):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                shown = _show(value) if kind == "url" else "a value that is not a URL"
+                raise _Problem(f"must be an http(s) URL, got {shown}")
+            if kind == "secret_url" and not re.search(r"/rest/\d+/[^/]+/?$", parts.path):
+                raise _Problem("must be an incoming-webhook URL of the form https://<portal>/rest/<user id>/<secret>/")
+            value = value.rstrip("/") + ("/" if kind == "secret_url" else "")
+        if kind == "tz":
+            _check_timezone(value)
+        if kind in ("secret", "secret_url"):
+            return Secret(value)
+        if kind == "path":
+            path = Path(value).expanduser()
+            return path if path.is_absolute() else base_dir / path
+        return value
+    if kind == "int":
+        return _as_int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Problem(f"must be a number, got {_show(value)}")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _Problem(f"must be true or false, got {_show(value)}")
+        return value
+    if kind == "int_list":
+        if not isinstance(value, list | tuple) or not value:
+            raise _Problem(f"must be a non-empty list of whole numbers, got {_show(value)}")
+        return tuple(_as_int(v) for v in value)
+    if kind == "str_list":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _Problem(f"must be a list of texts, got {_show(value)}")
+        return tuple(value)
+    if kind == "int_map":
+        if not isinstance(value, dict):
+            raise _Problem(f"must be a mapping of Bitrix24 user id to Okdesk employee id, got {_show(value)}")
+        return {_as_int(k): _as_int(v) for k, v in value.items()}
+    raise AssertionError(kind)
+
+
+def _check_timezone(value: str) -> None:
+    from .timeutil import parse_timezone
+
+    try:
+        parse_timezone(value)
+    except ValueError as exc:
+        raise _Problem(str(exc)) from None
+
+
+def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: str = "") -> Config:
+    problems: list[tuple[str, str]] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([("", "the file must be a YAML mapping with sections okdesk, bitrix24, time, ...")], source)
+    for name in raw:
+        if name not in SECTIONS:
+            problems.append((str(name), f"unknown section (known: {', '.join(SECTIONS)})"))
+    built: dict[str, Any] = {}
+    for section, (cls, keys) in SECTIONS.items():
+        values = raw.get(section)
+        if values is None:
+            if section not in OPTIONAL_SECTIONS:
+                problems.append((section, "section is missing"))
+                continue
+            values = {}
+        if not isinstance(values, dict):
+            problems.append((section, "must be a mapping"))
+            continue
+        kwargs: dict[str, Any] = {}
+        for name in values:
+            if name not in keys:
+                problems.append((f"{section}.{name}", "unknown key"))
+        for name, key in keys.items():
+            path = f"{section}.{name}"
+            if name not in values or values[name] is None:
+                if key.default is REQUIRED:
+                    problems.append((path, "is required"))
+                elif key.kind == "path":
+                    kwargs[name] = _convert(key, key.default, env, base_dir)
+                else:
+                    kwargs[name] = key.default
+                continue
+            try:
+                kwargs[name] = _convert(key, values[name], env, base_dir)
+                if key.check and (message := key.check(kwargs[name])):
+                    problems.append((path, message))
+            except _Problem as problem:
+                problems.append((path, str(problem)))
+        if not any(p.startswith(section + ".") or p == section for p, _ in problems):
+            built[section] = cls(**kwargs)
+    if problems:
+        raise ConfigError(problems, source)
+    config = Config(**built, source=source)
+    _cross_checks(config)
+    return config
+
+
+def _cross_checks(config: Config) -> None:
+    problems = []
+    if config.okdesk.handoff_status == config.okdesk.return_status:
+        problems.append(("okdesk.return_status", "must differ from okdesk.handoff_status"))
+    if problems:
+        raise ConfigError(problems, config.source)
+
+
+def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
+    """--config, else $OKBX_CONFIG, else ./okbx.yaml."""
+    return Path(explicit or env.get("OKBX_CONFIG") or "okbx.yaml")
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("", "file not found (give --config PATH or set OKBX_CONFIG)")], source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.__class__.__name__}")], source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError([("", f"not valid YAML{where}: {problem}")], source) from None
+    return parse_config(raw, env=env, base_dir=path.parent.resolve(), source=source)

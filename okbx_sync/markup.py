@@ -1,0 +1,161 @@
+"""Text crossing from one system to the other: Okdesk HTML <-> Bitrix24 BB-code, safely.
+
+User text is data, never markup: BB-code brackets coming from Okdesk are neutralised with a
+zero-width space after `[` (Bitrix24 has no escape syntax for BB-code), and text going into
+Okdesk is HTML-escaped.  Only the tags we emit ourselves survive, so a client cannot inject
+`[URL=javascript:...]`, close our `[QUOTE]`, or forge one of okbx's markers.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+ZWSP = "\u200b"
+MAX_TEXT = 20000  # characters of user text forwarded; the rest is cut with a note
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (binary-looking input) and cap the length."""
+    text = _CONTROL.sub("", text)
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + " … (cut)"
+    return text
+
+
+def escape_bbcode(text: str) -> str:
+    return clean_text(text).replace("[", "[" + ZWSP)
+
+
+def escape_html(text: str) -> str:
+    return html.escape(clean_text(text), quote=True).replace("\n", "<br>")
+
+
+def safe_url(url: str) -> str | None:
+    url = url.strip()
+    if urlsplit(url).scheme.lower() not in ("http", "https", "mailto"):
+        return None
+    if any(c in url for c in "[]\n\r ") or (url.startswith("mailto:") is False and "//" not in url):
+        return None
+    return url
+
+
+class _HtmlToBBCode(HTMLParser):
+    _SIMPLE = {"b": "B", "strong": "B", "i": "I", "em": "I", "u": "U", "s": "S", "strike": "S", "del": "S"}
+    _BLOCK = {"p", "div", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._open: list[str] = []  # BB tags we opened, closed in order even on broken HTML
+        self._skip = 0  # inside <script>/<style>
+        self._link_stack: list[bool] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag in self._BLOCK:
+            self._newline()
+        elif tag == "li":
+            self._newline()
+            self.out.append("• ")
+        elif tag in self._SIMPLE:
+            self._push(self._SIMPLE[tag])
+        elif tag == "blockquote":
+            self._newline()
+            self._push("QUOTE")
+        elif tag == "a":
+            href = safe_url(dict(attrs).get("href") or "")
+            self._link_stack.append(href is not None)
+            if href:
+                self.out.append(f"[URL={href}]")
+                self._open.append("URL")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BLOCK or tag == "li":
+            self._newline()
+        elif tag in self._SIMPLE:
+            self._pop(self._SIMPLE[tag])
+        elif tag == "blockquote":
+            self._pop("QUOTE")
+        elif tag == "a" and self._link_stack and self._link_stack.pop():
+            self._pop("URL")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.out.append(escape_bbcode(data))
+
+    def _newline(self) -> None:
+        if self.out and not "".join(self.out[-2:]).endswith("\n"):
+            self.out.append("\n")
+
+    def _push(self, tag: str) -> None:
+        self.out.append(f"[{tag}]")
+        self._open.append(tag)
+
+    def _pop(self, tag: str) -> None:
+        if tag in self._open:
+            while self._open:
+                top = self._open.pop()
+                self.out.append(f"[/{top}]")
+                if top == tag:
+                    break
+
+    def result(self) -> str:
+        self.close()
+        while self._open:
+            self.out.append(f"[/{self._open.pop()}]")
+        text = "".join(self.out)
+        text = re.sub(r"[ \t]+\n", "\n", text)
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def html_to_bbcode(source: str) -> str:
+    parser = _HtmlToBBCode()
+    parser.feed(clean_text(source))
+    return parser.result()
+
+
+def html_to_text(source: str) -> str:
+    """Plain text of Okdesk HTML, for one-line previews."""
+    text = re.sub(r"\[/?[A-Z]+(=[^\]]*)?\]", "", html_to_bbcode(source))
+    return text.replace(ZWSP, "")
+
+
+# -- markers ---------------------------------------------------------------------------------
+# Each remote write carries one, so that after a crash between the write and its record the
+# next run can find the write and adopt it instead of repeating it.
+
+
+def marker(kind: str, *parts: object) -> str:
+    return "okbx:" + ":".join([kind, *(str(p) for p in parts)])
+
+
+def bb_marker_line(token: str) -> str:
+    return f"[I]{token}[/I]"
+
+
+def has_bb_marker(text: str, token: str) -> bool:
+    # Only the last line counts: user text above it is escaped and cannot end with our tag.
+    return text.rstrip().endswith(bb_marker_line(token))
+
+
+def html_marker_line(token: str) -> str:
+    return f'<span class="okbx-marker">{token}</span>'
+
+
+def has_html_marker(content: str, token: str) -> bool:
+    # Okdesk may sanitise our span away, so the token text at the very end is what counts;
+    # text from Bitrix24 above it is HTML-escaped and cannot end the comment with a tag.
+    return re.sub(r"<[^>]*>", "", content).rstrip().endswith(token)
+
+
+def has_text_marker(text: str, token: str) -> bool:
+    return text.rstrip().endswith(f"[{token}]")

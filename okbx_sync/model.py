@@ -1,0 +1,73 @@
+"""Our own view of the remote records: only what the sync needs, already typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    kind: str  # "employee" | "contact"
+
+
+@dataclass(frozen=True)
+class Issue:
+    id: int
+    title: str
+    status: str
+    updated_at: datetime | None
+    description_html: str = ""
+    company: str | None = None
+    contact: str | None = None
+    priority: str | None = None
+    deadline_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    issue_id: int
+    content_html: str
+    public: bool
+    published_at: datetime | None
+    author: Person
+
+
+@dataclass(frozen=True)
+class TimeEntry:
+    id: int
+    issue_id: int
+    employee_id: int | None
+    spent_hours: float
+    comment: str
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    status: int
+    xml_id: str | None = None
+    title: str = ""
+    group_id: int | None = None
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ElapsedItem:
+    id: int
+    task_id: int
+    user_id: int
+    seconds: int
+    comment: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskComment:
+    id: int
+    task_id: int
+    author_id: int
+    text: str

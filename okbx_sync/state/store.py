@@ -1,0 +1,366 @@
+"""The local SQLite state store: links, the write journal (intents and results), history.
+
+Every remote write goes through three small transactions: `begin_op` records the intent
+(and the action's marker) before the request, `finish_op` records the result together with
+its effect on the link, `fail_op` records a failure.  A crash between them leaves an op in
+state "intent", which tells the next run to look for the write's marker before repeating it.
+WAL mode and one transaction per step keep the file consistent under kill -9.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import StateError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Link:
+    issue_id: int
+    task_id: int | None
+    state: str  # active | done | gone_task | gone_issue
+    cycle: int
+    issue_status: str | None
+    dirty: bool
+    fail_count: int
+    last_error: str | None
+    next_retry_at: datetime | None
+    parked: bool
+    created_at: datetime
+    updated_at: datetime
+    done_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Op:
+    key: str
+    issue_id: int
+    kind: str
+    state: str  # intent | done | failed
+    remote_id: str | None
+    cycle: int | None
+    report_key: str | None
+    ambiguous: bool
+    error: str | None
+    attempts: int
+    detail: dict[str, Any]
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["links"].create(
+        {
+            "issue_id": int,
+            "task_id": int,
+            "state": str,
+            "cycle": int,
+            "issue_status": str,
+            "dirty": int,
+            "fail_count": int,
+            "last_error": str,
+            "next_retry_at": str,
+            "parked": int,
+            "created_at": str,
+            "updated_at": str,
+            "done_at": str,
+        },
+        pk="issue_id",
+        not_null={"state", "cycle", "created_at", "updated_at"},
+        defaults={"dirty": 0, "fail_count": 0, "parked": 0},
+    )
+    db["links"].create_index(["task_id"])
+    db["ops"].create(
+        {
+            "key": str,
+            "issue_id": int,
+            "kind": str,
+            "state": str,
+            "remote_id": str,
+            "cycle": int,
+            "report_key": str,
+            "ambiguous": int,
+            "error": str,
+            "attempts": int,
+            "detail": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="key",
+        not_null={"issue_id", "kind", "state"},
+        defaults={"ambiguous": 0, "attempts": 0},
+    )
+    db["ops"].create_index(["issue_id"])
+    db["ops"].create_index(["report_key"])
+    db["journal"].create(
+        {"id": int, "at": str, "issue_id": int, "key": str, "kind": str, "outcome": str, "detail": str},
+        pk="id",
+    )
+    db["journal"].create_index(["issue_id"])
+
+
+MIGRATIONS = {1: _migrate_1}
+
+
+class Store:
+    def __init__(self, path: Path, *, clock: Any = None) -> None:
+        self.path = path
+        self._clock = clock or (lambda: datetime.now(UTC))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state store {path} cannot be used: {exc}") from None
+        except OSError as exc:
+            raise StateError(f"state store {path} cannot be opened: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def now(self) -> datetime:
+        now: datetime = self._clock()
+        return now
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state store {self.path}: write failed: {exc}") from None
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state store {self.path} was written by a newer okbx (schema {version}, this okbx knows "
+                f"{SCHEMA_VERSION}); upgrade okbx or point state.path elsewhere"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.tx():
+                MIGRATIONS[target](sqlite_utils.Database(self.conn))
+                self.conn.execute(f"PRAGMA user_version={target}")
+
+    # -- meta ------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as conn:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    # -- links -----------------------------------------------------------------------------
+    def links(self) -> dict[int, Link]:
+        return {row["issue_id"]: _link(row) for row in self.conn.execute("SELECT * FROM links ORDER BY issue_id")}
+
+    def link(self, issue_id: int) -> Link | None:
+        row = self.conn.execute("SELECT * FROM links WHERE issue_id=?", (issue_id,)).fetchone()
+        return _link(row) if row else None
+
+    def link_for_task(self, task_id: int) -> Link | None:
+        row = self.conn.execute("SELECT * FROM links WHERE task_id=?", (task_id,)).fetchone()
+        return _link(row) if row else None
+
+    def create_link(self, issue_id: int, task_id: int | None, *, status: str | None, origin: str) -> None:
+        now = _ts(self.now())
+        with self.tx() as conn:
+            conn.execute(
+                "INSERT INTO links(issue_id, task_id, state, cycle, issue_status, created_at, updated_at) "
+                "VALUES(?, ?, 'active', 1, ?, ?, ?)",
+                (issue_id, task_id, status, now, now),
+            )
+            self._journal(conn, issue_id, None, "link", "done", origin)
+
+    def update_link(self, issue_id: int, conn: sqlite3.Connection | None = None, **fields: Any) -> None:
+        fields["updated_at"] = self.now()
+        values = [
+            _ts(v) if isinstance(v, datetime) else (int(v) if isinstance(v, bool) else v) for v in fields.values()
+        ]
+        sql = "UPDATE links SET " + ", ".join(f"{k}=?" for k in fields) + " WHERE issue_id=?"
+        if conn is not None:
+            conn.execute(sql, (*values, issue_id))
+        else:
+            with self.tx() as c:
+                c.execute(sql, (*values, issue_id))
+
+    def observe_statuses(self, statuses: dict[int, str]) -> None:
+        """Remember the last status seen for linked issues (to notice when one re-enters handoff)."""
+        with self.tx() as conn:
+            for issue_id, status in statuses.items():
+                conn.execute(
+                    "UPDATE links SET issue_status=? WHERE issue_id=? AND (issue_status IS NOT ?)",
+                    (status, issue_id, status),
+                )
+
+    def record_failure(self, issue_id: int, error: str, *, max_retries: int, base_seconds: int) -> Link | None:
+        link = self.link(issue_id)
+        if link is None:
+            return None
+        count = link.fail_count + 1
+        delay = timedelta(seconds=base_seconds * 2 ** (count - 1))
+        self.update_link(
+            issue_id,
+            fail_count=count,
+            last_error=error[:500],
+            dirty=True,
+            next_retry_at=self.now() + delay,
+            parked=count >= max_retries,
+        )
+        return self.link(issue_id)
+
+    def clear_failure(self, issue_id: int) -> None:
+        self.update_link(issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False)
+
+    # -- ops (the write journal) -------------------------------------------------------------
+    def ops_for(self, issue_ids: list[int] | None = None) -> dict[str, Op]:
+        if issue_ids is None:
+            rows = self.conn.execute("SELECT * FROM ops")
+        else:
+            rows = self.conn.execute(
+                f"SELECT * FROM ops WHERE issue_id IN ({','.join('?' * len(issue_ids))})", issue_ids
+            )
+        return {row["key"]: _op(row) for row in rows}
+
+    def op(self, key: str) -> Op | None:
+        row = self.conn.execute("SELECT * FROM ops WHERE key=?", (key,)).fetchone()
+        return _op(row) if row else None
+
+    def begin_op(
+        self,
+        key: str,
+        issue_id: int,
+        kind: str,
+        *,
+        cycle: int | None,
+        report_key: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        now = _ts(self.now())
+        with self.tx() as conn:
+            conn.execute(
+                "INSERT INTO ops(key, issue_id, kind, state, cycle, report_key, attempts, detail, created_at, updated_at) "
+                "VALUES(?, ?, ?, 'intent', ?, ?, 1, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET state='intent', "
+                "attempts=attempts+1, error=NULL, updated_at=excluded.updated_at",
+                (key, issue_id, kind, cycle, report_key, json.dumps(detail or {}, ensure_ascii=False), now, now),
+            )
+
+    def finish_op(
+        self,
+        key: str,
+        issue_id: int,
+        kind: str,
+        *,
+        remote_id: str | None,
+        outcome: str,
+        summary: str,
+        link_update: dict[str, Any] | None = None,
+    ) -> None:
+        with self.tx() as conn:
+            conn.execute(
+                "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
+                (remote_id, _ts(self.now()), key),
+            )
+            if link_update:
+                self.update_link(issue_id, conn, **link_update)
+            self._journal(conn, issue_id, key, kind, outcome, summary)
+
+    def fail_op(self, key: str, issue_id: int, kind: str, *, error: str, ambiguous: bool) -> None:
+        with self.tx() as conn:
+            conn.execute(
+                "UPDATE ops SET state='failed', ambiguous=?, error=?, updated_at=? WHERE key=?",
+                (int(ambiguous), error[:500], _ts(self.now()), key),
+            )
+            self._journal(conn, issue_id, key, kind, "failed", error[:500])
+
+    def local_change(self, issue_id: int, kind: str, summary: str, **link_update: Any) -> None:
+        """A state-only step (no remote write): one transaction, journaled."""
+        with self.tx() as conn:
+            self.update_link(issue_id, conn, **link_update)
+            self._journal(conn, issue_id, None, kind, "done", summary)
+
+    def _journal(
+        self, conn: sqlite3.Connection, issue_id: int, key: str | None, kind: str, outcome: str, detail: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO journal(at, issue_id, key, kind, outcome, detail) VALUES(?, ?, ?, ?, ?, ?)",
+            (_ts(self.now()), issue_id, key, kind, outcome, detail),
+        )
+
+    def journal(self, issue_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM journal" + (" WHERE issue_id=?" if issue_id is not None else "") + " ORDER BY id"
+        params: tuple[Any, ...] = (issue_id,) if issue_id is not None else ()
+        rows = [dict(r) for r in self.conn.execute(sql, params)]
+        return rows[-limit:] if limit else rows
+
+    def counts(self) -> dict[int, dict[str, int]]:
+        """Per issue: comments forwarded and time entries copied (done ops by kind)."""
+        result: dict[int, dict[str, int]] = {}
+        for row in self.conn.execute("SELECT issue_id, kind, COUNT(*) AS n FROM ops WHERE state='done' GROUP BY 1, 2"):
+            result.setdefault(row["issue_id"], {})[row["kind"]] = row["n"]
+        return result
+
+
+def _link(row: sqlite3.Row) -> Link:
+    return Link(
+        issue_id=row["issue_id"],
+        task_id=row["task_id"],
+        state=row["state"],
+        cycle=row["cycle"],
+        issue_status=row["issue_status"],
+        dirty=bool(row["dirty"]),
+        fail_count=row["fail_count"] or 0,
+        last_error=row["last_error"],
+        next_retry_at=_dt(row["next_retry_at"]),
+        parked=bool(row["parked"]),
+        created_at=_dt(row["created_at"]) or datetime.min.replace(tzinfo=UTC),
+        updated_at=_dt(row["updated_at"]) or datetime.min.replace(tzinfo=UTC),
+        done_at=_dt(row["done_at"]),
+    )
+
+
+def _op(row: sqlite3.Row) -> Op:
+    return Op(
+        key=row["key"],
+        issue_id=row["issue_id"],
+        kind=row["kind"],
+        state=row["state"],
+        remote_id=row["remote_id"],
+        cycle=row["cycle"],
+        report_key=row["report_key"],
+        ambiguous=bool(row["ambiguous"]),
+        error=row["error"],
+        attempts=row["attempts"] or 0,
+        detail=json.loads(row["detail"] or "{}"),
+    )

@@ -1,0 +1,138 @@
+"""One sync cycle: fetch both systems, plan, and (unless a dry run) apply.
+
+Dry run means "stop after planning": the flag is checked here once; the applier never sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..clients.bitrix24 import Bitrix24Client
+from ..clients.http import RequestBudget
+from ..clients.okdesk import OkdeskClient
+from ..config import Config
+from ..errors import OkbxError
+from ..secrets import Redactor
+from ..state.store import Store
+from .actions import Action
+from .apply import Applier, ApplyReport
+from .fetch import fetch_snapshot
+from .plan import Plan, build_plan
+from .snapshot import Snapshot, StateView
+
+log = logging.getLogger(__name__)
+
+
+class UnsafePlan(OkbxError):
+    """The plan touches an unusual share of links at once; refused unless forced."""
+
+
+@dataclass
+class Clients:
+    okdesk: OkdeskClient
+    bitrix: Bitrix24Client
+    budget: RequestBudget
+
+    @classmethod
+    def build(cls, config: Config, redactor: Redactor, *, backoff_seconds: float = 1.0) -> Clients:
+        budget = RequestBudget(config.sync.max_requests_per_cycle)
+        return cls(
+            OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds),
+            Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds),
+            budget,
+        )
+
+    def requests_sent(self) -> dict[str, int]:
+        return {"okdesk": self.okdesk.transport.requests_sent, "bitrix24": self.bitrix.transport.requests_sent}
+
+    def close(self) -> None:
+        self.okdesk.transport.close()
+        self.bitrix.transport.close()
+
+
+@dataclass
+class CycleResult:
+    plan: Plan
+    snapshot: Snapshot
+    applied: ApplyReport | None = None
+    read_errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.read_errors and (self.applied is None or not self.applied.failed)
+
+
+def run_cycle(
+    config: Config,
+    clients: Clients,
+    store: Store,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    now: datetime | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_action: Callable[[Action, str], None] = lambda a, o: None,
+) -> CycleResult:
+    started = now or store.now()
+    links = store.links()
+    watermark_text = store.get_meta("okdesk_watermark")
+    watermark = datetime.fromisoformat(watermark_text) if watermark_text else None
+    last_full = store.get_meta("last_full_scan")
+    full_scan = (
+        config.okdesk.comment_detection == "full"
+        or last_full is None
+        or (started - datetime.fromisoformat(last_full)).total_seconds() >= config.okdesk.full_scan_minutes * 60
+    )
+    elapsed_after = int(store.get_meta("elapsed_watermark") or 0)
+
+    snapshot = fetch_snapshot(
+        clients.okdesk,
+        clients.bitrix,
+        config,
+        links,
+        watermark=watermark,
+        elapsed_after=elapsed_after,
+        full_scan=full_scan,
+        now=started,
+    )
+    scope = sorted(set(links) | set(snapshot.handoff))
+    state = StateView(links=links, ops=store.ops_for(scope))
+    plan = build_plan(snapshot, state, config, started)
+    result = CycleResult(plan=plan, snapshot=snapshot, read_errors=dict(snapshot.errors))
+    if dry_run:
+        return result
+    if not force and (why := plan.unusual(state, config)):
+        raise UnsafePlan(
+            f"refused: {why}. Nothing was written. Check both systems; if the change is real, run `okbx sync --force`."
+        )
+
+    for issue_id, error in snapshot.errors.items():
+        if issue_id in links:
+            store.record_failure(
+                issue_id, error, max_retries=config.sync.max_retries, base_seconds=config.sync.retry_base_seconds
+            )
+    applier = Applier(clients.okdesk, clients.bitrix, store, config, should_stop=should_stop, on_action=on_action)
+    result.applied = applier.apply(plan.by_issue())
+
+    _remember(store, snapshot, links, plan, started, full_scan)
+    return result
+
+
+def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started: datetime, full_scan: bool) -> None:
+    """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
+    statuses = {i.id: i.status for i in snapshot.handoff.values()}
+    statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
+    store.observe_statuses({i: s for i, s in statuses.items() if i in links or store.link(i)})
+    store.set_meta("okdesk_watermark", started.isoformat())
+    if full_scan:
+        store.set_meta("last_full_scan", started.isoformat())
+    if snapshot.late_elapsed:
+        newest = max(i.id for i in snapshot.late_elapsed)
+        store.set_meta("elapsed_watermark", str(max(newest, int(store.get_meta("elapsed_watermark") or 0))))
+    planned = {a.issue_id for a in plan.actions}
+    for issue_id, link in links.items():
+        if link.dirty and issue_id not in planned and issue_id not in snapshot.errors and issue_id in snapshot.comments:
+            store.update_link(issue_id, dirty=False)

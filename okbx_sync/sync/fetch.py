@@ -1,0 +1,182 @@
+"""Read both systems into a Snapshot, spending requests on change, not on the number of links.
+
+Per cycle, whatever the number of links:
+  Okdesk:   one listing of issues in the handoff status, one listing of issues updated since
+            the last cycle (less an overlap, because the filter has minute precision);
+  Bitrix24: one batched `tasks.task.list` per 2,500 active links, one elapsed-time query over
+            the tasks of recently completed links.
+Per change: a full read and the comments of each issue that is new, changed, completing, or
+left the handoff status; the elapsed items of each completed task; a direct `tasks.task.get`
+for a task missing from the listing (absence from a listing is never taken as deletion).
+Every `full_scan_minutes` (and when the Okdesk comment-detection fact is not trusted,
+`comment_detection: full`) the comments of all active links are read.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from ..clients.bitrix24 import Bitrix24Client
+from ..clients.okdesk import OkdeskClient
+from ..config import Config
+from ..errors import ApiError, NotFound
+from ..model import Issue
+from ..state.store import Link
+from .snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+OVERLAP = timedelta(minutes=10)
+
+
+def fetch_snapshot(
+    okdesk: OkdeskClient,
+    bitrix: Bitrix24Client,
+    config: Config,
+    links: dict[int, Link],
+    *,
+    watermark: datetime | None,
+    elapsed_after: int,
+    full_scan: bool,
+    now: datetime,
+) -> Snapshot:
+    handoff_code = config.okdesk.handoff_status
+    snap = Snapshot()
+    # A failing listing aborts the cycle: planning from half the picture could mistake an outage for change.
+    snap.handoff = {i.id: i for i in okdesk.list_issues(status_codes=[handoff_code])}
+    changed: set[int] = set()
+    seen_status: dict[int, str] = {i.id: i.status for i in snap.handoff.values()}
+    if watermark is not None and not full_scan:
+        for issue in okdesk.list_issues(updated_since=watermark - OVERLAP):
+            changed.add(issue.id)
+            seen_status[issue.id] = issue.status
+
+    new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
+    active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}
+    _fetch_tasks(bitrix, snap, active)
+    done_statuses = set(config.bitrix24.done_statuses)
+    completing = {
+        i for i, link in active.items() if (t := snap.tasks.get(link.task_id or 0)) and t.status in done_statuses
+    }
+
+    fresh = set(new_ids) | completing
+    for issue_id, link in active.items():
+        if issue_id not in snap.handoff and (
+            link.dirty or seen_status.get(issue_id, link.issue_status) in (handoff_code, None)
+        ):
+            fresh.add(issue_id)
+    comments_for = set(new_ids)
+    for issue_id, link in active.items():
+        if full_scan or watermark is None or link.dirty or issue_id in changed or issue_id in fresh:
+            comments_for.add(issue_id)
+    # a done link handed off again: read it like a new one
+    for issue_id in new_ids:
+        comments_for.add(issue_id)
+
+    for issue_id in sorted(fresh):
+        _read_issue(okdesk, snap, issue_id)
+    for issue_id in sorted(comments_for):
+        if snap.issues.get(issue_id, True) is None or issue_id in snap.errors:
+            continue
+        try:
+            snap.comments[issue_id] = okdesk.list_comments(issue_id)
+        except NotFound:
+            snap.issues[issue_id] = None
+        except ApiError as error:
+            snap.errors[issue_id] = f"reading comments failed: {error}"
+
+    _fetch_time(bitrix, snap, config, links, active, completing, elapsed_after, now)
+    if fresh:
+        try:
+            snap.statuses = dict(okdesk.list_statuses())
+        except ApiError as error:  # names are cosmetic; codes still work
+            log.warning("could not read Okdesk status names: %s", error)
+    return snap
+
+
+def _wants_task(link: Link | None, handoff_code: str) -> bool:
+    if link is None:
+        return True
+    if link.state == "done":
+        return True
+    if link.state == "active":
+        return link.task_id is None
+    if link.state == "gone_task":
+        return link.issue_status not in (None, handoff_code)
+    return False
+
+
+def _read_issue(okdesk: OkdeskClient, snap: Snapshot, issue_id: int) -> None:
+    try:
+        issue = okdesk.get_issue(issue_id)
+    except NotFound:
+        snap.issues[issue_id] = None
+        return
+    except ApiError as error:
+        snap.errors[issue_id] = f"reading the issue failed: {error}"
+        return
+    summary: Issue | None = snap.handoff.get(issue_id)
+    if summary is not None:  # the listing carries company and contact names; the full issue only ids
+        issue = Issue(**{**issue.__dict__, "company": summary.company, "contact": summary.contact})
+    snap.issues[issue_id] = issue
+
+
+def _fetch_tasks(bitrix: Bitrix24Client, snap: Snapshot, active: dict[int, Link]) -> None:
+    if not active:
+        return
+    by_task = {link.task_id: issue_id for issue_id, link in active.items() if link.task_id is not None}
+    found, failed = bitrix.tasks_by_id(by_task)
+    snap.tasks.update(found)
+    for task_id, error in failed.items():
+        snap.errors[by_task[task_id]] = f"reading task {task_id} failed: {error}"
+    for task_id, issue_id in by_task.items():
+        if task_id in found or task_id in failed:
+            continue
+        try:  # missing from the listing: only a direct "not found" means deleted
+            snap.tasks[task_id] = bitrix.get_task(task_id)
+        except ApiError as error:
+            snap.errors[issue_id] = f"reading task {task_id} failed: {error}"
+
+
+def _fetch_time(
+    bitrix: Bitrix24Client,
+    snap: Snapshot,
+    config: Config,
+    links: dict[int, Link],
+    active: dict[int, Link],
+    completing: set[int],
+    elapsed_after: int,
+    now: datetime,
+) -> None:
+    task_ids = {active[i].task_id for i in completing if active[i].task_id is not None}
+    if task_ids:
+        try:
+            snap.elapsed.update(bitrix.elapsed_for_tasks(t for t in task_ids if t is not None))
+        except ApiError as error:
+            for issue_id in completing:
+                snap.errors[issue_id] = f"reading elapsed time failed: {error}"
+    window = timedelta(days=config.time.late_window_days)
+    recent_done = {
+        link.task_id
+        for link in links.values()
+        if link.state == "done" and link.task_id and (link.done_at is None or now - link.done_at <= window)
+    }
+    if recent_done:
+        try:
+            snap.late_elapsed = bitrix.elapsed_since(elapsed_after, (t for t in recent_done if t is not None))
+        except ApiError as error:
+            log.warning("could not read time logged after completion: %s", error)
+            for issue_id, link in links.items():
+                if link.task_id in recent_done:
+                    snap.errors[issue_id] = f"reading late elapsed time failed: {error}"
+    users = {i.user_id for items in snap.elapsed.values() for i in items} | {i.user_id for i in snap.late_elapsed}
+    if users:
+        try:
+            snap.user_names = {
+                int(u["ID"]): " ".join(filter(None, [str(u.get("NAME") or ""), str(u.get("LAST_NAME") or "")])).strip()
+                or f"Bitrix24 user #{u['ID']}"
+                for u in bitrix.users(users)
+                if "ID" in u
+            }
+        except (ApiError, ValueError, TypeError) as error:
+            log.warning("could not read Bitrix24 user names: %s", error)

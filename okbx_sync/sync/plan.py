@@ -1,0 +1,314 @@
+"""The planner: a pure function from snapshots of both systems plus our state to actions.
+
+Level-based, not edge-based: every cycle derives all outstanding work from what is true now
+(an issue in the handoff status without a link, a comment without a "done" op, a completed
+task without a summary...), so a crash or a failed write is simply planned again next time.
+
+Decision table, per issue:
+  handoff, no link                       -> create task, link comment, forward comments
+  handoff, link done                     -> renew task (new cycle), note, forward comments
+  handoff, task deleted, re-entered      -> create a new task (new cycle)
+  active, task not found (direct)        -> note in the issue, stop the link
+  active, issue not found (direct)       -> note in the task, stop the link
+  active                                 -> link comment if missing; forward new comments
+  active, issue left handoff             -> one note in the task per cycle
+  active, task done                      -> copy time, summary, return status (if still handoff), close
+  done, time logged after completion     -> copy it, with a short note
+  waiting for a retry, or parked         -> nothing (see `okbx status`, `okbx retry`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..config import Config
+from ..markup import marker
+from ..model import ElapsedItem, Issue
+from ..state.store import Link
+from ..timeutil import human_duration
+from . import render
+from .actions import (
+    Action,
+    CloseLink,
+    CopyTimeEntry,
+    CreateTask,
+    ForwardComment,
+    IssueNote,
+    MarkGone,
+    PostLinkComment,
+    PostReport,
+    RenewTask,
+    ReturnIssue,
+    TaskNote,
+)
+from .snapshot import Snapshot, StateView
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)  # issue id -> why nothing was planned
+
+    def by_issue(self) -> dict[int, list[Action]]:
+        grouped: dict[int, list[Action]] = {}
+        for action in self.actions:
+            grouped.setdefault(action.issue_id, []).append(action)
+        return grouped
+
+    def unusual(self, state: StateView, config: Config) -> str | None:
+        """Why this plan looks like an outage rather than real change, or None."""
+        active = sum(1 for link in state.links.values() if link.state == "active")
+        stopping = {a.issue_id for a in self.actions if isinstance(a, MarkGone)}
+        closing = {a.issue_id for a in self.actions if isinstance(a, CloseLink)}
+        for what, ids in (("stop because a task or issue is gone", stopping), ("complete", closing)):
+            if len(ids) >= config.sync.unusual_min_links and len(ids) > config.sync.unusual_share * max(active, 1):
+                return (
+                    f"{len(ids)} of {active} active links would {what} at once (more than "
+                    f"{config.sync.unusual_share:.0%}); this looks like an outage or a mass change"
+                )
+        return None
+
+
+def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: datetime) -> Plan:
+    plan = Plan()
+    for issue_id in sorted(set(snapshot.handoff) | set(state.links)):
+        link = state.links.get(issue_id)
+        if link is not None and (link.parked or (link.next_retry_at and link.next_retry_at > now)):
+            why = "parked after repeated failures" if link.parked else f"waiting to retry at {link.next_retry_at:%H:%M}"
+            plan.skipped[issue_id] = why
+            continue
+        if issue_id in snapshot.errors:
+            plan.skipped[issue_id] = snapshot.errors[issue_id]
+            continue
+        plan.actions.extend(_plan_issue(issue_id, link, snapshot, state, config, now))
+    return plan
+
+
+def _plan_issue(
+    issue_id: int, link: Link | None, snap: Snapshot, state: StateView, config: Config, now: datetime
+) -> list[Action]:
+    handoff = config.okdesk.handoff_status
+    in_handoff = issue_id in snap.handoff
+    if link is None:
+        return _new_task(issue_id, 1, snap, state, config) if in_handoff else []
+    if link.state == "done":
+        if in_handoff and link.task_id is not None:
+            cycle = link.cycle + 1
+            return [
+                RenewTask(issue_id, task_id=link.task_id, cycle=cycle),
+                *_active(replace(link, state="active", cycle=cycle), snap, state, config),
+            ]
+        return _late_time(link, snap, state, config, now)
+    if link.state == "gone_task":
+        if in_handoff and link.issue_status not in (None, handoff):
+            return _new_task(issue_id, link.cycle + 1, snap, state, config)
+        return []
+    if link.state == "active":
+        if link.task_id is None:  # the create failed or its answer was lost: plan it again
+            return _new_task(issue_id, link.cycle, snap, state, config)
+        return _active(link, snap, state, config)
+    return []
+
+
+def _new_task(issue_id: int, cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+    issue = snap.issues.get(issue_id)
+    if issue is None:
+        return []  # the full issue was not read (or vanished): nothing to create from
+    fields: dict[str, Any] = {
+        "TITLE": render.task_title(issue),
+        "DESCRIPTION": render.task_description(issue, config.okdesk.url),
+        "RESPONSIBLE_ID": config.bitrix24.responsible_id,
+        "GROUP_ID": config.bitrix24.group_id,
+        "XML_ID": f"okdesk:{issue.id}",
+        "TAGS": list(config.bitrix24.tags),
+    }
+    if config.bitrix24.created_by:
+        fields["CREATED_BY"] = config.bitrix24.created_by
+    if issue.deadline_at:
+        fields["DEADLINE"] = issue.deadline_at.isoformat()
+    actions: list[Action] = [
+        CreateTask(issue_id, issue=issue, cycle=cycle, fields=fields),
+        PostLinkComment(issue_id, task_cycle=cycle),
+    ]
+    actions += _forward_comments(issue_id, cycle, snap, state, config)
+    return actions
+
+
+def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+    issue = snap.issues.get(issue_id) or snap.handoff.get(issue_id)
+    company = issue.company if issue else None
+    actions: list[Action] = []
+    for comment in snap.comments.get(issue_id, []):
+        if comment.author.kind == "employee" and comment.author.id == config.okdesk.bot_employee_id:
+            continue  # our own comments (link notes, summaries) never go back
+        if not (config.comments.forward_public if comment.public else config.comments.forward_internal):
+            continue
+        action = ForwardComment(issue_id, comment=comment, task_cycle=task_cycle, text="")
+        if state.done(action.key):
+            continue
+        text = render.forwarded_comment(comment, company, action.marker)
+        actions.append(replace(action, text=text))
+    return actions
+
+
+def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+    issue_id, task_id = link.issue_id, link.task_id
+    assert task_id is not None
+    task_cycle = state.task_cycle(link)
+    if task_id in snap.tasks and snap.tasks[task_id] is None:
+        note = f"taskdeleted:{issue_id}:{task_cycle}"
+        text = (
+            f"Bitrix24 task #{task_id} was deleted, so okbx stopped syncing this issue. To hand it to the "
+            f"programmers again, move the issue out of the status '{config.okdesk.handoff_status}' and back."
+        )
+        return [
+            IssueNote(issue_id, note=note, html=render.issue_note(text, marker("inote", *note.split(":")))),
+            MarkGone(issue_id, what="task", cycle=link.cycle),
+        ]
+    if issue_id in snap.issues and snap.issues[issue_id] is None:
+        note = f"issuedeleted:{issue_id}:{link.cycle}"
+        text = f"Okdesk issue #{issue_id} was deleted; okbx stopped syncing this task."
+        return [
+            TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))),
+            MarkGone(issue_id, what="issue", cycle=link.cycle),
+        ]
+
+    actions: list[Action] = []
+    if not state.done(f"linkcomment:{issue_id}:{task_cycle}"):
+        actions.append(PostLinkComment(issue_id, task_cycle=task_cycle))
+    if link.cycle > 1 and not state.done(f"note:renew:{issue_id}:{link.cycle}"):
+        note = f"renew:{issue_id}:{link.cycle}"
+        text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
+        actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))))
+    actions += _forward_comments(issue_id, task_cycle, snap, state, config)
+
+    task = snap.tasks.get(task_id)
+    issue = snap.issues.get(issue_id)
+    task_done = task is not None and task.status in config.bitrix24.done_statuses
+    if task_done and issue is not None and task_id in snap.elapsed:
+        actions += _completion(link, issue, snap.elapsed[task_id], snap, state, config)
+    elif issue is not None and issue.status != config.okdesk.handoff_status and not task_done:
+        note = f"left:{issue_id}:{link.cycle}"
+        if not state.done(f"note:{note}"):
+            name = snap.statuses.get(issue.status, issue.status)
+            text = (
+                f"In Okdesk the issue left the status '{config.okdesk.handoff_status}' and is now "
+                f"'{name}' (for example, the consultant solved it). The task stays open; time logged "
+                f"here is still copied to Okdesk when the task is completed."
+            )
+            actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))))
+    return actions
+
+
+def _item_row(item: ElapsedItem, snap: Snapshot) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "date": item.created_at.strftime("%d.%m.%Y") if item.created_at else "—",
+        "user": snap.user_names.get(item.user_id, f"Bitrix24 user #{item.user_id}"),
+        "seconds": item.seconds,
+        "comment": item.comment,
+    }
+
+
+def _copy_actions(
+    issue_id: int,
+    cycle: int,
+    items: list[ElapsedItem],
+    report_key: str,
+    snap: Snapshot,
+    state: StateView,
+    config: Config,
+) -> tuple[list[Action], list[dict[str, object]]]:
+    """Copy each item not copied yet; return the actions and all rows the report lists."""
+    actions: list[Action] = []
+    rows = [
+        dict(op.detail) for op in state.ops.values() if op.report_key == report_key and op.state == "done" and op.detail
+    ]
+    for item in sorted(items, key=lambda i: i.id):
+        key = f"time:{item.id}"
+        if state.done(key):
+            continue
+        employee = config.time.users.get(item.user_id, config.time.default_employee_id)
+        token = marker("time", item.id)
+        actions.append(
+            CopyTimeEntry(
+                issue_id,
+                item=item,
+                employee_id=employee,
+                comment=render.time_entry_comment(item.comment or "Bitrix24", token),
+                report_key=report_key,
+                cycle=cycle,
+            )
+        )
+        rows.append(_item_row(item, snap))
+    rows.sort(key=lambda r: int(str(r["id"])))
+    return actions, rows
+
+
+def _completion(
+    link: Link, issue: Issue, items: list[ElapsedItem], snap: Snapshot, state: StateView, config: Config
+) -> list[Action]:
+    issue_id, cycle, handoff = link.issue_id, link.cycle, config.okdesk.handoff_status
+    report_key = f"summary:{issue_id}:{cycle}"
+    actions, rows = _copy_actions(issue_id, cycle, items, report_key, snap, state, config)
+    will_return = issue.status == handoff
+    if not state.done(report_key):
+        if will_return:
+            footer = (
+                f"The issue returns to '{snap.statuses.get(config.okdesk.return_status, config.okdesk.return_status)}'."
+            )
+        else:
+            footer = (
+                f"The status was left unchanged: someone moved the issue to "
+                f"'{snap.statuses.get(issue.status, issue.status)}' meanwhile."
+            )
+        heading = f"The programmers completed Bitrix24 task #{link.task_id}."
+        actions.append(_report(issue_id, report_key, heading, rows, footer, config))
+    if will_return and not state.done(f"return:{issue_id}:{cycle}"):
+        actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=config.okdesk.return_status))
+    actions.append(CloseLink(issue_id, cycle=cycle))
+    return actions
+
+
+def _report(
+    issue_id: int, report_key: str, heading: str, rows: list[dict[str, object]], footer: str, config: Config
+) -> PostReport:
+    token = marker(*report_key.split(":"))
+    total = sum(int(str(r["seconds"])) for r in rows)
+    return PostReport(
+        issue_id,
+        report_key=report_key,
+        html=render.report(heading, rows, footer, token),
+        public=config.comments.summary_public,
+        total_seconds=total,
+        item_count=len(rows),
+    )
+
+
+def _late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now: datetime) -> list[Action]:
+    if link.task_id is None or (link.done_at and now - link.done_at > timedelta(days=config.time.late_window_days)):
+        return []
+    issue_id = link.issue_id
+    prefix = f"late:{issue_id}:"
+    # A note whose items were copied before a crash but that was not posted yet takes the new items too.
+    orphan = sorted(
+        {
+            op.report_key
+            for op in state.ops.values()
+            if op.report_key
+            and op.report_key.startswith(prefix)
+            and op.state == "done"
+            and not state.done(op.report_key)
+        }
+    )
+    new_items = [i for i in snap.late_elapsed if i.task_id == link.task_id and not state.done(f"time:{i.id}")]
+    if not new_items and not orphan:
+        return []
+    report_key = orphan[0] if orphan else f"{prefix}{min(i.id for i in new_items)}"
+    actions, rows = _copy_actions(issue_id, link.cycle, new_items, report_key, snap, state, config)
+    heading = f"More time was logged in Bitrix24 task #{link.task_id} after it was completed."
+    total = human_duration(sum(int(str(r["seconds"])) for r in rows))
+    actions.append(_report(issue_id, report_key, heading, rows, f"Copied as time entries ({total}).", config))
+    return actions

@@ -1,0 +1,44 @@
+"""What one cycle knows about both systems and about itself: plain data for the planner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model import Comment, ElapsedItem, Issue, Task
+from ..state.store import Link, Op
+
+
+@dataclass
+class Snapshot:
+    handoff: dict[int, Issue] = field(default_factory=dict)  # issues now in the handoff status (listing)
+    issues: dict[int, Issue | None] = field(default_factory=dict)  # fresh full reads; None = direct 404
+    comments: dict[int, list[Comment]] = field(default_factory=dict)  # issue id -> all its comments
+    tasks: dict[int, Task | None] = field(default_factory=dict)  # task id -> task; None = direct not found
+    elapsed: dict[int, list[ElapsedItem]] = field(default_factory=dict)  # task id -> all items (completing tasks)
+    late_elapsed: list[ElapsedItem] = field(default_factory=list)  # new items on tasks of done links
+    user_names: dict[int, str] = field(default_factory=dict)  # Bitrix24 user id -> name
+    statuses: dict[str, str] = field(default_factory=dict)  # Okdesk status code -> name
+    errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read this cycle
+
+
+@dataclass(frozen=True)
+class StateView:
+    links: dict[int, Link]
+    ops: dict[str, Op]
+
+    def done(self, key: str) -> bool:
+        op = self.ops.get(key)
+        return op is not None and op.state == "done"
+
+    def task_cycle(self, link: Link) -> int:
+        """The cycle in which the link's current task was created (or linked by hand)."""
+        for op in self.ops.values():
+            if (
+                op.issue_id == link.issue_id
+                and op.kind == "task"
+                and op.state == "done"
+                and op.remote_id == str(link.task_id)
+                and op.cycle is not None
+            ):
+                return op.cycle
+        return 1
