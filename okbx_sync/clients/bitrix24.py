@@ -232,10 +232,12 @@ class Bitrix24Client:
 
     @staticmethod
     def _elapsed_params(task_id: int, page: int) -> dict[str, Any]:
+        # Positional method inside a batch query string: an empty FILTER would vanish from the
+        # query and shift SELECT into its place, so the filter always names the task.
         return {
             "TASKID": task_id,
             "ORDER": {"ID": "asc"},
-            "FILTER": {},
+            "FILTER": {"TASK_ID": task_id},
             "SELECT": ["*"],
             "PARAMS": {"NAV_PARAMS": {"nPageSize": PAGE, "iNumPage": page}},
         }

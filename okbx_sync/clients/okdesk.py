@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from ..config import OkdeskConfig
@@ -113,9 +113,12 @@ class OkdeskClient:
         op = "GET /issues/list"
         params: list[tuple[str, Any]] = [("status_codes[]", code) for code in status_codes or []]
         if updated_since is not None:
-            if self._tz is None:
-                self.list_issues_page(params, 1, size=1)  # one cheap read to learn the zone
-            params.append(("updated_since", okdesk_filter_time(updated_since, self._tz or updated_since.tzinfo)))  # type: ignore[arg-type]
+            tz = self._tz
+            if tz is None:
+                # Zone not learned yet (no issue seen): a window 14 h wider than asked, read as
+                # UTC, covers every possible account offset, so nothing is missed.
+                updated_since, tz = updated_since - timedelta(hours=14), UTC
+            params.append(("updated_since", okdesk_filter_time(updated_since, tz)))
         result: list[Issue] = []
         seen: set[int] = set()
         page = 1

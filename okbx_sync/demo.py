@@ -1,0 +1,115 @@
+"""`okbx demo`: the whole story on the built-in emulators, with real sync cycles over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import load_config
+from .emulator.world import HANDOFF, World
+from .markup import html_to_text
+from .secrets import Redactor
+from .state.store import Store
+from .sync.engine import Clients, run_cycle
+
+Say = Callable[[str], None]
+
+
+def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
+    config = load_config(config_path, env=world.env())
+    clients = Clients.build(config, Redactor(config.secrets()))
+    store = Store(config.state.path)
+    try:
+        result = run_cycle(config, clients, store)
+    finally:
+        clients.close()
+        store.close()
+    applied = result.applied
+    assert applied is not None
+    sent = clients.requests_sent()
+    say(f"  $ okbx sync    # {label}")
+    for action in applied.done + applied.adopted:
+        say(f"    {action.side or 'state':8} {action.__class__.__name__:16} issue {action.issue_id}: {action.detail}")
+    for action, error in applied.failed:
+        say(f"    FAILED {action.__class__.__name__} issue {action.issue_id}: {error}")
+    say(f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
+        f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}")
+
+
+def run_demo(say: Say, keep: bool = False) -> bool:
+    workdir = Path(tempfile.mkdtemp(prefix="okbx-demo-"))
+    world = World.start()
+    try:
+        return _story(world, workdir, say)
+    finally:
+        world.close()
+        if keep:
+            say(f"\nThe demo's config and state are kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _story(world: World, workdir: Path, say: Say) -> bool:
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    config_path = world.write_config(workdir)
+    say("okbx demo: Okdesk and Bitrix24 emulators are running on "
+        f"{world.okdesk_server.url} and {world.bitrix_server.url}\n")
+
+    say("1. A client reports a problem in Okdesk; the consultant asks a question.")
+    issue = ok.create_issue("Report export fails", "<p>Exporting the <b>monthly report</b> to CSV fails.<br>"
+                            "Error: <i>encoding</i></p>", company_id=p.company, contact_id=p.client, priority="high")
+    ok.add_comment(issue, "It started after the update on Monday.", author_id=p.client, author_type="contact")
+    ok.add_comment(issue, "Checked: reproducible on the test server.", author_id=p.consultant, public=False)
+    _sync(config_path, world, say, "nothing to do yet: the issue is not handed off")
+
+    say("\n2. The consultant sets the status 'transfer to programmers' with a comment.")
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant, comment="Please look at the CSV export code.")
+    _sync(config_path, world, say, "creates the task and forwards the conversation")
+    task_id = bx.tasks()[0]["ID"] if bx.tasks() else None
+    if task_id is None:
+        say("FAILED: no task was created")
+        return False
+
+    say("\n3. The client writes again; the programmers talk among themselves in Bitrix24.")
+    ok.add_comment(issue, "Any news? We need the report by Friday.", author_id=p.client, author_type="contact")
+    bx.add_comment(int(task_id), p.bx_ivan, "Olga, can you review my fix?")
+    _sync(config_path, world, say, "forwards only the client's new question")
+
+    say("\n4. Programmers log their time and complete the task.")
+    bx.log_time(int(task_id), p.bx_ivan, 5400, "Fixed the CSV encoding")
+    bx.log_time(int(task_id), p.bx_olga, 2700, "Code review")
+    bx.log_time(int(task_id), p.bx_sergey, 1200, "Deployed to production")
+    bx.complete_task(int(task_id))
+    _sync(config_path, world, say, "copies the time, posts one summary, returns the issue")
+
+    say("\n5. Nothing changed since: a sync writes nothing.")
+    _sync(config_path, world, say, "idempotent")
+
+    say("\nOkdesk issue #%s is now '%s'. Its comments:" % (issue, ok.status_of(issue)))
+    for comment in ok.comments(issue):
+        scope = "public  " if comment["public"] else "internal"
+        say(f"  [{scope}] {comment['author']['name']}: {html_to_text(comment['content'])[:110]!s}".replace("\n", " "))
+    say("Time entries:")
+    for entry in ok.time_entries(issue):
+        say(f"  {entry['spent_time']:.2f} h  {entry['employee']['name']}: {entry['comment']}")
+    task = bx.task(int(task_id)) or {}
+    say(f"\nBitrix24 task #{task_id} '{task.get('TITLE')}' status {task.get('STATUS')}; comments:")
+    for comment in bx.comments(int(task_id)):
+        say(f"  user {comment['AUTHOR_ID']}: {comment['POST_MESSAGE'].splitlines()[0][:100]}")
+
+    store = Store(load_config(config_path, env=world.env()).state.path)
+    try:
+        link = store.link(issue)
+    finally:
+        store.close()
+    checks = {
+        "one task": len(bx.tasks()) == 1,
+        "issue returned to opened": ok.status_of(issue) == "opened",
+        "three time entries": len(ok.time_entries(issue)) == 3,
+        "link done": link is not None and link.state == "done",
+    }
+    failed = [name for name, passed in checks.items() if not passed]
+    say("\n" + ("The story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
+    return not failed

@@ -1,0 +1,101 @@
+"""Both emulators, seeded with a small IT service company, plus a matching okbx config.
+
+Used by `okbx demo`, by the tests, and by anyone who wants to try a configuration safely.
+Secrets go to the environment (`env()`), never into the YAML, exactly as in production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .bitrix24 import Bitrix24Emulator
+from .http import EmulatorServer
+from .okdesk import OkdeskEmulator
+
+OKDESK_TOKEN = "demo-okdesk-token-5f2a9c"
+WEBHOOK_SECRET = "demo-webhook-secret-8d41b7"
+HANDOFF = "to_programmers"
+GROUP_ID = 42
+
+
+@dataclass
+class People:
+    bot: int = 0  # Okdesk employee okbx writes as
+    consultant: int = 0  # Okdesk employee
+    ok_ivan: int = 0  # Okdesk employee mapped from Bitrix24 user 7
+    ok_olga: int = 0  # Okdesk employee mapped from Bitrix24 user 8
+    client: int = 0  # Okdesk contact
+    company: int = 0
+    bx_ivan: int = 7  # Bitrix24 programmers
+    bx_olga: int = 8
+    bx_sergey: int = 9  # not in time.users: falls back to time.default_employee_id
+
+
+@dataclass
+class World:
+    okdesk: OkdeskEmulator
+    bitrix: Bitrix24Emulator
+    okdesk_server: EmulatorServer
+    bitrix_server: EmulatorServer
+    people: People = field(default_factory=People)
+
+    @classmethod
+    def start(cls, *, bitrix_rate: float | None = None, okdesk_rate: float | None = None,
+              **emulator_options: Any) -> World:
+        okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
+        bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
+        okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
+        bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
+        world = cls(okdesk, bitrix, EmulatorServer(okdesk).start(), EmulatorServer(bitrix).start())
+        world._seed()
+        return world
+
+    def _seed(self) -> None:
+        p, ok, bx = self.people, self.okdesk, self.bitrix
+        p.bot = ok.add_employee("okbx", "Bot", email="okbx@example.com", id=1)
+        p.consultant = ok.add_employee("Anna", "Smirnova", email="anna@example.com")
+        p.ok_ivan = ok.add_employee("Ivan", "Petrov", email="ivan@example.com")
+        p.ok_olga = ok.add_employee("Olga", "Sidorova", email="olga@example.com")
+        p.company = ok.add_company("Romashka LLC")
+        p.client = ok.add_contact("Pavel", "Orlov", company_id=p.company)
+        bx.add_user(p.bx_ivan, "Ivan", "Petrov", email="ivan@example.com")
+        bx.add_user(p.bx_olga, "Olga", "Sidorova", email="olga@example.com")
+        bx.add_user(p.bx_sergey, "Sergey", "Kuznetsov", email="sergey@example.com")
+        bx.add_group(GROUP_ID, "Programmers (paid)")
+
+    def close(self) -> None:
+        self.okdesk_server.stop()
+        self.bitrix_server.stop()
+
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def webhook_url(self) -> str:
+        return self.bitrix_server.url + self.bitrix.webhook_path
+
+    def env(self) -> dict[str, str]:
+        return {"OKDESK_API_TOKEN": OKDESK_TOKEN, "BITRIX24_WEBHOOK_URL": self.webhook_url}
+
+    def config_dict(self, state_path: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
+        p = self.people
+        config: dict[str, Any] = {
+            "okdesk": {"url": self.okdesk_server.url, "api_token": "${OKDESK_API_TOKEN}", "bot_employee_id": p.bot,
+                       "handoff_status": HANDOFF, "return_status": "opened", "requests_per_second": 50},
+            "bitrix24": {"webhook_url": "${BITRIX24_WEBHOOK_URL}", "group_id": GROUP_ID,
+                         "responsible_id": p.bx_ivan, "created_by": self.bitrix.user_id, "done_statuses": [5],
+                         "requests_per_second": 50, "burst": 50},
+            "time": {"default_employee_id": p.bot, "users": {p.bx_ivan: p.ok_ivan, p.bx_olga: p.ok_olga}},
+            "state": {"path": str(state_path)},
+        }
+        for section, values in overrides.items():
+            config.setdefault(section, {}).update(values)
+        return config
+
+    def write_config(self, directory: Path, **overrides: dict[str, Any]) -> Path:
+        path = directory / "okbx.yaml"
+        data = self.config_dict(directory / "okbx.sqlite3", **overrides)
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
