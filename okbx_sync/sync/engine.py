@@ -123,7 +123,7 @@ def run_cycle(
 
 def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started: datetime, full_scan: bool) -> None:
     """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
-    statuses = {i.id: i.status for i in snapshot.handoff.values()}
+    statuses = dict(snapshot.seen_status)
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
     store.observe_statuses({i: s for i, s in statuses.items() if i in links or store.link(i)})
     store.set_meta("okdesk_watermark", started.isoformat())

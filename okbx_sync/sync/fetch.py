@@ -46,11 +46,12 @@ def fetch_snapshot(
     snap.handoff = {i.id: i for i in okdesk.list_issues(status_codes=[handoff_code])}
     changed: set[int] = set()
     seen_status: dict[int, str] = {i.id: i.status for i in snap.handoff.values()}
-    if watermark is not None and not full_scan:
+    if watermark is not None:
         for issue in okdesk.list_issues(updated_since=watermark - OVERLAP):
             changed.add(issue.id)
             seen_status[issue.id] = issue.status
 
+    snap.seen_status = seen_status
     new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
     active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}
     _fetch_tasks(bitrix, snap, active)

@@ -19,6 +19,7 @@ class Snapshot:
     user_names: dict[int, str] = field(default_factory=dict)  # Bitrix24 user id -> name
     statuses: dict[str, str] = field(default_factory=dict)  # Okdesk status code -> name
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read this cycle
+    seen_status: dict[int, str] = field(default_factory=dict)  # status codes seen in listings this cycle
 
 
 @dataclass(frozen=True)
