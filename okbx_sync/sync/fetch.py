@@ -62,9 +62,9 @@ def fetch_snapshot(
 
     fresh = set(new_ids) | completing
     for issue_id, link in active.items():
-        if issue_id not in snap.handoff and (
-            link.dirty or seen_status.get(issue_id, link.issue_status) in (handoff_code, None)
-        ):
+        # Absent from the handoff listing while we last saw it there: read it directly to learn
+        # whether it left the status or was deleted (absence alone proves neither).
+        if issue_id not in snap.handoff and (link.dirty or link.issue_status in (handoff_code, None)):
             fresh.add(issue_id)
     comments_for = set(new_ids)
     for issue_id, link in active.items():
