@@ -25,7 +25,7 @@ from . import __version__
 from .config import Config, config_path, load_config
 from .errors import ExitCode, NotFound, OkbxError, UsageError
 from .secrets import Redactor
-from .state.store import Store
+from .state.store import Link, Store
 from .sync.engine import Clients, CycleResult, run_cycle
 from .sync.lock import run_lock
 
@@ -89,7 +89,7 @@ class _Run:
         return self._config
 
     def store(self) -> Store:
-        return Store(self.config.state.path)
+        return Store(self.config.state.path, crash_after=os.environ.get("OKBX_CRASH_AFTER"))
 
     def clients(self) -> Clients:
         return Clients.build(self.config, self.redactor)
@@ -132,7 +132,9 @@ def main(
     """okbx-sync."""
 
 
-def _report_cycle(result: CycleResult, clients: Clients, *, quiet: bool) -> int:
+def _report_cycle(
+    result: CycleResult, clients: Clients, *, quiet: bool, emit: Callable[[str], None] | None = None
+) -> int:
     applied = result.applied
     assert applied is not None
     sent = clients.requests_sent()
@@ -149,7 +151,7 @@ def _report_cycle(result: CycleResult, clients: Clients, *, quiet: bool) -> int:
     if applied.stopped_because:
         line += f"; stopped early: {applied.stopped_because}"
     if not (quiet and changed == 0 and result.ok and not applied.not_reached):
-        typer.echo(line)
+        (emit or typer.echo)(line)
     return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
 
 
@@ -183,21 +185,33 @@ def sync(
     """Run one sync cycle."""
     run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
     with _errors(run):
-        cfg = run.config
-        with run_lock(cfg.state.path, wait):
-            store = run.store()
-            clients = run.clients()
-            try:
-                result = run_cycle(cfg, clients, store, dry_run=dry_run, force=force)
-                if dry_run:
-                    _print_plan(result)
-                    code = 0
-                else:
-                    code = _report_cycle(result, clients, quiet=quiet)
-            finally:
-                clients.close()
-                store.close()
+        code = _one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet)
         raise typer.Exit(code)
+
+
+def _one_cycle(
+    run: _Run,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    wait: float = 0.0,
+    quiet: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    emit: Callable[[str], None] | None = None,
+) -> int:
+    cfg = run.config
+    with run_lock(cfg.state.path, wait):
+        store = run.store()
+        clients = run.clients()
+        try:
+            result = run_cycle(cfg, clients, store, dry_run=dry_run, force=force, should_stop=should_stop)
+            if dry_run:
+                _print_plan(result)
+                return 0
+            return _report_cycle(result, clients, quiet=quiet, emit=emit)
+        finally:
+            clients.close()
+            store.close()
 
 
 @app.command()
@@ -242,27 +256,29 @@ def link(
                 store.close()
 
 
+def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[str, Any] | None:
+    if link_ is None:
+        return None
+    counts = counts or {}
+    return {
+        "issue": link_.issue_id,
+        "task": link_.task_id,
+        "state": "parked" if link_.parked else link_.state,
+        "cycle": link_.cycle,
+        "issue_status": link_.issue_status,
+        "comments_forwarded": counts.get("comment", 0),
+        "time_entries_copied": counts.get("time", 0),
+        "failures": link_.fail_count,
+        "last_error": link_.last_error,
+        "next_retry_at": link_.next_retry_at.isoformat() if link_.next_retry_at else None,
+        "updated_at": link_.updated_at.isoformat(),
+    }
+
+
 def _status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
-    rows = []
-    for link_ in store.links().values():
-        c = counts.get(link_.issue_id, {})
-        rows.append(
-            {
-                "issue": link_.issue_id,
-                "task": link_.task_id,
-                "state": "parked" if link_.parked else link_.state,
-                "cycle": link_.cycle,
-                "issue_status": link_.issue_status,
-                "comments_forwarded": c.get("comment", 0),
-                "time_entries_copied": c.get("time", 0),
-                "failures": link_.fail_count,
-                "last_error": link_.last_error,
-                "next_retry_at": link_.next_retry_at.isoformat() if link_.next_retry_at else None,
-                "updated_at": link_.updated_at.isoformat(),
-            }
-        )
-    return rows
+    rows = [_link_row(link_, counts.get(link_.issue_id, {})) for link_ in store.links().values()]
+    return [r for r in rows if r is not None]
 
 
 @app.command()
@@ -278,9 +294,21 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
         if as_json:
             typer.echo(json.dumps({"links": rows}, ensure_ascii=False, indent=2))
             return
+        headers = (
+            "issue",
+            "task",
+            "state",
+            "handoff",
+            "comments",
+            "time entries",
+            "last activity",
+            "failures",
+            "next retry",
+            "last error",
+        )
         _print_table(
             f"okbx status: {len(rows)} links",
-            ("issue", "task", "state", "cycle", "comments", "time", "failures", "next retry", "last error"),
+            headers,
             [
                 (
                     r["issue"],
@@ -289,8 +317,9 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
                     r["cycle"],
                     r["comments_forwarded"],
                     r["time_entries_copied"],
+                    r["updated_at"][:16].replace("T", " "),
                     r["failures"],
-                    r["next_retry_at"] or "-",
+                    (r["next_retry_at"] or "-")[:16],
                     r["last_error"] or "",
                 )
                 for r in rows
@@ -323,6 +352,97 @@ def demo(
     with _errors():
         ok = run_demo(say=typer.echo, keep=keep)
         raise typer.Exit(0 if ok else 1)
+
+
+def _parse_every(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except (ValueError, KeyError):
+        value = 0
+    if value < 1:
+        raise UsageError(f"--every must be a duration like 30s, 5m or 1h, got {text!r}")
+    return value
+
+
+@app.command("run")
+def run_loop(
+    every: Annotated[str, typer.Option("--every", help="Interval between cycles: 30s, 5m, 1h.")] = "5m",
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Apply plans that touch an unusual share of links.")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Run sync cycles in a loop until SIGTERM or Ctrl-C (the action in flight is finished first)."""
+    import signal
+    import time
+
+    import schedule
+
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    with _errors(run):
+        seconds = _parse_every(every)
+        run.config  # noqa: B018 - fail on a bad config before looping
+        stop: list[str] = []
+
+        def ask_to_stop(signum: int, _frame: object) -> None:
+            stop.append(signal.Signals(signum).name)
+            log.info("%s received: finishing the action in flight, then stopping", stop[-1])
+
+        previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def cycle() -> None:
+            try:
+                _one_cycle(run, force=force, quiet=quiet, should_stop=lambda: bool(stop), emit=log.info)
+            except OkbxError as error:  # one bad cycle does not end the loop; the next may succeed
+                log.error("%s", run.redactor(str(error)))
+
+        try:
+            log.info("okbx run: a cycle every %s; stop with SIGTERM or Ctrl-C", every)
+            schedule.every(seconds).seconds.do(cycle)
+            cycle()
+            while not stop:
+                schedule.run_pending()
+                time.sleep(min(1.0, max(0.05, schedule.idle_seconds() or 1.0)))
+        finally:
+            schedule.clear()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("okbx run: stopped")
+
+
+@app.command()
+def show(
+    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The full history of one link: every action, when, with what result, every failure and why."""
+    run = _Run(config)
+    with _errors(run):
+        store = run.store()
+        try:
+            link_ = store.link(issue)
+            entries = store.journal(issue)
+            store_counts = store.counts().get(issue, {})
+        finally:
+            store.close()
+        if link_ is None and not entries:
+            raise UsageError(f"issue {issue} has no history: it was never linked")
+        if as_json:
+            data = {"link": _link_row(link_, store_counts), "history": entries}
+            typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+            return
+        if link_ is not None:
+            typer.echo(
+                f"issue {issue} <-> task {link_.task_id or '-'}: {'parked' if link_.parked else link_.state}, "
+                f"handoff #{link_.cycle}, failures {link_.fail_count}"
+                + (f", last error: {link_.last_error}" if link_.last_error else "")
+            )
+        _print_table(
+            f"history of issue {issue}",
+            ("when", "what", "result", "detail"),
+            [(e["at"], e["kind"], e["outcome"], e["detail"]) for e in entries],
+        )
 
 
 def run() -> None:

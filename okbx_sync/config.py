@@ -214,9 +214,8 @@ def _convert(key: Key, value: Any, env: Mapping[str, str], base_dir: Path) -> An
     kind = key.kind
     if kind in ("str", "url", "secret", "secret_url", "path", "tz"):
         if not isinstance(value, str) or not value.strip():
-            raise _Problem(
-                f"must be a non-empty text, got {_show(value) if kind not in ('secret', 'secret_url') else type(value).__name__}"
-            )
+            shown = type(value).__name__ if kind in ("secret", "secret_url") else _show(value)
+            raise _Problem(f"must be a non-empty text, got {shown}")
         value = value.strip()
         if key.choices and value not in key.choices:
             raise _Problem(f"must be one of {', '.join(key.choices)}, got {_show(value)}")

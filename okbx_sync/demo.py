@@ -34,8 +34,10 @@ def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
         say(f"    {action.side or 'state':8} {action.__class__.__name__:16} issue {action.issue_id}: {action.detail}")
     for action, error in applied.failed:
         say(f"    FAILED {action.__class__.__name__} issue {action.issue_id}: {error}")
-    say(f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
-        f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}")
+    say(
+        f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
+        f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
+    )
 
 
 def run_demo(say: Say, keep: bool = False) -> bool:
@@ -54,12 +56,19 @@ def run_demo(say: Say, keep: bool = False) -> bool:
 def _story(world: World, workdir: Path, say: Say) -> bool:
     ok, bx, p = world.okdesk, world.bitrix, world.people
     config_path = world.write_config(workdir)
-    say("okbx demo: Okdesk and Bitrix24 emulators are running on "
-        f"{world.okdesk_server.url} and {world.bitrix_server.url}\n")
+    say(
+        "okbx demo: Okdesk and Bitrix24 emulators are running on "
+        f"{world.okdesk_server.url} and {world.bitrix_server.url}\n"
+    )
 
     say("1. A client reports a problem in Okdesk; the consultant asks a question.")
-    issue = ok.create_issue("Report export fails", "<p>Exporting the <b>monthly report</b> to CSV fails.<br>"
-                            "Error: <i>encoding</i></p>", company_id=p.company, contact_id=p.client, priority="high")
+    issue = ok.create_issue(
+        "Report export fails",
+        "<p>Exporting the <b>monthly report</b> to CSV fails.<br>Error: <i>encoding</i></p>",
+        company_id=p.company,
+        contact_id=p.client,
+        priority="high",
+    )
     ok.add_comment(issue, "It started after the update on Monday.", author_id=p.client, author_type="contact")
     ok.add_comment(issue, "Checked: reproducible on the test server.", author_id=p.consultant, public=False)
     _sync(config_path, world, say, "nothing to do yet: the issue is not handed off")
@@ -87,7 +96,7 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
     say("\n5. Nothing changed since: a sync writes nothing.")
     _sync(config_path, world, say, "idempotent")
 
-    say("\nOkdesk issue #%s is now '%s'. Its comments:" % (issue, ok.status_of(issue)))
+    say(f"\nOkdesk issue #{issue} is now '{ok.status_of(issue)}'. Its comments:")
     for comment in ok.comments(issue):
         scope = "public  " if comment["public"] else "internal"
         say(f"  [{scope}] {comment['author']['name']}: {html_to_text(comment['content'])[:110]!s}".replace("\n", " "))

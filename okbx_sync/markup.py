@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 ZWSP = "\u200b"
@@ -44,8 +45,17 @@ def safe_url(url: str) -> str | None:
 
 
 class _HtmlToBBCode(HTMLParser):
-    _SIMPLE = {"b": "B", "strong": "B", "i": "I", "em": "I", "u": "U", "s": "S", "strike": "S", "del": "S"}
-    _BLOCK = {"p", "div", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre"}
+    _SIMPLE: ClassVar[dict[str, str]] = {
+        "b": "B",
+        "strong": "B",
+        "i": "I",
+        "em": "I",
+        "u": "U",
+        "s": "S",
+        "strike": "S",
+        "del": "S",
+    }
+    _BLOCK: ClassVar[set[str]] = {"p", "div", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

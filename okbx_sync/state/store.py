@@ -10,6 +10,8 @@ WAL mode and one transaction per step keep the file consistent under kill -9.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,9 +123,13 @@ MIGRATIONS = {1: _migrate_1}
 
 
 class Store:
-    def __init__(self, path: Path, *, clock: Any = None) -> None:
+    def __init__(self, path: Path, *, clock: Any = None, crash_after: str | None = None) -> None:
         self.path = path
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Fault injection for the crash tests ("finish_op:2" = SIGKILL ourselves right after the
+        # 2nd finish_op commits); the CLI takes it from $OKBX_CRASH_AFTER, nothing else sets it.
+        self._crash_point, _, count = (crash_after or "").partition(":")
+        self._crash_countdown = int(count or 1) if self._crash_point else 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
@@ -140,12 +146,18 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def _written(self, point: str) -> None:
+        if point == self._crash_point:
+            self._crash_countdown -= 1
+            if self._crash_countdown == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
     def now(self) -> datetime:
         now: datetime = self._clock()
         return now
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self, point: str = "write") -> Iterator[sqlite3.Connection]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -156,6 +168,7 @@ class Store:
             self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"state store {self.path}: write failed: {exc}") from None
+        self._written(point)
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -175,7 +188,7 @@ class Store:
         return row["value"] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.tx() as conn:
+        with self.tx("set_meta") as conn:
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (key, value),
@@ -195,7 +208,7 @@ class Store:
 
     def create_link(self, issue_id: int, task_id: int | None, *, status: str | None, origin: str) -> None:
         now = _ts(self.now())
-        with self.tx() as conn:
+        with self.tx("create_link") as conn:
             conn.execute(
                 "INSERT INTO links(issue_id, task_id, state, cycle, issue_status, created_at, updated_at) "
                 "VALUES(?, ?, 'active', 1, ?, ?, ?)",
@@ -212,12 +225,12 @@ class Store:
         if conn is not None:
             conn.execute(sql, (*values, issue_id))
         else:
-            with self.tx() as c:
+            with self.tx("update_link") as c:
                 c.execute(sql, (*values, issue_id))
 
     def observe_statuses(self, statuses: dict[int, str]) -> None:
         """Remember the last status seen for linked issues (to notice when one re-enters handoff)."""
-        with self.tx() as conn:
+        with self.tx("observe_statuses") as conn:
             for issue_id, status in statuses.items():
                 conn.execute(
                     "UPDATE links SET issue_status=? WHERE issue_id=? AND (issue_status IS NOT ?)",
@@ -268,9 +281,10 @@ class Store:
         detail: dict[str, Any] | None = None,
     ) -> None:
         now = _ts(self.now())
-        with self.tx() as conn:
+        with self.tx("begin_op") as conn:
             conn.execute(
-                "INSERT INTO ops(key, issue_id, kind, state, cycle, report_key, attempts, detail, created_at, updated_at) "
+                "INSERT INTO ops(key, issue_id, kind, state, cycle, report_key, attempts, detail, created_at, "
+                "updated_at) "
                 "VALUES(?, ?, ?, 'intent', ?, ?, 1, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET state='intent', "
                 "attempts=attempts+1, error=NULL, updated_at=excluded.updated_at",
                 (key, issue_id, kind, cycle, report_key, json.dumps(detail or {}, ensure_ascii=False), now, now),
@@ -287,7 +301,7 @@ class Store:
         summary: str,
         link_update: dict[str, Any] | None = None,
     ) -> None:
-        with self.tx() as conn:
+        with self.tx("finish_op") as conn:
             conn.execute(
                 "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
                 (remote_id, _ts(self.now()), key),
@@ -297,7 +311,7 @@ class Store:
             self._journal(conn, issue_id, key, kind, outcome, summary)
 
     def fail_op(self, key: str, issue_id: int, kind: str, *, error: str, ambiguous: bool) -> None:
-        with self.tx() as conn:
+        with self.tx("fail_op") as conn:
             conn.execute(
                 "UPDATE ops SET state='failed', ambiguous=?, error=?, updated_at=? WHERE key=?",
                 (int(ambiguous), error[:500], _ts(self.now()), key),
@@ -306,7 +320,7 @@ class Store:
 
     def local_change(self, issue_id: int, kind: str, summary: str, **link_update: Any) -> None:
         """A state-only step (no remote write): one transaction, journaled."""
-        with self.tx() as conn:
+        with self.tx("local_change") as conn:
             self.update_link(issue_id, conn, **link_update)
             self._journal(conn, issue_id, None, kind, "done", summary)
 
