@@ -79,6 +79,7 @@ class SyncConfig:
     max_requests_per_cycle: int = 2000
     unusual_share: float = 0.5  # a plan touching more than this share of links needs --force
     unusual_min_links: int = 10
+    backoff_seconds: float = 1.0  # first wait after a rate-limit answer or a failed read; doubles, with jitter
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "max_requests_per_cycle": Key("int", 2000, check=_positive),
             "unusual_share": Key("float", 0.5, check=_share),
             "unusual_min_links": Key("int", 10, check=_positive),
+            "backoff_seconds": Key("float", 1.0, check=_positive),
         },
     ),
 }

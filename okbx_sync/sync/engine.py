@@ -37,8 +37,9 @@ class Clients:
     budget: RequestBudget
 
     @classmethod
-    def build(cls, config: Config, redactor: Redactor, *, backoff_seconds: float = 1.0) -> Clients:
+    def build(cls, config: Config, redactor: Redactor) -> Clients:
         budget = RequestBudget(config.sync.max_requests_per_cycle)
+        backoff_seconds = config.sync.backoff_seconds
         return cls(
             OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds),
             Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds),
