@@ -58,16 +58,20 @@ class Plan:
         return grouped
 
     def unusual(self, state: StateView, config: Config) -> str | None:
-        """Why this plan looks like an outage rather than real change, or None."""
+        """Why this plan looks like an outage rather than real change, or None.
+
+        Stopping links is what an outage can fake (a webhook user who lost its rights sees every
+        task as missing), so a mass of those is refused.  Completions are read from each task's
+        own status, positive evidence, and a team closing many tasks at once is normal.
+        """
         active = sum(1 for link in state.links.values() if link.state == "active")
         stopping = {a.issue_id for a in self.actions if isinstance(a, MarkGone)}
-        closing = {a.issue_id for a in self.actions if isinstance(a, CloseLink)}
-        for what, ids in (("stop because a task or issue is gone", stopping), ("complete", closing)):
-            if len(ids) >= config.sync.unusual_min_links and len(ids) > config.sync.unusual_share * max(active, 1):
-                return (
-                    f"{len(ids)} of {active} active links would {what} at once (more than "
-                    f"{config.sync.unusual_share:.0%}); this looks like an outage or a mass change"
-                )
+        if len(stopping) >= config.sync.unusual_min_links and len(stopping) > config.sync.unusual_share * max(active, 1):
+            return (
+                f"{len(stopping)} of {active} active links would stop at once because their task or issue "
+                f"looks deleted (more than {config.sync.unusual_share:.0%}); this looks like an outage or lost "
+                "access rather than real deletions"
+            )
         return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..model import Comment, ElapsedItem, Issue, Task
 from ..state.store import Link, Op
@@ -31,15 +32,14 @@ class StateView:
         op = self.ops.get(key)
         return op is not None and op.state == "done"
 
+    @cached_property
+    def _task_cycles(self) -> dict[tuple[int, str], int]:
+        return {
+            (op.issue_id, op.remote_id or ""): op.cycle
+            for op in self.ops.values()
+            if op.kind == "task" and op.state == "done" and op.cycle is not None
+        }
+
     def task_cycle(self, link: Link) -> int:
         """The cycle in which the link's current task was created (or linked by hand)."""
-        for op in self.ops.values():
-            if (
-                op.issue_id == link.issue_id
-                and op.kind == "task"
-                and op.state == "done"
-                and op.remote_id == str(link.task_id)
-                and op.cycle is not None
-            ):
-                return op.cycle
-        return 1
+        return self._task_cycles.get((link.issue_id, str(link.task_id)), 1)
