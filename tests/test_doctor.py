@@ -1,0 +1,248 @@
+"""`okbx doctor` checks against both emulators over real HTTP: all pass on the demo world, and
+each single misconfiguration fails exactly the check that names it, with a useful detail."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from okbx_sync.clients.bitrix24 import Bitrix24Client
+from okbx_sync.clients.okdesk import OkdeskClient
+from okbx_sync.config import parse_config
+from okbx_sync.doctor import Check, run_checks
+from okbx_sync.emulator.world import GROUP_ID, OKDESK_TOKEN, WEBHOOK_SECRET, World
+from okbx_sync.secrets import Redactor
+
+ALL_CHECKS = {
+    "Okdesk credentials",
+    "Okdesk handoff status",
+    "Okdesk return status",
+    "Okdesk return transition",
+    "Okdesk bot employee",
+    "Okdesk time employees",
+    "Bitrix24 webhook",
+    "Bitrix24 webhook scopes",
+    "Bitrix24 group",
+    "Bitrix24 responsible user",
+    "Bitrix24 creator",
+    "Bitrix24 mapped users",
+    "Bitrix24 task card",
+    "State store",
+    "Clock",
+}
+WRONG_TOKEN = "wrong-okdesk-token-77c1"
+WRONG_SECRET = "wrong-webhook-secret-3e9f"
+SECRETS = (OKDESK_TOKEN, WEBHOOK_SECRET, WRONG_TOKEN, WRONG_SECRET)
+
+
+def doctor(
+    world: World,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    now: Callable[[], datetime] | None = None,
+    **overrides: dict[str, Any],
+) -> list[Check]:
+    raw = world.config_dict(tmp_path / "okbx.sqlite3", **overrides)
+    config = parse_config(raw, env={**world.env(), **(env or {})}, base_dir=tmp_path)
+    redactor = Redactor(config.secrets())
+    okdesk, bitrix = OkdeskClient(config.okdesk, redactor), Bitrix24Client(config.bitrix24, redactor)
+    try:
+        checks = run_checks(config, okdesk, bitrix, now=now or (lambda: datetime.now(UTC)))
+    finally:
+        okdesk.transport.close()
+        bitrix.transport.close()
+    for check in checks:
+        for secret in SECRETS:
+            assert secret not in check.detail and secret not in check.fix, check
+    return checks
+
+
+def failed(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks if not c.ok}
+
+
+def only_failure(checks: list[Check], name: str) -> Check:
+    bad = failed(checks)
+    assert set(bad) == {name}, [(c.name, c.detail) for c in bad.values()]
+    assert bad[name].fix, "a failing check must say how to fix it"
+    return bad[name]
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[..., World]]:
+    worlds: list[World] = []
+
+    def start(**options: Any) -> World:
+        worlds.append(World.start(**options))
+        return worlds[-1]
+
+    yield start
+    for w in worlds:
+        w.close()
+
+
+def test_all_checks_pass_on_the_demo_world(world: World, tmp_path: Path) -> None:
+    checks = doctor(world, tmp_path)
+    assert {c.name for c in checks} == ALL_CHECKS
+    assert failed(checks) == {}, [(c.name, c.detail) for c in checks if not c.ok]
+    by_name = {c.name: c for c in checks}
+    assert "cannot read" in by_name["Okdesk return transition"].detail  # the manual part is spelled out
+    assert "no tasks yet" in by_name["Bitrix24 task card"].detail
+
+
+def test_wrong_okdesk_token(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, env={"OKDESK_API_TOKEN": WRONG_TOKEN}), "Okdesk credentials")
+    assert "401" in check.detail
+    assert "wrong or revoked" in check.fix and "Settings → API" in check.fix
+
+
+def test_wrong_webhook_secret(world: World, tmp_path: Path) -> None:
+    url = world.webhook_url.replace(WEBHOOK_SECRET, WRONG_SECRET)
+    check = only_failure(doctor(world, tmp_path, env={"BITRIX24_WEBHOOK_URL": url}), "Bitrix24 webhook")
+    assert "401" in check.detail
+    assert "wrong, expired, or was rotated" in check.fix
+
+
+def test_unknown_handoff_status(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, okdesk={"handoff_status": "to_devs"}), "Okdesk handoff status")
+    assert "'to_devs'" in check.detail and "to_programmers" in check.detail  # lists the known codes
+
+
+def test_unknown_return_status(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, okdesk={"return_status": "reopened"}), "Okdesk return status")
+    assert "'reopened'" in check.detail and "opened" in check.detail
+
+
+def test_missing_bot_employee(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, okdesk={"bot_employee_id": 99}), "Okdesk bot employee")
+    assert "99" in check.detail and "does not exist" in check.detail
+
+
+def test_inactive_mapped_employee(world: World, tmp_path: Path) -> None:
+    gone = world.okdesk.add_employee("Old", "Timer", email="old@example.com", active=False)
+    users = {world.people.bx_ivan: world.people.ok_ivan, world.people.bx_olga: gone}
+    check = only_failure(doctor(world, tmp_path, time={"users": users}), "Okdesk time employees")
+    assert f"time.users[{world.people.bx_olga}]" in check.detail and "deactivated" in check.detail
+
+
+def test_missing_default_employee(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, time={"default_employee_id": 77}), "Okdesk time employees")
+    assert "time.default_employee_id" in check.detail and "77" in check.detail
+
+
+def test_group_missing(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, bitrix24={"group_id": 43}), "Bitrix24 group")
+    assert "43" in check.detail and "no such workgroup" in check.detail
+
+
+@pytest.mark.parametrize(("options", "word"), [({"closed": True}, "closed"), ({"active": False}, "archived")])
+def test_group_closed_or_archived(world: World, tmp_path: Path, options: dict[str, bool], word: str) -> None:
+    world.bitrix.add_group(44, "Old project", **options)
+    check = only_failure(doctor(world, tmp_path, bitrix24={"group_id": 44}), "Bitrix24 group")
+    assert "44" in check.detail and word in check.detail
+
+
+def test_responsible_user_missing(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, bitrix24={"responsible_id": 99}), "Bitrix24 responsible user")
+    assert "99" in check.detail and "does not exist" in check.detail
+
+
+def test_responsible_user_inactive(world: World, tmp_path: Path) -> None:
+    world.bitrix.add_user(10, "Fired", "Person", email="fired@example.com", active=False)
+    check = only_failure(doctor(world, tmp_path, bitrix24={"responsible_id": 10}), "Bitrix24 responsible user")
+    assert "10" in check.detail and "not active" in check.detail
+
+
+def test_creator_missing(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, bitrix24={"created_by": 55}), "Bitrix24 creator")
+    assert "55" in check.detail
+
+
+def test_mapped_bitrix_user_missing(world: World, tmp_path: Path) -> None:
+    users = {world.people.bx_ivan: world.people.ok_ivan, 66: world.people.ok_olga}
+    check = only_failure(doctor(world, tmp_path, time={"users": users}), "Bitrix24 mapped users")
+    assert "time.users key 66" in check.detail
+
+
+def test_missing_webhook_scope(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_scopes=("task",))
+    checks = doctor(world, tmp_path)
+    check = only_failure(checks, "Bitrix24 webhook scopes")
+    assert "user" in check.detail and "sonet" in check.detail
+    names = {c.name for c in checks}
+    assert "Bitrix24 group" not in names and "Bitrix24 responsible user" not in names  # skipped, said so
+    assert "skipped" in check.detail
+
+
+def test_unwritable_state_path(world: World, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    check = only_failure(doctor(world, tmp_path, state={"path": str(blocker / "okbx.sqlite3")}), "State store")
+    assert "not a directory" in check.detail
+
+
+def test_state_from_a_newer_okbx(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "newer.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    check = only_failure(doctor(world, tmp_path, state={"path": str(path)}), "State store")
+    assert "newer okbx" in check.detail
+
+
+def test_existing_state_store_passes(world: World, tmp_path: Path) -> None:
+    from okbx_sync.state.store import Store
+
+    Store(tmp_path / "okbx.sqlite3").close()
+    checks = doctor(world, tmp_path)
+    assert failed(checks) == {}
+    assert "opens" in {c.name: c for c in checks}["State store"].detail
+
+
+def test_clock_skew_against_bitrix_server_time(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_clock=lambda: datetime.now(UTC) + timedelta(minutes=10))
+    check = only_failure(doctor(world, tmp_path), "Clock")
+    assert "Bitrix24 server.time" in check.detail and "behind" in check.detail
+
+
+def test_clock_skew_of_the_local_clock(world: World, tmp_path: Path) -> None:
+    check = only_failure(doctor(world, tmp_path, now=lambda: datetime.now(UTC) - timedelta(minutes=10)), "Clock")
+    assert "Okdesk" in check.detail and "Bitrix24" in check.detail
+
+
+def test_small_skew_is_tolerated(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_clock=lambda: datetime.now(UTC) + timedelta(seconds=60))
+    assert failed(doctor(world, tmp_path)) == {}
+
+
+def test_new_task_card_portal_passes_with_a_warning(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_new_task_card=True)
+    world.bitrix.create_task("Existing task", responsible_id=world.people.bx_ivan, group_id=GROUP_ID)
+    checks = doctor(world, tmp_path)
+    assert failed(checks) == {}
+    detail = {c.name: c for c in checks}["Bitrix24 task card"].detail
+    assert "new task card" in detail and "task.commentitem.add" in detail
+    assert "reported as failed" in detail and "instead of being re-sent" in detail
+
+
+def test_classic_task_card_is_named(world: World, tmp_path: Path) -> None:
+    world.bitrix.create_task("Existing task", responsible_id=world.people.bx_ivan, group_id=GROUP_ID)
+    detail = {c.name: c for c in doctor(world, tmp_path)}["Bitrix24 task card"].detail
+    assert "classic" in detail
+
+
+def test_one_failing_call_does_not_stop_the_others(world: World, tmp_path: Path) -> None:
+    from okbx_sync.emulator.http import Fault, Response
+
+    world.bitrix_server.inject(
+        Fault("sonet_group.get", when="before", response=Response.json(400, {"error": "ERROR_CORE"}), times=10)
+    )
+    checks = doctor(world, tmp_path)
+    assert set(failed(checks)) == {"Bitrix24 group"}
+    assert {c.name for c in checks} == ALL_CHECKS
