@@ -220,14 +220,12 @@ class OkdeskClient:
     def list_employees(self) -> list[dict[str, Any]]:
         op = "GET /employees/list"
         result: list[dict[str, Any]] = []
-        from_id = 0
+        from_id: int | None = None  # the first page has no cursor (from_id must be > 0)
         while True:
-            raw = self._call(
-                "GET",
-                "/employees/list",
-                op,
-                params=[("page[size]", 100), ("page[from_id]", from_id), ("page[direction]", "forward")],
-            )
+            params: list[tuple[str, Any]] = [("page[size]", 100), ("page[direction]", "forward")]
+            if from_id is not None:
+                params.append(("page[from_id]", from_id))
+            raw = self._call("GET", "/employees/list", op, params=params)
             if not isinstance(raw, list):
                 raise MalformedResponse(SYSTEM, op, "expected a list of employees")
             result.extend(e for e in raw if isinstance(e, dict))

@@ -130,9 +130,14 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
     store.set_meta("okdesk_watermark", started.isoformat())
     if full_scan:
         store.set_meta("last_full_scan", started.isoformat())
-    if snapshot.late_elapsed:
-        newest = max(i.id for i in snapshot.late_elapsed)
-        store.set_meta("elapsed_watermark", str(max(newest, int(store.get_meta("elapsed_watermark") or 0))))
+    # The elapsed watermark only passes items that were copied: one whose copy failed is read again.
+    watermark = int(store.get_meta("elapsed_watermark") or 0)
+    for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
+        op = store.op(f"time:{item.id}")
+        if op is None or op.state != "done":
+            break
+        watermark = max(watermark, item.id)
+    store.set_meta("elapsed_watermark", str(watermark))
     planned = {a.issue_id for a in plan.actions}
     for issue_id, link in links.items():
         if link.dirty and issue_id not in planned and issue_id not in snapshot.errors and issue_id in snapshot.comments:

@@ -54,7 +54,9 @@ def fetch_snapshot(
     snap.seen_status = seen_status
     new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
     active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}
-    _fetch_tasks(bitrix, snap, active)
+    # done links handed off again: their task may have been deleted since (then a new one is needed)
+    returning = {i: links[i] for i in new_ids if i in links and links[i].state == "done" and links[i].task_id}
+    _fetch_tasks(bitrix, snap, {**active, **returning})
     done_statuses = set(config.bitrix24.done_statuses)
     completing = {
         i for i, link in active.items() if (t := snap.tasks.get(link.task_id or 0)) and t.status in done_statuses

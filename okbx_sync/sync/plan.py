@@ -7,6 +7,7 @@ task without a summary...), so a crash or a failed write is simply planned again
 Decision table, per issue:
   handoff, no link                       -> create task, link comment, forward comments
   handoff, link done                     -> renew task (new cycle), note, forward comments
+  handoff, link done, task deleted       -> create a new task (new cycle)
   handoff, task deleted, re-entered      -> create a new task (new cycle)
   active, task not found (direct)        -> note in the issue, stop the link
   active, issue not found (direct)       -> note in the task, stop the link
@@ -66,7 +67,9 @@ class Plan:
         """
         active = sum(1 for link in state.links.values() if link.state == "active")
         stopping = {a.issue_id for a in self.actions if isinstance(a, MarkGone)}
-        if len(stopping) >= config.sync.unusual_min_links and len(stopping) > config.sync.unusual_share * max(active, 1):
+        if len(stopping) >= config.sync.unusual_min_links and len(stopping) > config.sync.unusual_share * max(
+            active, 1
+        ):
             return (
                 f"{len(stopping)} of {active} active links would stop at once because their task or issue "
                 f"looks deleted (more than {config.sync.unusual_share:.0%}); this looks like an outage or lost "
@@ -100,9 +103,11 @@ def _plan_issue(
     if link.state == "done":
         if in_handoff and link.task_id is not None:
             cycle = link.cycle + 1
+            if link.task_id in snap.tasks and snap.tasks[link.task_id] is None:
+                return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
             return [
                 RenewTask(issue_id, task_id=link.task_id, cycle=cycle),
-                *_active(replace(link, state="active", cycle=cycle), snap, state, config),
+                *_active(replace(link, state="active", cycle=cycle), snap, state, config, renewing=True),
             ]
         return _late_time(link, snap, state, config, now)
     if link.state == "gone_task":
@@ -157,7 +162,7 @@ def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: Sta
     return actions
 
 
-def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewing: bool = False) -> list[Action]:
     issue_id, task_id = link.issue_id, link.task_id
     assert task_id is not None
     task_cycle = state.task_cycle(link)
@@ -182,7 +187,8 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> lis
     actions: list[Action] = []
     if not state.done(f"linkcomment:{issue_id}:{task_cycle}"):
         actions.append(PostLinkComment(issue_id, task_cycle=task_cycle))
-    if link.cycle > 1 and not state.done(f"note:renew:{issue_id}:{link.cycle}"):
+    renewed = renewing or state.done(f"renew:{issue_id}:{link.cycle}")  # not a task created anew
+    if renewed and not state.done(f"note:renew:{issue_id}:{link.cycle}"):
         note = f"renew:{issue_id}:{link.cycle}"
         text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
         actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))))
