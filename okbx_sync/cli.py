@@ -83,7 +83,7 @@ class _Run:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_file)
+            self._config = load_config(self.config_file, _environment(self.config_file))
             for secret in self._config.secrets():
                 self.redactor.add(secret)
         return self._config
@@ -93,6 +93,22 @@ class _Run:
 
     def clients(self) -> Clients:
         return Clients.build(self.config, self.redactor)
+
+
+def _environment(config_file: Path) -> dict[str, str]:
+    """The process environment, completed by an `okbx.env` next to the config (as `okbx init` writes)."""
+    from .setup_wizard import parse_env_file
+
+    env = dict(os.environ)
+    env_file = config_file.parent / "okbx.env"
+    if env_file.is_file():
+        try:
+            for key, value in parse_env_file(env_file.read_text(encoding="utf-8")).items():
+                if not env.get(key):  # a value set in the environment wins
+                    env[key] = value
+        except OSError:
+            pass  # unreadable: ${VAR} errors will name what is missing
+    return env
 
 
 @contextmanager
@@ -352,6 +368,138 @@ def demo(
     with _errors():
         ok = run_demo(say=typer.echo, keep=keep)
         raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def doctor(config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
+    """Check the configuration and both accounts before the first real run; exit 0 only when all pass."""
+    from datetime import UTC, datetime
+
+    from .doctor import run_checks
+
+    run = _Run(config, verbose=verbose)
+    with _errors(run):
+        cfg = run.config
+        clients = run.clients()
+        try:
+            checks = run_checks(cfg, clients.okdesk, clients.bitrix, now=lambda: datetime.now(UTC))
+        finally:
+            clients.close()
+        _print_table(
+            f"okbx doctor: {sum(c.ok for c in checks)} of {len(checks)} checks pass",
+            ("check", "result", "detail", "how to fix"),
+            [(c.name, "ok" if c.ok else "FAIL", run.redactor(c.detail), run.redactor(c.fix)) for c in checks],
+        )
+        raise typer.Exit(0 if all(c.ok for c in checks) else int(ExitCode.ACTIONS_FAILED))
+
+
+def _pick(label: str, options: list[tuple[str, str]], given: str | None, interactive: bool) -> str:
+    """One value from a discovered list: the flag's value, else a prompt, else refuse."""
+    codes = [code for code, _ in options]
+    if given is not None:
+        if given not in codes:
+            raise UsageError(f"{label}: {given!r} is not one of: {', '.join(codes) or '(none found)'}")
+        return given
+    if not interactive:
+        raise UsageError(f"{label}: give it with its flag (choices: {', '.join(codes) or '(none found)'})")
+    for number, (code, name) in enumerate(options, 1):
+        typer.echo(f"  {number}. {name} [{code}]")
+    while True:
+        answer = typer.prompt(label).strip()
+        if answer in codes:
+            return answer
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return options[int(answer) - 1][0]
+        typer.echo("  pick a number or a code from the list")
+
+
+@app.command()
+def init(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the configuration.")] = Path(
+        "okbx.yaml"
+    ),
+    okdesk_url: Annotated[str | None, typer.Option(help="https://yourcompany.okdesk.ru")] = None,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Bitrix24 incoming webhook URL (default: $BITRIX24_WEBHOOK_URL).")
+    ] = None,
+    handoff_status: Annotated[str | None, typer.Option(help="Okdesk status code that hands an issue off.")] = None,
+    return_status: Annotated[str | None, typer.Option(help="Okdesk status code set when the task is done.")] = None,
+    bot_employee: Annotated[str | None, typer.Option(help="Okdesk employee id okbx writes as.")] = None,
+    group: Annotated[str | None, typer.Option(help="Bitrix24 group id for new tasks.")] = None,
+    responsible: Annotated[str | None, typer.Option(help="Bitrix24 user id responsible for new tasks.")] = None,
+    default_employee: Annotated[
+        str | None, typer.Option(help="Okdesk employee for unmapped programmers' time.")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Non-interactive: take the flags and the proposed user mapping.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing configuration.")] = False,
+) -> None:
+    """Write a starter okbx.yaml (and okbx.env for the secrets) from what both APIs report, then run doctor.
+
+    The Okdesk token is read from $OKDESK_API_TOKEN or asked for (hidden); it is never a flag."""
+    from .setup_wizard import discover, propose_user_map, render_config, render_env_file, write_private_file
+
+    run = _Run(None)
+    with _errors(run):
+        interactive = not yes and sys.stdin.isatty()
+        if output.exists() and not force:
+            raise UsageError(f"{output} exists; pass --force to overwrite it")
+
+        def ask(value: str | None, env_key: str | None, label: str, hide: bool = False) -> str:
+            value = value or (os.environ.get(env_key) if env_key else None)
+            if value:
+                return value
+            if not interactive:
+                raise UsageError(f"{label} is needed" + (f" (set ${env_key})" if env_key else ""))
+            return str(typer.prompt(label, hide_input=hide)).strip()
+
+        url = ask(okdesk_url, None, "Okdesk URL")
+        token = ask(None, "OKDESK_API_TOKEN", "Okdesk API token", hide=True)
+        webhook = ask(webhook_url, "BITRIX24_WEBHOOK_URL", "Bitrix24 webhook URL", hide=True)
+        found = discover(url, token, webhook, redactor=run.redactor)
+        statuses = found.statuses
+        employees = [
+            (str(e["id"]), f"{e['name']} <{e.get('email') or '-'}>")
+            for e in found.okdesk_employees
+            if e.get("active", True)
+        ]
+        users = [
+            (str(u["id"]), f"{u['name']} <{u.get('email') or '-'}>")
+            for u in found.bitrix_users
+            if u.get("active", True)
+        ]
+        groups = [(str(g["id"]), str(g["name"])) for g in found.groups]
+        handoff = _pick("handoff status", statuses, handoff_status, interactive)
+        back = _pick("return status", statuses, return_status or ("opened" if not interactive else None), interactive)
+        bot = _pick("Okdesk employee okbx writes as (its token's owner)", employees, bot_employee, interactive)
+        group_id = _pick("Bitrix24 group for new tasks", groups, group, interactive)
+        owner = _pick("Bitrix24 user responsible for new tasks", users, responsible, interactive)
+        fallback = _pick(
+            "Okdesk employee for unmapped programmers' time", employees, default_employee or bot, interactive
+        )
+        mapping = propose_user_map(found.bitrix_users, found.okdesk_employees)
+        typer.echo(f"proposed Bitrix24 -> Okdesk user mapping (by e-mail): {mapping or 'none found'}")
+        if interactive and mapping and not typer.confirm("use this mapping?", default=True):
+            mapping = {}
+        choices: dict[str, Any] = {
+            "okdesk.url": url.rstrip("/"),
+            "okdesk.bot_employee_id": int(bot),
+            "okdesk.handoff_status": handoff,
+            "okdesk.return_status": back,
+            "bitrix24.group_id": int(group_id),
+            "bitrix24.responsible_id": int(owner),
+            "time.default_employee_id": int(fallback),
+            "time.users": mapping,
+        }
+        if found.webhook_user_id:
+            choices["bitrix24.created_by"] = found.webhook_user_id
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(render_config(choices), encoding="utf-8")
+        env_path = output.parent / "okbx.env"
+        write_private_file(env_path, render_env_file(token, webhook))
+        typer.echo(f"wrote {output} and {env_path} (secrets, mode 600); running okbx doctor")
+    doctor(config=str(output))
 
 
 def _parse_every(text: str) -> float:
