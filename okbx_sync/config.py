@@ -211,8 +211,17 @@ def _show(value: Any) -> str:
 
 
 def _convert(key: Key, value: Any, env: Mapping[str, str], base_dir: Path) -> Any:
-    if isinstance(value, str):
-        value = _expand_env(value, env)
+    if isinstance(value, str) and _ENV_REF.search(value):
+        expanded = _expand_env(value, env)
+        try:
+            return _convert_value(key, expanded, base_dir)
+        except _Problem as problem:
+            # The environment may hold a secret put under the wrong key: never echo it.
+            raise _Problem(str(problem).replace(_show(expanded), f"the value of {value}")) from None
+    return _convert_value(key, value, base_dir)
+
+
+def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
     kind = key.kind
     if kind in ("str", "url", "secret", "secret_url", "path", "tz"):
         if not isinstance(value, str) or not value.strip():
@@ -234,7 +243,10 @@ def _convert(key: Key, value: Any, env: Mapping[str, str], base_dir: Path) -> An
         if kind in ("secret", "secret_url"):
             return Secret(value)
         if kind == "path":
-            path = Path(value).expanduser()
+            try:
+                path = Path(value).expanduser()
+            except RuntimeError:  # "~nosuchuser/..."
+                raise _Problem(f"cannot expand the home directory in {_show(value)}") from None
             return path if path.is_absolute() else base_dir / path
         return value
     if kind == "int":
@@ -311,19 +323,20 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
                 problems.append((path, str(problem)))
         if not any(p.startswith(section + ".") or p == section for p, _ in problems):
             built[section] = cls(**kwargs)
+    problems += _cross_checks(raw)
     if problems:
         raise ConfigError(problems, source)
-    config = Config(**built, source=source)
-    _cross_checks(config)
-    return config
+    return Config(**built, source=source)
 
 
-def _cross_checks(config: Config) -> None:
-    problems = []
-    if config.okdesk.handoff_status == config.okdesk.return_status:
-        problems.append(("okdesk.return_status", "must differ from okdesk.handoff_status"))
-    if problems:
-        raise ConfigError(problems, config.source)
+def _cross_checks(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Checks across keys, on the raw values so they are reported together with all the others."""
+    okdesk = raw.get("okdesk") if isinstance(raw.get("okdesk"), dict) else {}
+    handoff = okdesk.get("handoff_status")
+    back = okdesk.get("return_status", SECTIONS["okdesk"][1]["return_status"].default)
+    if isinstance(handoff, str) and isinstance(back, str) and handoff.strip() == back.strip():
+        return [("okdesk.return_status", "must differ from okdesk.handoff_status")]
+    return []
 
 
 def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:

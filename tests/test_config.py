@@ -208,11 +208,6 @@ def test_return_status_must_differ_from_handoff_status():
     assert problems(raw) == {"okdesk.return_status": "must differ from okdesk.handoff_status"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_cross_checks runs only when every key is valid, so return_status == handoff_status is reported "
-    "only after the other problems are fixed (the module promises every problem at once)",
-)
 def test_cross_check_problem_is_reported_together_with_other_problems():
     raw = valid()
     raw["okdesk"]["return_status"] = "to_programmers"
@@ -302,11 +297,6 @@ def test_config_path_prefers_the_flag_then_the_environment():
     assert config_path(None, {}) == Path("okbx.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state.path '~nosuchuser/x' makes Path.expanduser() raise RuntimeError, which escapes parse_config "
-    "instead of becoming a ConfigError problem for state.path",
-)
 def test_state_path_with_an_unknown_home_directory_is_a_config_problem():
     raw = valid()
     raw["state"]["path"] = "~no_such_user_okbx/okbx.sqlite3"

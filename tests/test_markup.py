@@ -264,11 +264,6 @@ def test_task_title_and_description_carry_issue_facts_safely():
     assert empty.endswith("(no description)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.task_title only collapses whitespace: C0 control characters such as NUL/BEL/ESC survive "
-    "into the Bitrix24 TITLE although its comment says control characters need care (clean_text is not applied)",
-)
 def test_task_title_drops_control_characters():
     issue = Issue(12, "Printer\x00 jams\x07\x1b[31m", "to_programmers", WHEN)
     assert re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", render.task_title(issue)) is None

@@ -47,8 +47,9 @@ def php_query(params: dict[str, Any]) -> str:
             for key, sub in value.items():
                 walk(f"{prefix}[{key}]" if prefix else str(key), sub)
         elif isinstance(value, list | tuple):
-            for sub in value:
-                walk(f"{prefix}[]", sub)
+            for index, sub in enumerate(value):
+                # scalars append (a[]=1); containers need their index, or PHP splits them up
+                walk(f"{prefix}[{index}]" if isinstance(sub, dict | list | tuple) else f"{prefix}[]", sub)
         elif isinstance(value, bool):
             pairs.append((prefix, "Y" if value else "N"))
         elif value is None:

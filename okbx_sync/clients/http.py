@@ -89,6 +89,7 @@ class Throttle:
         """After a rate-limit answer: empty the bucket and hold everything for `seconds`."""
         with self._lock:
             self._tokens = 0.0
+            self._last = self._clock()  # refill starts now, not at the last request
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 

@@ -57,7 +57,10 @@ class Response:
         return cls(status, text.encode("utf-8"), content_type="text/html; charset=utf-8")
 
 
-HTML_500 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+HTML_500 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>nginx</center></body></html>"
+)
 
 
 @dataclass
@@ -119,7 +122,7 @@ class EmulatorServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request log replaces stderr chatter
 
             def _serve(self) -> None:

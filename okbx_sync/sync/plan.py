@@ -83,7 +83,11 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
     for issue_id in sorted(set(snapshot.handoff) | set(state.links)):
         link = state.links.get(issue_id)
         if link is not None and (link.parked or (link.next_retry_at and link.next_retry_at > now)):
-            why = "parked after repeated failures" if link.parked else f"waiting to retry at {link.next_retry_at:%H:%M}"
+            why = (
+                "parked after repeated failures"
+                if link.parked
+                else f"waiting to retry at {link.next_retry_at:%H:%M} UTC"
+            )
             plan.skipped[issue_id] = why
             continue
         if issue_id in snapshot.errors:

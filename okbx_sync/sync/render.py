@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from ..markup import bb_marker_line, escape_bbcode, escape_html, html_marker_line, html_to_bbcode
+from ..markup import bb_marker_line, clean_text, escape_bbcode, escape_html, html_marker_line, html_to_bbcode
 from ..model import Comment, Issue
 from ..timeutil import human_duration
 
 
 def task_title(issue: Issue) -> str:
     # Titles are plain text in Bitrix24; only control characters and length need care.
-    title = " ".join(issue.title.split())[:200]
+    title = " ".join(clean_text(issue.title).split())[:200]
     return f"[Okdesk #{issue.id}] {title}"
 
 
