@@ -172,10 +172,8 @@ def _report_cycle(
 
 
 def _print_plan(result: CycleResult) -> None:
-    rows = []
-    links = {}
+    rows: list[Sequence[Any]] = []
     for action in result.plan.actions:
-        links.setdefault(action.issue_id, None)
         rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
     for issue_id, why in result.plan.skipped.items():
         rows.append((issue_id, "", "skip", why))
@@ -548,7 +546,7 @@ def run_loop(
 
         try:
             log.info("okbx run: a cycle every %s; stop with SIGTERM or Ctrl-C", every)
-            schedule.every(seconds).seconds.do(cycle)
+            schedule.every(max(1, round(seconds))).seconds.do(cycle)
             cycle()
             while not stop:
                 schedule.run_pending()

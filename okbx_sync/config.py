@@ -331,7 +331,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
 
 def _cross_checks(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Checks across keys, on the raw values so they are reported together with all the others."""
-    okdesk = raw.get("okdesk") if isinstance(raw.get("okdesk"), dict) else {}
+    okdesk: dict[str, Any] = raw["okdesk"] if isinstance(raw.get("okdesk"), dict) else {}
     handoff = okdesk.get("handoff_status")
     back = okdesk.get("return_status", SECTIONS["okdesk"][1]["return_status"].default)
     if isinstance(handoff, str) and isinstance(back, str) and handoff.strip() == back.strip():

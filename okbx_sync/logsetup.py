@@ -13,8 +13,8 @@ PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def setup_logging(redactor: Redactor, *, verbose: bool, quiet: bool, log_file: Path | None) -> None:
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     handler: logging.Handler

@@ -190,7 +190,8 @@ class Bitrix24Client:
         for raw in results.values():
             for task in self._parse("tasks.task.list", parse_task_list, raw):
                 found[task.id] = task
-        failed = {task_id: err for key, err in errors.items() for task_id in commands[key][1]["filter"]["ID"]}
+        chunks = {key: ids[n : n + PAGE] for n, key in zip(range(0, len(ids), PAGE), commands, strict=True)}
+        failed = {task_id: err for key, err in errors.items() for task_id in chunks[key]}
         return found, failed
 
     def renew_task(self, task_id: int) -> Task:

@@ -41,9 +41,7 @@ _BATCH_LIMIT = 50
 _STATUS_DENIED = "Action on the task is not allowed"
 _TE_ACTION_FAILED = "TASKS_ERROR_EXCEPTION_#8; Action failed; 8/TE/ACTION_FAILED_TO_BE_PROCESSED"
 # inferred: code and text of CTaskItem's "not found" exception as it surfaces through REST
-_TE_NOT_FOUND = (
-    "TASKS_ERROR_EXCEPTION_#1; Task not found or not accessible; 1/TE/TASK_NOT_FOUND_OR_NOT_ACCESSIBLE"
-)
+_TE_NOT_FOUND = "TASKS_ERROR_EXCEPTION_#1; Task not found or not accessible; 1/TE/TASK_NOT_FOUND_OR_NOT_ACCESSIBLE"
 _POSITIVE, _NEGATIVE = ("", "=", "@"), ("!", "!=", "!@")
 
 
@@ -129,9 +127,7 @@ class Bitrix24Emulator:
         with self._lock:
             self._groups[id] = {"ID": id, "NAME": name, "ACTIVE": active, "CLOSED": closed}
 
-    def create_task(
-        self, title: str, *, responsible_id: int, group_id: int = 0, created_by: int | None = None
-    ) -> int:
+    def create_task(self, title: str, *, responsible_id: int, group_id: int = 0, created_by: int | None = None) -> int:
         """A person creates a task in the UI; the creator defaults to the responsible person."""
         fields = {"TITLE": title, "RESPONSIBLE_ID": responsible_id, "GROUP_ID": group_id}
         with self._lock, _as_value_error():
@@ -255,9 +251,7 @@ class Bitrix24Emulator:
             return ApiError(403, "insufficient_scope", text), None
         started = self._clock().timestamp()
         if self._budget.blocked(method, started):
-            return ApiError(
-                429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."
-            ), None
+            return ApiError(429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."), None
         self._budget.charge(method, started)  # failed calls took time too
         try:
             result = handler(self, params)
@@ -314,9 +308,7 @@ class Bitrix24Emulator:
         path, _, query = command.partition("?")
         method = q.method_name(path)
         if method == "batch":
-            return ApiError(
-                405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
-            ), None
+            return ApiError(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"), None
         if "$result[" in unquote(query):
             # references to earlier results are not emulated; fail loudly rather than filter on
             # the literal text
@@ -351,9 +343,7 @@ class Bitrix24Emulator:
         rows = [t for _, t in sorted(self._tasks.items()) if self._task_matches(t, filters)]
         rows = q.sort_rows(rows, order, self._task_sort_value)
         chunk, total, following = q.page(rows, named.get("start", 0))
-        return _Outcome(
-            {"tasks": [self._view.task(t, select, listing=True) for t in chunk]}, total, following
-        )
+        return _Outcome({"tasks": [self._view.task(t, select, listing=True) for t in chunk]}, total, following)
 
     def _status_method(self, action: str, params: Any) -> _Outcome:
         task_id = _task_id_param(q.as_mapping(params))
@@ -380,9 +370,7 @@ class Bitrix24Emulator:
         if author not in self._users:
             raise core_error("User not found")  # inferred: the forum refuses unknown authors
         # UF_FORUM_MESSAGE_DOC is accepted but dropped: the emulator has no Drive
-        return self._insert_comment(
-            task_id, author, message, self._date_field(fields, "POST_DATE") or self._now()
-        )
+        return self._insert_comment(task_id, author, message, self._date_field(fields, "POST_DATE") or self._now())
 
     def _m_comment_getlist(self, params: Any) -> list[dict[str, Any]]:
         if self.new_task_card:
@@ -433,9 +421,7 @@ class Bitrix24Emulator:
         if seconds is None or seconds <= 0 or user not in self._users:
             raise core_error(_TE_ACTION_FAILED)  # inferred: CTaskElapsedTime::Add refuses these
         now = self._now()
-        created, start, stop = (
-            self._date_field(fields, f) or now for f in ("CREATED_DATE", "DATE_START", "DATE_STOP")
-        )
+        created, start, stop = (self._date_field(fields, f) or now for f in ("CREATED_DATE", "DATE_START", "DATE_STOP"))
         text, source = str(fields.get("COMMENT_TEXT") or ""), q.lax_int(fields.get("SOURCE")) or 2
         return self._insert_elapsed(task_id, user, seconds, text, created, start, stop, source)
 
@@ -476,9 +462,7 @@ class Bitrix24Emulator:
 
     def _insert_task(self, fields: dict[str, Any], actor: int) -> dict[str, Any]:
         responsible, creator, group_id, priority, parent = self._validate_task(fields, actor)
-        dates = {
-            name: self._date_field(fields, name) for name in ("DEADLINE", "START_DATE_PLAN", "END_DATE_PLAN")
-        }
+        dates = {name: self._date_field(fields, name) for name in ("DEADLINE", "START_DATE_PLAN", "END_DATE_PLAN")}
         now = self._now()
         self._counters["task"] += 1
         task_id = self._counters["task"]
@@ -543,9 +527,7 @@ class Bitrix24Emulator:
         # real portals log status changes as service comments; consumers must not rely on them
         self._insert_comment(task["ID"], actor, note, now, system=True)
 
-    def _insert_comment(
-        self, task_id: int, author: int, text: str, posted: datetime, system: bool = False
-    ) -> int:
+    def _insert_comment(self, task_id: int, author: int, text: str, posted: datetime, system: bool = False) -> int:
         self._counters["comment"] += 1
         comment_id = self._counters["comment"]
         comment = {"ID": comment_id, "TASK_ID": task_id, "AUTHOR_ID": author, "POST_DATE": posted}

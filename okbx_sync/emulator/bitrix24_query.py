@@ -191,9 +191,7 @@ def parse_datetime(value: Any, tz: timezone) -> datetime:
         dotted = re.fullmatch(r"(\d{2})\.(\d{2})\.(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?", text)
         if dotted:
             day, month, year, hour, minute, second = dotted.groups()
-            parsed = datetime(
-                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
-            )
+            parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     else:
@@ -251,9 +249,7 @@ def match(op: str, actual: Any, expected: Any, coerce: Callable[[Any], Any]) -> 
     target = values[0] if values else None
     if actual is None or target is None:
         return False
-    return bool(
-        {">": actual > target, ">=": actual >= target, "<": actual < target, "<=": actual <= target}[op]
-    )
+    return bool({">": actual > target, ">=": actual >= target, "<": actual < target, "<=": actual <= target}[op])
 
 
 def row_matches(
@@ -354,9 +350,7 @@ def _check_param(signature: LegacySignature, index: int, param: LegacyParam, val
             )
         return number
     if not isinstance(value, (Mapping, list)):
-        raise signature.fail(
-            f'{signature.where(index)} expected to be of type "array", but given something else.'
-        )
+        raise signature.fail(f'{signature.where(index)} expected to be of type "array", but given something else.')
     mapping = as_mapping(value)
     if param.allowed_keys is not None:
         for key, item in list(mapping.items()):

@@ -118,9 +118,7 @@ class PortalView:
             "TIME_SPENT_IN_LOGS": lambda: str(self.time_spent(task_id)),
             "DURATION_FACT": lambda: str(self.time_spent(task_id) // 60),
             "COMMENTS_COUNT": lambda: str(sum(c["TASK_ID"] == task_id for c in self.comments)),
-            "SERVICE_COMMENTS_COUNT": lambda: str(
-                sum(c["TASK_ID"] == task_id and c["SYSTEM"] for c in self.comments)
-            ),
+            "SERVICE_COMMENTS_COUNT": lambda: str(sum(c["TASK_ID"] == task_id and c["SYSTEM"] for c in self.comments)),
             "FORUM_TOPIC_ID": lambda: str(task_id),
             "TAGS": lambda: {str(self.tag_ids[t]): {"id": self.tag_ids[t], "title": t} for t in task["TAGS"]},
             "CHAT_ID": lambda: task["CHAT_ID"] if self.new_task_card else _MISSING,  # no chat on the old card

@@ -163,7 +163,7 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> EmulatorServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="emulator", daemon=True)

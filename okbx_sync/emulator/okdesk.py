@@ -134,9 +134,7 @@ class _TimeEntry:
 
 # -- parsing helpers (pure) ---------------------------------------------------------------------
 _FILTER_DATE = re.compile(r"(\d{2})-(\d{2})-(\d{4})(?: (\d{2}):(\d{2})(?::([0-5]\d))?)?")
-_BODY_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
-)
+_BODY_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?")
 _H_MM = re.compile(r"(\d{1,3}):([0-5]\d)")
 _HOUR_WORD = r"(?:ч\.?|час(?:а|ов)?)"
 _DECIMAL_HOURS = re.compile(rf"(\d{{1,3}}[.,]\d{{1,4}})(?:\s*{_HOUR_WORD})?")
@@ -249,9 +247,7 @@ def _time_bound(attr: str, window: tuple[datetime, datetime], since: bool) -> Pr
     return lambda issue: getattr(issue, attr) < window[1]
 
 
-def _choice(
-    request: Request, group: str, name: str, options: tuple[str, ...], errors: Errors, default: str
-) -> str:
+def _choice(request: Request, group: str, name: str, options: tuple[str, ...], errors: Errors, default: str) -> str:
     """`group[name]` among `options`, or `default` when absent; an error entry otherwise."""
     value = request.query_value(f"{group}[{name}]")
     if value is None:
@@ -724,9 +720,7 @@ class OkdeskEmulator:
         # inferred: completed_at is stamped on entering a final status and cleared on reopening
         issue.completed_at = (issue.completed_at or now) if code in _FINAL_STATUSES else None
         if webhook:
-            self.webhooks.append(
-                {"event_type": "new_ticket_status", "issue_id": issue.id, "new_status": code}
-            )
+            self.webhooks.append({"event_type": "new_ticket_status", "issue_id": issue.id, "new_status": code})
 
     def _new_comment(
         self, issue: _Issue, content: str, author_id: int, author_type: str, public: bool, webhook: bool
@@ -775,9 +769,7 @@ class OkdeskEmulator:
     def _token_employee(self) -> _Person:
         employee = self._employees.get(self.token_employee_id)
         if employee is None:  # a setup mistake in the test, not an API answer: make it obvious
-            raise ApiError(
-                500, f"emulator: token employee {self.token_employee_id} missing; call add_employee()"
-            )
+            raise ApiError(500, f"emulator: token employee {self.token_employee_id} missing; call add_employee()")
         return employee
 
     def _matching(self, predicates: list[Predicate]) -> list[_Issue]:

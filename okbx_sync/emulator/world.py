@@ -44,8 +44,9 @@ class World:
     people: People = field(default_factory=People)
 
     @classmethod
-    def start(cls, *, bitrix_rate: float | None = None, okdesk_rate: float | None = None,
-              **emulator_options: Any) -> World:
+    def start(
+        cls, *, bitrix_rate: float | None = None, okdesk_rate: float | None = None, **emulator_options: Any
+    ) -> World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
@@ -82,11 +83,23 @@ class World:
     def config_dict(self, state_path: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
         p = self.people
         config: dict[str, Any] = {
-            "okdesk": {"url": self.okdesk_server.url, "api_token": "${OKDESK_API_TOKEN}", "bot_employee_id": p.bot,
-                       "handoff_status": HANDOFF, "return_status": "opened", "requests_per_second": 50},
-            "bitrix24": {"webhook_url": "${BITRIX24_WEBHOOK_URL}", "group_id": GROUP_ID,
-                         "responsible_id": p.bx_ivan, "created_by": self.bitrix.user_id, "done_statuses": [5],
-                         "requests_per_second": 50, "burst": 50},
+            "okdesk": {
+                "url": self.okdesk_server.url,
+                "api_token": "${OKDESK_API_TOKEN}",
+                "bot_employee_id": p.bot,
+                "handoff_status": HANDOFF,
+                "return_status": "opened",
+                "requests_per_second": 50,
+            },
+            "bitrix24": {
+                "webhook_url": "${BITRIX24_WEBHOOK_URL}",
+                "group_id": GROUP_ID,
+                "responsible_id": p.bx_ivan,
+                "created_by": self.bitrix.user_id,
+                "done_statuses": [5],
+                "requests_per_second": 50,
+                "burst": 50,
+            },
             "time": {"default_employee_id": p.bot, "users": {p.bx_ivan: p.ok_ivan, p.bx_olga: p.ok_olga}},
             "state": {"path": str(state_path)},
         }

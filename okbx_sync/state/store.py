@@ -68,8 +68,8 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["links"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("links").create(
         {
             "issue_id": int,
             "task_id": int,
@@ -89,8 +89,8 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"state", "cycle", "created_at", "updated_at"},
         defaults={"dirty": 0, "fail_count": 0, "parked": 0},
     )
-    db["links"].create_index(["task_id"])
-    db["ops"].create(
+    db.table("links").create_index(["task_id"])
+    db.table("ops").create(
         {
             "key": str,
             "issue_id": int,
@@ -110,13 +110,13 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"issue_id", "kind", "state"},
         defaults={"ambiguous": 0, "attempts": 0},
     )
-    db["ops"].create_index(["issue_id"])
-    db["ops"].create_index(["report_key"])
-    db["journal"].create(
+    db.table("ops").create_index(["issue_id"])
+    db.table("ops").create_index(["report_key"])
+    db.table("journal").create(
         {"id": int, "at": str, "issue_id": int, "key": str, "kind": str, "outcome": str, "detail": str},
         pk="id",
     )
-    db["journal"].create_index(["issue_id"])
+    db.table("journal").create_index(["issue_id"])
 
 
 MIGRATIONS = {1: _migrate_1}

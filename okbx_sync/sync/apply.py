@@ -275,9 +275,9 @@ class Applier:
                 return issue.status, {"issue_status": issue.status}
             return None
         if isinstance(action, RenewTask):
-            task = self.bitrix.get_task(action.task_id)
-            if task is not None and task.status not in self.config.bitrix24.done_statuses:
-                return str(task.id), {"state": "active", "cycle": action.cycle, "done_at": None}
+            current = self.bitrix.get_task(action.task_id)
+            if current is not None and current.status not in self.config.bitrix24.done_statuses:
+                return str(current.id), {"state": "active", "cycle": action.cycle, "done_at": None}
             return None
         return None
 
