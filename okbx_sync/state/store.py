@@ -24,7 +24,7 @@ import sqlite_utils
 
 from ..errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Link:
     created_at: datetime
     updated_at: datetime
     done_at: datetime | None
+    issue_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class Op:
 
 def _ts(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _ts_exact(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()  # keeps milliseconds: compared with the API's value
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -119,7 +124,12 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db.table("journal").create_index(["issue_id"])
 
 
-MIGRATIONS = {1: _migrate_1}
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    # updated_at of the issue when its comments were last read: skips re-reading unchanged issues
+    db.table("links").add_column("issue_updated_at", str)
+
+
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
 
 
 class Store:
@@ -228,14 +238,17 @@ class Store:
             with self.tx("update_link") as c:
                 c.execute(sql, (*values, issue_id))
 
-    def observe_statuses(self, statuses: dict[int, str]) -> None:
-        """Remember the last status seen for linked issues (to notice when one re-enters handoff)."""
+    def observe_statuses(self, statuses: dict[int, str], comments_read_at: dict[int, datetime]) -> None:
+        """Remember the last status seen for linked issues (to notice when one re-enters handoff),
+        and the issue's updated_at when its comments were read (to skip unchanged issues)."""
         with self.tx("observe_statuses") as conn:
             for issue_id, status in statuses.items():
                 conn.execute(
                     "UPDATE links SET issue_status=? WHERE issue_id=? AND (issue_status IS NOT ?)",
                     (status, issue_id, status),
                 )
+            for issue_id, at in comments_read_at.items():
+                conn.execute("UPDATE links SET issue_updated_at=? WHERE issue_id=?", (_ts_exact(at), issue_id))
 
     def record_failure(self, issue_id: int, error: str, *, max_retries: int, base_seconds: int) -> Link | None:
         link = self.link(issue_id)
@@ -361,6 +374,7 @@ def _link(row: sqlite3.Row) -> Link:
         created_at=_dt(row["created_at"]) or datetime.min.replace(tzinfo=UTC),
         updated_at=_dt(row["updated_at"]) or datetime.min.replace(tzinfo=UTC),
         done_at=_dt(row["done_at"]),
+        issue_updated_at=_dt(row["issue_updated_at"]),
     )
 
 

@@ -126,7 +126,15 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
     """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
     statuses = dict(snapshot.seen_status)
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
-    store.observe_statuses({i: s for i, s in statuses.items() if i in links or store.link(i)})
+    linked = set(store.links())
+    read_at = {i: snapshot.seen_updated[i] for i in snapshot.comments if i in snapshot.seen_updated}
+    for i in snapshot.comments:
+        issue = snapshot.issues.get(i)
+        if i not in read_at and issue is not None and issue.updated_at is not None:
+            read_at[i] = issue.updated_at
+    store.observe_statuses(
+        {i: s for i, s in statuses.items() if i in linked}, {i: at for i, at in read_at.items() if i in linked}
+    )
     store.set_meta("okdesk_watermark", started.isoformat())
     if full_scan:
         store.set_meta("last_full_scan", started.isoformat())

@@ -44,13 +44,17 @@ def fetch_snapshot(
     snap = Snapshot()
     # A failing listing aborts the cycle: planning from half the picture could mistake an outage for change.
     snap.handoff = {i.id: i for i in okdesk.list_issues(status_codes=[handoff_code])}
-    changed: set[int] = set()
     seen_status: dict[int, str] = {i.id: i.status for i in snap.handoff.values()}
+    seen = list(snap.handoff.values())
     if watermark is not None:
-        for issue in okdesk.list_issues(updated_since=watermark - OVERLAP):
-            changed.add(issue.id)
-            seen_status[issue.id] = issue.status
-
+        seen += okdesk.list_issues(updated_since=watermark - OVERLAP)
+    for issue in seen:
+        seen_status[issue.id] = issue.status
+        if issue.updated_at is not None:
+            snap.seen_updated[issue.id] = issue.updated_at
+    # Changed = updated since we last read its comments (the listing's window overlaps, so the
+    # same change shows up for several cycles; (id, updated_at) tells it apart).
+    changed = {i for i, at in snap.seen_updated.items() if i in links and links[i].issue_updated_at != at}
     snap.seen_status = seen_status
     new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
     active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 
 from ..model import Comment, ElapsedItem, Issue, Task
@@ -21,6 +22,7 @@ class Snapshot:
     statuses: dict[str, str] = field(default_factory=dict)  # Okdesk status code -> name
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read this cycle
     seen_status: dict[int, str] = field(default_factory=dict)  # status codes seen in listings this cycle
+    seen_updated: dict[int, datetime] = field(default_factory=dict)  # updated_at seen in listings this cycle
 
 
 @dataclass(frozen=True)
