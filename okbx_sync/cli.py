@@ -203,6 +203,31 @@ def sync(
         raise typer.Exit(code)
 
 
+PROGRESS_FROM = 20  # actions; smaller cycles finish before a bar is worth drawing
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[Any, str], None]]]:
+    """A progress bar for long cycles (a first run over a backlog), on a terminal only."""
+    if not (enabled and sys.stderr.isatty()):
+        yield (lambda plan: None), (lambda action, outcome: None)
+        return
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task: list[Any] = []
+
+        def on_plan(plan: Any) -> None:
+            if len(plan.actions) >= PROGRESS_FROM:
+                task.append(progress.add_task("syncing", total=len(plan.actions)))
+
+        def on_action(action: Any, outcome: str) -> None:
+            if task:
+                progress.advance(task[0])
+
+        yield on_plan, on_action
+
+
 def _one_cycle(
     run: _Run,
     *,
@@ -218,7 +243,17 @@ def _one_cycle(
         store = run.store()
         clients = run.clients()
         try:
-            result = run_cycle(cfg, clients, store, dry_run=dry_run, force=force, should_stop=should_stop)
+            with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
+                result = run_cycle(
+                    cfg,
+                    clients,
+                    store,
+                    dry_run=dry_run,
+                    force=force,
+                    should_stop=should_stop,
+                    on_plan=on_plan,
+                    on_action=on_action,
+                )
             if dry_run:
                 _print_plan(result)
                 return 0

@@ -76,6 +76,7 @@ def run_cycle(
     now: datetime | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_action: Callable[[Action, str], None] = lambda a, o: None,
+    on_plan: Callable[[Plan], None] = lambda plan: None,
 ) -> CycleResult:
     started = now or store.now()
     links = store.links()
@@ -115,6 +116,7 @@ def run_cycle(
             store.record_failure(
                 issue_id, error, max_retries=config.sync.max_retries, base_seconds=config.sync.retry_base_seconds
             )
+    on_plan(plan)
     applier = Applier(clients.okdesk, clients.bitrix, store, config, should_stop=should_stop, on_action=on_action)
     result.applied = applier.apply(plan.by_issue())
 
