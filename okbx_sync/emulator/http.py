@@ -173,7 +173,10 @@ class EmulatorServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="emulator", daemon=True)
+        # a short poll interval makes stop() quick: tests start and stop hundreds of servers
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="emulator", daemon=True
+        )
         self._thread.start()
         return self
 
