@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -84,4 +85,11 @@ class NotFound(ApiError):
 
 
 class MalformedResponse(ApiError):
-    """The answer was not what the API documents (HTML, truncated JSON, missing fields)."""
+    """The answer was not what the API documents (HTML, truncated JSON, missing fields).
+
+    Always ambiguous: the server may have applied the request before answering nonsense, so a
+    write answered this way is looked for by its marker before it is tried again."""
+
+    def __init__(self, system: str, method: str, message: str, **kwargs: Any) -> None:
+        kwargs["ambiguous"] = True
+        super().__init__(system, method, message, **kwargs)

@@ -194,24 +194,10 @@ def test_a_lost_answer_fails_the_sync_and_the_next_syncs_adopt_the_write(world, 
     assert_recovered_by_looking(okbx, scenario)
 
 
-# -- found while writing the above: product bugs, kept as strict xfails ------------------------------
-GARBLED_DUPLICATES = {"link_comment", "comment", "task_note", "issue_note", "summary", "late_note"}
-GARBLED_REASON = (
-    "bug: a committed write answered 200 with JSON that does not parse (e.g. Bitrix24 without 'result', "
-    "Okdesk comment without 'author') raises MalformedResponse with ambiguous=False, so fail_op records a "
-    "clean failure, the next run does not look for the marker, and the comment is posted a second time"
-)
+# -- garbled answers and retry bookkeeping (bugs found while writing the above, now fixed) ----------
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        pytest.param(s, marks=pytest.mark.xfail(reason=GARBLED_REASON, strict=True)) if s.name in GARBLED_DUPLICATES
-        else s
-        for s in SCENARIOS
-    ],
-    ids=str,
-)  # fmt: skip
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
 def test_a_garbled_200_answer_after_the_commit_is_looked_for_before_sending_again(world, okbx, scenario: Scenario):
     configure(okbx)
     story = scenario.prepare(world, okbx)
@@ -227,14 +213,6 @@ def test_a_garbled_200_answer_after_the_commit_is_looked_for_before_sending_agai
     check_converged(world, okbx, [story])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: `okbx retry` sets fail_count=0 and dirty=True but keeps last_error; when the retried run ends "
-        "with CloseLink (local_change ... dirty=False) the applier's clean-up condition "
-        "`link.fail_count or link.dirty` is false, so the completed link shows the old error in `okbx status` forever"
-    ),
-)
 def test_after_okbx_retry_a_completed_link_shows_no_old_error(world, okbx):
     configure(okbx)
     story = scenario_named("summary").prepare(world, okbx)
@@ -247,18 +225,9 @@ def test_after_okbx_retry_a_completed_link_shows_no_old_error(world, okbx):
     assert row["last_error"] is None, row["last_error"]
 
 
-WAITING_REASON = (
-    "bug: while an issue waits for its retry (next_retry_at), a sync skips it but engine._remember still "
-    "clears link.dirty (the link was not planned and its comments were read) and records the issue as read; "
-    "after the wait nothing makes the fetch read that issue again, so what the failed write would have led to "
-    "is not planned: the 'left handoff' task note is lost for good (the issue is never read fully again), the "
-    "issue's comments are only forwarded at the next full scan (full_scan_minutes, 60 by default)"
-)
-
-
-@pytest.mark.xfail(reason=WAITING_REASON, strict=True)
 @pytest.mark.parametrize(("name", "when"), [("task_note", "before"), ("link_comment", "after")])
 def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during_the_wait(world, okbx, name, when):
+    # A sync during the wait skips the issue; it must keep it marked for a full read afterwards.
     okbx.reconfigure(sync={"retry_base_seconds": 2, "backoff_seconds": 0.05})
     scenario = scenario_named(name)
     story = scenario.prepare(world, okbx)

@@ -107,7 +107,7 @@ class Applier:
                 self.on_action(action, outcome)
             else:
                 link = self.store.link(issue_id)
-                if link and (link.fail_count or link.dirty):
+                if link and (link.fail_count or link.dirty or link.last_error):
                     self.store.update_link(
                         issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
                     )

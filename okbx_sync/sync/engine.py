@@ -129,8 +129,11 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
     statuses = dict(snapshot.seen_status)
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
     linked = set(store.links())
-    read_at = {i: snapshot.seen_updated[i] for i in snapshot.comments if i in snapshot.seen_updated}
-    for i in snapshot.comments:
+    # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps
+    # its dirty flag and its old updated_at, so it is read again when it is tried.
+    acted = {i for i in snapshot.comments if i not in plan.skipped}
+    read_at = {i: snapshot.seen_updated[i] for i in acted if i in snapshot.seen_updated}
+    for i in acted:
         issue = snapshot.issues.get(i)
         if i not in read_at and issue is not None and issue.updated_at is not None:
             read_at[i] = issue.updated_at
@@ -150,5 +153,5 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
     store.set_meta("elapsed_watermark", str(watermark))
     planned = {a.issue_id for a in plan.actions}
     for issue_id, link in links.items():
-        if link.dirty and issue_id not in planned and issue_id not in snapshot.errors and issue_id in snapshot.comments:
+        if link.dirty and issue_id not in planned and issue_id not in snapshot.errors and issue_id in acted:
             store.update_link(issue_id, dirty=False)
