@@ -159,14 +159,17 @@ def _report_cycle(
         typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
     for issue_id, error in result.read_errors.items():
         typer.echo(f"failed: issue {issue_id}: {error}", err=True)
+    left = len(applied.not_reached) + len(result.snapshot.deferred)
     line = (
         f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
-        f"{len(applied.not_reached)} left for the next run; requests: Okdesk {sent['okdesk']}, "
+        f"{left} left for the next run; requests: Okdesk {sent['okdesk']}, "
         f"Bitrix24 {sent['bitrix24']}"
     )
     if applied.stopped_because:
         line += f"; stopped early: {applied.stopped_because}"
-    if not (quiet and changed == 0 and result.ok and not applied.not_reached):
+    elif result.snapshot.deferred:
+        line += f"; {len(result.snapshot.deferred)} issues deferred: the request budget is spent"
+    if not (quiet and changed == 0 and result.ok and not left):
         (emit or typer.echo)(line)
     return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
 

@@ -74,7 +74,12 @@ class ApiError(OkbxError):
         self.ambiguous = ambiguous
         self.retry_after = retry_after
         where = f"{system} {method}"
-        what = f"HTTP {status}" if status else ("error" if code else "no answer")
+        if status:
+            what = f"HTTP {status}"
+        elif isinstance(self, MalformedResponse):
+            what = "malformed answer"
+        else:
+            what = "error" if code else "no answer"
         if code:
             what += f" {code}"
         super().__init__(f"{where}: {what}: {message}")

@@ -217,6 +217,8 @@ def expected(world: World, story: Story) -> tuple[Counter[str], Counter[str], Co
         in_task |= {f"okbx:comment:{issue}:1:{c['id']}" for c in world.okdesk.comments(issue) if not _by_bot(world, c)}
     in_issue = {f"okbx:linkcomment:{issue}:1", *story.issue_notes}
     in_issue |= {f"okbx:summary:{issue}:{cycle}" for cycle in range(1, story.completed + 1)}
+    # okbx's status change carries its marker in the transition's comment
+    in_issue |= {f"okbx:return:{issue}:{cycle}" for cycle in range(1, story.returns + 1)}
     items = sorted(int(e["ID"]) for e in world.bitrix.elapsed(story.task)) if story.task else []
     if story.late_after is not None:
         in_issue.add(f"okbx:late:{issue}:{min(i for i in items if i > story.late_after)}")

@@ -201,13 +201,6 @@ def test_no_secret_in_any_output_log_or_state_file_under_failures(world, okbx, t
     evidence.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a 4xx error answer that quotes the secret (an Okdesk 'errors' text or a Bitrix24 "
-    "'error_description' echoing the request URL) is printed unredacted in the 'failed: issue N' lines "
-    "of okbx sync (_report_cycle does not redact) and stored unredacted in the state store (ops.error, "
-    "journal, links.last_error), from where okbx status/show print it again",
-)
 @pytest.mark.parametrize("side", ["okdesk", "bitrix"])
 def test_no_secret_from_a_4xx_error_that_quotes_it(world, okbx, tmp_path, side):
     okbx.reconfigure(sync=FAST)

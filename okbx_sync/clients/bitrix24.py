@@ -103,12 +103,16 @@ class Bitrix24Client:
             error = body["error"]
             if isinstance(error, dict):  # REST 3.0 envelope
                 raise ApiError(
-                    SYSTEM, method, str(error.get("message", "")), status=answer.status, code=str(error.get("code", ""))
+                    SYSTEM,
+                    method,
+                    self.transport.redact(str(error.get("message", ""))),
+                    status=answer.status,
+                    code=str(error.get("code", "")),
                 )
             raise ApiError(
                 SYSTEM,
                 method,
-                _clean(str(body.get("error_description") or error)),
+                self.transport.redact(_clean(str(body.get("error_description") or error))),
                 status=answer.status,
                 code=str(error),
             )
@@ -144,7 +148,7 @@ class Bitrix24Client:
                     errors[key] = ApiError(
                         SYSTEM,
                         commands[key][0],
-                        _clean(str(err.get("error_description", ""))),
+                        self.transport.redact(_clean(str(err.get("error_description", "")))),
                         code=str(err.get("error", "")),
                     )
                 elif key in done:
@@ -162,6 +166,10 @@ class Bitrix24Client:
     def get_task(self, task_id: int) -> Task | None:
         raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": TASK_SELECT})
         task: Task | None = self._parse("tasks.task.get", parse_task_get, raw)
+        if task is not None and task.id != int(task_id):
+            raise MalformedResponse(
+                SYSTEM, "tasks.task.get", f"asked for task {task_id}, the answer is about {task.id}"
+            )
         return task
 
     def find_tasks(self, filter_: dict[str, Any]) -> list[Task]:

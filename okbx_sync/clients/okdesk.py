@@ -81,12 +81,14 @@ class OkdeskClient:
 
     def _check(self, answer: HttpAnswer, op: str) -> Any:
         body = answer.body
+        # Server messages may quote the request (token included): scrub them like our own.
+        text = self.transport.redact(_errors_text(body))
         if answer.status == 404:
-            raise NotFound(SYSTEM, op, _errors_text(body) or "not found", status=404)
+            raise NotFound(SYSTEM, op, text or "not found", status=404)
         if answer.status >= 400:
-            raise ApiError(SYSTEM, op, _errors_text(body) or "request rejected", status=answer.status)
+            raise ApiError(SYSTEM, op, text or "request rejected", status=answer.status)
         if isinstance(body, dict) and "errors" in body:
-            raise ApiError(SYSTEM, op, _errors_text(body), status=answer.status)
+            raise ApiError(SYSTEM, op, text, status=answer.status)
         return body
 
     def _parse(self, op: str, parser: Callable[..., Any], *args: Any) -> Any:
@@ -142,13 +144,17 @@ class OkdeskClient:
     def get_issue(self, issue_id: int) -> Issue:
         op = "GET /issues/{id}"
         issue: Issue = self._parse(op, parse_issue, self._call("GET", f"/issues/{int(issue_id)}", op))
+        if issue.id != int(issue_id):
+            raise MalformedResponse(SYSTEM, op, f"asked for issue {issue_id}, the answer is about issue {issue.id}")
         self._learn_tz([issue])
         return issue
 
-    def change_status(self, issue_id: int, code: str) -> Issue:
+    def change_status(self, issue_id: int, code: str, *, comment_html: str | None = None) -> Issue:
         op = "POST /issues/{id}/statuses"
         # skip_webhooks: our own change must not echo back to other integrations as an event.
-        body = {"code": code, "skip_options": ["skip_webhooks"]}
+        body: dict[str, Any] = {"code": code, "skip_options": ["skip_webhooks"]}
+        if comment_html is not None:  # written by the token's employee, together with the change
+            body.update({"comment": comment_html, "comment_public": False})
         raw = self._call("POST", f"/issues/{int(issue_id)}/statuses", op, body=body, write=True)
         issue: Issue = self._parse(op, parse_issue, raw)
         return issue

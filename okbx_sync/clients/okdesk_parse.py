@@ -35,7 +35,9 @@ def parse_issue(raw: Any) -> Issue:
 
 
 def parse_issue_list(raw: Any) -> list[Issue]:
-    return [parse_issue(item) for item in items(raw, "issue list")]
+    if not isinstance(raw, list):  # Okdesk answers a bare array; `{}` is not "no issues"
+        raise ParseError(f"issue list: expected a list, got {type(raw).__name__}")
+    return [parse_issue(item) for item in raw]
 
 
 def parse_comment(raw: Any, issue_id: int) -> Comment:

@@ -8,6 +8,7 @@ the remote write carries), a `kind` for counting and history, and a readable `de
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..markup import marker
 from ..model import Comment, ElapsedItem, Issue
@@ -184,6 +185,7 @@ class ReturnIssue(Action):
 class RenewTask(Action):
     task_id: int
     cycle: int  # the new cycle
+    closed_before: datetime | None = None  # when the task was completed at the end of the last cycle
     kind = "renew"
     side = "Bitrix24"
 
@@ -199,6 +201,7 @@ class RenewTask(Action):
 @dataclass(frozen=True)
 class CloseLink(Action):
     cycle: int
+    task_closed_at: datetime | None = None  # remembered to recognise our own renewal later
     kind = "close"
 
     @property

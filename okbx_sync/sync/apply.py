@@ -73,6 +73,7 @@ class Applier:
         for issue_id, actions in by_issue.items():
             if report.stopped_because:
                 report.not_reached.extend(actions)
+                self._mark_dirty(issue_id)  # read fully next time: its comments were not all forwarded
                 continue
             for index, action in enumerate(actions):
                 if self.should_stop():
@@ -121,7 +122,13 @@ class Applier:
     def _apply_one(self, action: Action) -> str:
         if isinstance(action, CloseLink):
             self.store.local_change(
-                action.issue_id, action.kind, action.detail, state="done", done_at=self.store.now(), dirty=False
+                action.issue_id,
+                action.kind,
+                action.detail,
+                state="done",
+                done_at=self.store.now(),
+                dirty=False,
+                task_closed_at=action.task_closed_at,
             )
             return "done"
         if isinstance(action, MarkGone):
@@ -231,7 +238,13 @@ class Applier:
             )
             return None, {}
         if isinstance(action, ReturnIssue):
-            issue = self.okdesk.change_status(action.issue_id, action.to_status)
+            # The transition's comment carries the marker: a status alone cannot tell our change
+            # from a consultant's (who may hand the issue off again before we look).
+            task_id = self._task_id(action.issue_id)
+            text = f"Back from the programmers: Bitrix24 task #{task_id} is done (see the summary above)."
+            issue = self.okdesk.change_status(
+                action.issue_id, action.to_status, comment_html=render.issue_note(text, action.marker)
+            )
             return issue.status, {"issue_status": issue.status}
         if isinstance(action, RenewTask):
             task = self.bitrix.renew_task(action.task_id)
@@ -270,13 +283,27 @@ class Applier:
                     return str(entry.id), {}
             return None
         if isinstance(action, ReturnIssue):
+            for comment in self.okdesk.list_comments(action.issue_id):
+                if comment.author.id == self.config.okdesk.bot_employee_id and has_html_marker(
+                    comment.content_html, action.marker
+                ):
+                    return str(comment.id), {}
             issue = self.okdesk.get_issue(action.issue_id)
-            if issue.status != action.from_status:  # ours went through, or a person moved it: either way done
+            if issue.status != action.from_status:  # a person moved it meanwhile: nothing left to do
                 return issue.status, {"issue_status": issue.status}
             return None
         if isinstance(action, RenewTask):
             current = self.bitrix.get_task(action.task_id)
-            if current is not None and current.status not in self.config.bitrix24.done_statuses:
+            if current is None:
+                return None
+            reopened = current.status not in self.config.bitrix24.done_statuses
+            # completed again since: a closedDate other than the one we saw proves the renewal happened
+            closed_again = (
+                action.closed_before is not None
+                and current.closed_at is not None
+                and current.closed_at != action.closed_before
+            )
+            if reopened or closed_again:
                 return str(current.id), {"state": "active", "cycle": action.cycle, "done_at": None}
             return None
         return None

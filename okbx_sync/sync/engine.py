@@ -16,7 +16,7 @@ from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import OkbxError
 from ..secrets import Redactor
-from ..state.store import Store
+from ..state.store import Link, Store
 from .actions import Action
 from .apply import Applier, ApplyReport
 from .fetch import fetch_snapshot
@@ -99,6 +99,8 @@ def run_cycle(
         elapsed_after=elapsed_after,
         full_scan=full_scan,
         now=started,
+        budget=clients.budget,
+        scan_after=int(store.get_meta("full_scan_cursor") or 0),
     )
     scope = sorted(set(links) | set(snapshot.handoff))
     state = StateView(links=links, ops=store.ops_for(scope))
@@ -120,18 +122,28 @@ def run_cycle(
     applier = Applier(clients.okdesk, clients.bitrix, store, config, should_stop=should_stop, on_action=on_action)
     result.applied = applier.apply(plan.by_issue())
 
-    _remember(store, snapshot, links, plan, started, full_scan)
+    _remember(store, snapshot, links, plan, result.applied, started, full_scan)
     return result
 
 
-def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started: datetime, full_scan: bool) -> None:
+def _remember(
+    store: Store,
+    snapshot: Snapshot,
+    links: dict[int, Link],
+    plan: Plan,
+    applied: ApplyReport,
+    started: datetime,
+    full_scan: bool,
+) -> None:
     """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
     statuses = dict(snapshot.seen_status)
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
     linked = set(store.links())
     # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps
     # its dirty flag and its old updated_at, so it is read again when it is tried.
-    acted = {i for i in snapshot.comments if i not in plan.skipped}
+    # So does one whose actions failed or were not reached (a stopped cycle).
+    unfinished = {a.issue_id for a in applied.not_reached} | {a.issue_id for a, _ in applied.failed}
+    acted = {i for i in snapshot.comments if i not in plan.skipped and i not in unfinished}
     read_at = {i: snapshot.seen_updated[i] for i in acted if i in snapshot.seen_updated}
     for i in acted:
         issue = snapshot.issues.get(i)
@@ -141,8 +153,11 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
         {i: s for i, s in statuses.items() if i in linked}, {i: at for i, at in read_at.items() if i in linked}
     )
     store.set_meta("okdesk_watermark", started.isoformat())
-    if full_scan:
+    if full_scan and not snapshot.scan_deferred:
         store.set_meta("last_full_scan", started.isoformat())
+        store.set_meta("full_scan_cursor", "0")
+    elif full_scan and snapshot.scanned:  # cut short by the budget: the next cycle goes on from here
+        store.set_meta("full_scan_cursor", str(max(snapshot.scanned)))
     # The elapsed watermark only passes items that were copied: one whose copy failed is read again.
     watermark = int(store.get_meta("elapsed_watermark") or 0)
     for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
@@ -153,5 +168,9 @@ def _remember(store: Store, snapshot: Snapshot, links: dict, plan: Plan, started
     store.set_meta("elapsed_watermark", str(watermark))
     planned = {a.issue_id for a in plan.actions}
     for issue_id, link in links.items():
-        if link.dirty and issue_id not in planned and issue_id not in snapshot.errors and issue_id in acted:
-            store.update_link(issue_id, dirty=False)
+        if issue_id in planned or issue_id in snapshot.errors or issue_id not in acted:
+            continue
+        if link.dirty or link.fail_count or link.last_error:
+            # read cleanly with nothing left to do: healthy again (transient read errors must
+            # not add up to parking a link)
+            store.update_link(issue_id, dirty=False, fail_count=0, last_error=None, next_retry_at=None)

@@ -18,6 +18,7 @@ import logging
 from datetime import datetime, timedelta
 
 from ..clients.bitrix24 import Bitrix24Client
+from ..clients.http import RequestBudget
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError, NotFound
@@ -27,6 +28,7 @@ from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 OVERLAP = timedelta(minutes=10)
+READ_SHARE = 0.6
 
 
 def fetch_snapshot(
@@ -39,6 +41,8 @@ def fetch_snapshot(
     elapsed_after: int,
     full_scan: bool,
     now: datetime,
+    budget: RequestBudget | None = None,
+    scan_after: int = 0,
 ) -> Snapshot:
     handoff_code = config.okdesk.handoff_status
     snap = Snapshot()
@@ -73,17 +77,38 @@ def fetch_snapshot(
         if issue_id not in snap.handoff and (link.dirty or link.issue_status in (handoff_code, None)):
             fresh.add(issue_id)
     comments_for = set(new_ids)
+    scan_only: set[int] = set()  # read only because a full scan is due: the first to wait for budget
     for issue_id, link in active.items():
-        if full_scan or watermark is None or link.dirty or issue_id in changed or issue_id in fresh:
+        if link.dirty or issue_id in changed or issue_id in fresh:
             comments_for.add(issue_id)
+        elif (full_scan or watermark is None) and issue_id > scan_after:
+            comments_for.add(issue_id)  # a scan cut short by the budget goes on after scan_after
+            scan_only.add(issue_id)
     # a done link handed off again: read it like a new one
     for issue_id in new_ids:
         comments_for.add(issue_id)
 
-    for issue_id in sorted(fresh):
-        _read_issue(okdesk, snap, issue_id)
-    for issue_id in sorted(comments_for):
-        if snap.issues.get(issue_id, True) is None or issue_id in snap.errors:
+    # Per-issue reads may use READ_SHARE of the request budget; the rest of the issues wait for the
+    # next cycle, so a backlog larger than one cycle's budget still makes progress (and writes).
+    read_cap = int(budget.limit * READ_SHARE) if budget is not None and budget.limit is not None else None
+
+    def over_budget(issue_id: int) -> bool:
+        if read_cap is not None and budget is not None and budget.used >= read_cap:
+            snap.deferred.add(issue_id)
+        return issue_id in snap.deferred
+
+    # completions first (billing), then real changes, then the full scan, each in id order; an
+    # issue is read whole or not at all
+    for issue_id in sorted(fresh | comments_for, key=lambda i: (i not in completing, i in scan_only, i)):
+        if over_budget(issue_id):
+            if issue_id in scan_only:
+                snap.scan_deferred.add(issue_id)
+            continue
+        if issue_id in scan_only:
+            snap.scanned.add(issue_id)
+        if issue_id in fresh:
+            _read_issue(okdesk, snap, issue_id)
+        if issue_id not in comments_for or snap.issues.get(issue_id, True) is None or issue_id in snap.errors:
             continue
         try:
             snap.comments[issue_id] = okdesk.list_comments(issue_id)

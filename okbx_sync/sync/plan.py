@@ -93,6 +93,9 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
         if issue_id in snapshot.errors:
             plan.skipped[issue_id] = snapshot.errors[issue_id]
             continue
+        if issue_id in snapshot.deferred:
+            plan.skipped[issue_id] = "deferred to the next cycle: the request budget is spent"
+            continue
         plan.actions.extend(_plan_issue(issue_id, link, snapshot, state, config, now))
     return plan
 
@@ -110,7 +113,7 @@ def _plan_issue(
             if link.task_id in snap.tasks and snap.tasks[link.task_id] is None:
                 return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
             return [
-                RenewTask(issue_id, task_id=link.task_id, cycle=cycle),
+                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=link.task_closed_at),
                 *_active(replace(link, state="active", cycle=cycle), snap, state, config, renewing=True),
             ]
         return _late_time(link, snap, state, config, now)
@@ -282,7 +285,8 @@ def _completion(
         actions.append(_report(issue_id, report_key, heading, rows, footer, config))
     if will_return and not state.done(f"return:{issue_id}:{cycle}"):
         actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=config.okdesk.return_status))
-    actions.append(CloseLink(issue_id, cycle=cycle))
+    task = snap.tasks.get(link.task_id or 0)
+    actions.append(CloseLink(issue_id, cycle=cycle, task_closed_at=task.closed_at if task else None))
     return actions
 
 

@@ -22,6 +22,9 @@ class Snapshot:
     statuses: dict[str, str] = field(default_factory=dict)  # Okdesk status code -> name
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read this cycle
     seen_status: dict[int, str] = field(default_factory=dict)  # status codes seen in listings this cycle
+    deferred: set[int] = field(default_factory=set)  # not read this cycle: the request budget ran short
+    scanned: set[int] = field(default_factory=set)  # read only for the periodic full scan
+    scan_deferred: set[int] = field(default_factory=set)  # due for the full scan, but the budget ran short
     seen_updated: dict[int, datetime] = field(default_factory=dict)  # updated_at seen in listings this cycle
 
 
