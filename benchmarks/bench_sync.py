@@ -17,26 +17,25 @@ from pathlib import Path
 from okbx_sync.config import load_config
 from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.secrets import Redactor
-from okbx_sync.state.store import Store
-from okbx_sync.sync.engine import Clients, run_cycle
+from okbx_sync.sync.engine import opened, run_cycle
 
 
 def cycle(world: World, config_path: Path) -> dict[str, float]:
     config = load_config(config_path, env=world.env())
-    clients = Clients.build(config, Redactor(config.secrets()))
-    store = Store(config.state.path)
     world.okdesk_server.reset_log()
     world.bitrix_server.reset_log()
     started = time.perf_counter()
-    try:
+    with opened(config, Redactor(config.secrets())) as (clients, store):
         result = run_cycle(config, clients, store)
-    finally:
-        clients.close()
-        store.close()
     applied = result.applied
     assert applied is not None
-    return {"okdesk": world.okdesk_server.count(), "bitrix24": world.bitrix_server.count(),
-            "writes": len(applied.done), "left": len(applied.not_reached), "seconds": time.perf_counter() - started}
+    return {
+        "okdesk": world.okdesk_server.count(),
+        "bitrix24": world.bitrix_server.count(),
+        "writes": len(applied.done),
+        "left": len(applied.not_reached),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -63,8 +62,10 @@ def main() -> None:
         print(f"links={args.links} changes={args.changes}")
         print(f"{'cycle':22} {'okdesk':>7} {'bitrix24':>8} {'writes':>7} {'left':>5} {'seconds':>8}")
         for name, r in rows:
-            print(f"{name:22} {r['okdesk']:7.0f} {r['bitrix24']:8.0f} {r['writes']:7.0f} {r['left']:5.0f} "
-                  f"{r['seconds']:8.2f}")
+            print(
+                f"{name:22} {r['okdesk']:7.0f} {r['bitrix24']:8.0f} {r['writes']:7.0f} {r['left']:5.0f} "
+                f"{r['seconds']:8.2f}"
+            )
     finally:
         world.close()
 

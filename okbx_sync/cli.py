@@ -26,7 +26,7 @@ from .config import Config, config_path, load_config
 from .errors import ExitCode, NotFound, OkbxError, UsageError
 from .secrets import Redactor
 from .state.store import Link, Store
-from .sync.engine import Clients, CycleResult, run_cycle
+from .sync.engine import Clients, CycleResult, opened, run_cycle
 from .sync.lock import run_lock
 
 log = logging.getLogger("okbx")
@@ -88,8 +88,12 @@ class _Run:
                 self.redactor.add(secret)
         return self._config
 
+    @property
+    def crash_after(self) -> str | None:
+        return os.environ.get("OKBX_CRASH_AFTER")  # fault injection for the crash tests only
+
     def store(self) -> Store:
-        return Store(self.config.state.path, crash_after=os.environ.get("OKBX_CRASH_AFTER"))
+        return Store(self.config.state.path, crash_after=self.crash_after)
 
     def clients(self) -> Clients:
         return Clients.build(self.config, self.redactor)
@@ -242,28 +246,22 @@ def _one_cycle(
     emit: Callable[[str], None] | None = None,
 ) -> int:
     cfg = run.config
-    with run_lock(cfg.state.path, wait):
-        store = run.store()
-        clients = run.clients()
-        try:
-            with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
-                result = run_cycle(
-                    cfg,
-                    clients,
-                    store,
-                    dry_run=dry_run,
-                    force=force,
-                    should_stop=should_stop,
-                    on_plan=on_plan,
-                    on_action=on_action,
-                )
-            if dry_run:
-                _print_plan(result)
-                return 0
-            return _report_cycle(result, clients, quiet=quiet, emit=emit)
-        finally:
-            clients.close()
-            store.close()
+    with run_lock(cfg.state.path, wait), opened(cfg, run.redactor, run.crash_after) as (clients, store):
+        with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
+            result = run_cycle(
+                cfg,
+                clients,
+                store,
+                dry_run=dry_run,
+                force=force,
+                should_stop=should_stop,
+                on_plan=on_plan,
+                on_action=on_action,
+            )
+        if dry_run:
+            _print_plan(result)
+            return 0
+        return _report_cycle(result, clients, quiet=quiet, emit=emit)
 
 
 @app.command()

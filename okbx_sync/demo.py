@@ -12,20 +12,15 @@ from .emulator.world import HANDOFF, World
 from .markup import html_to_text
 from .secrets import Redactor
 from .state.store import Store
-from .sync.engine import Clients, run_cycle
+from .sync.engine import opened, run_cycle
 
 Say = Callable[[str], None]
 
 
 def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
     config = load_config(config_path, env=world.env())
-    clients = Clients.build(config, Redactor(config.secrets()))
-    store = Store(config.state.path)
-    try:
+    with opened(config, Redactor(config.secrets())) as (clients, store):
         result = run_cycle(config, clients, store)
-    finally:
-        clients.close()
-        store.close()
     applied = result.applied
     assert applied is not None
     sent = clients.requests_sent()

@@ -68,21 +68,18 @@ class Bitrix24Client:
         redactor: Redactor,
         *,
         budget: RequestBudget | None = None,
-        sleep: Callable[[float], None] | None = None,
         backoff_seconds: float = 1.0,
     ) -> None:
         self.config = config
         self.base = config.webhook_url.reveal().rstrip("/") + "/"
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
         self.transport = Transport(
             SYSTEM,
-            throttle=Throttle(config.requests_per_second, config.burst, **kwargs),
+            throttle=Throttle(config.requests_per_second, config.burst),
             redactor=redactor,
             timeout=(5.0, config.timeout_seconds),
             classify=_classify,
             policy=RetryPolicy(backoff_seconds=backoff_seconds),
             budget=budget,
-            **kwargs,
         )
 
     def portal_url(self) -> str:

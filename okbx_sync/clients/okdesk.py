@@ -46,21 +46,18 @@ class OkdeskClient:
         redactor: Redactor,
         *,
         budget: RequestBudget | None = None,
-        sleep: Callable[[float], None] | None = None,
         backoff_seconds: float = 1.0,
     ) -> None:
         self.config = config
         self.base = config.url.rstrip("/") + "/api/v1"
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
         self.transport = Transport(
             SYSTEM,
-            throttle=Throttle(config.requests_per_second, max(1, int(config.requests_per_second * 2)), **kwargs),
+            throttle=Throttle(config.requests_per_second, max(1, int(config.requests_per_second * 2))),
             redactor=redactor,
             timeout=(5.0, config.timeout_seconds),
             classify=_classify,
             policy=RetryPolicy(backoff_seconds=backoff_seconds),
             budget=budget,
-            **kwargs,
         )
         self._tz: tzinfo | None = parse_timezone(config.timezone) if config.timezone else None
 

@@ -6,7 +6,8 @@ Dry run means "stop after planning": the flag is checked here once; the applier 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,6 +53,20 @@ class Clients:
     def close(self) -> None:
         self.okdesk.transport.close()
         self.bitrix.transport.close()
+
+
+@contextmanager
+def opened(config: Config, redactor: Redactor, crash_after: str | None = None) -> Iterator[tuple[Clients, Store]]:
+    """The clients and the state store for one cycle, closed afterwards whatever happens."""
+    store = Store(config.state.path, crash_after=crash_after)
+    try:
+        clients = Clients.build(config, redactor)
+        try:
+            yield clients, store
+        finally:
+            clients.close()
+    finally:
+        store.close()
 
 
 @dataclass
