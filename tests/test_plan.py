@@ -307,15 +307,18 @@ def completed_snapshot(status: str = HANDOFF, elapsed: list[ElapsedItem] | None 
 def test_completed_task_copies_each_time_item_posts_summary_returns_issue_and_closes_link():
     plan = plan_for(completed_snapshot(), state_of([link()], created_ops()))
 
-    assert types(plan) == [CopyTimeEntry, CopyTimeEntry, PostReport, ReturnIssue, CloseLink]
-    assert keys(plan) == ["time:1", "time:2", "summary:10:1", "return:10:1", "close:10:1"]
-    first, second, report, back = plan.actions[0], plan.actions[1], plan.actions[2], plan.actions[3]
+    # the summary travels as the comment of the status change: one comment, one write
+    assert types(plan) == [CopyTimeEntry, CopyTimeEntry, ReturnIssue, CloseLink]
+    assert keys(plan) == ["time:1", "time:2", "return:10:1", "close:10:1"]
+    first, second, back = plan.actions[0], plan.actions[1], plan.actions[2]
+    assert isinstance(back, ReturnIssue) and back.summary is not None
+    report = back.summary
+    assert back.comment_html == report.html and back.marker == "okbx:summary:10:1" and report.key == "summary:10:1"
     assert isinstance(first, CopyTimeEntry) and isinstance(second, CopyTimeEntry)
     assert first.employee_id == 3  # Bitrix24 user 7 is mapped in time.users
     assert second.employee_id == BOT  # user 9 is not: time.default_employee_id
     assert first.report_key == second.report_key == "summary:10:1"
     assert first.comment == "work [okbx:time:1]"
-    assert isinstance(report, PostReport)
     assert report.total_seconds == 5400 and report.item_count == 2 and report.public is False
     assert "The programmers completed Bitrix24 task #100." in report.html
     assert "Ivan Petrov" in report.html and "Sergey Kuznetsov" in report.html
@@ -328,7 +331,7 @@ def test_completed_task_copies_each_time_item_posts_summary_returns_issue_and_cl
 def test_completed_task_copies_only_items_not_copied_yet():
     ops = [*created_ops(), op("time:1", report_key="summary:10:1")]
     plan = plan_for(completed_snapshot(), state_of([link()], ops))
-    assert keys(plan) == ["time:2", "summary:10:1", "return:10:1", "close:10:1"]
+    assert keys(plan) == ["time:2", "return:10:1", "close:10:1"]
 
 
 def test_completed_task_of_an_issue_moved_meanwhile_keeps_its_status_and_says_so():
@@ -342,8 +345,8 @@ def test_completed_task_of_an_issue_moved_meanwhile_keeps_its_status_and_says_so
 
 def test_completed_task_without_time_still_reports_and_closes():
     plan = plan_for(completed_snapshot(elapsed=[]), state_of([link()], created_ops()))
-    assert keys(plan) == ["summary:10:1", "return:10:1", "close:10:1"]
-    report = plan.actions[0]
+    assert keys(plan) == ["return:10:1", "close:10:1"]
+    report = plan.actions[0].summary
     assert isinstance(report, PostReport) and report.item_count == 0 and report.total_seconds == 0
 
 
@@ -352,12 +355,30 @@ def test_summary_after_a_crash_lists_the_items_copied_before_it():
     ops = [*created_ops(), op("time:1", report_key="summary:10:1", detail=copied)]
     plan = plan_for(completed_snapshot(), state_of([link()], ops))
 
-    assert keys(plan) == ["time:2", "summary:10:1", "return:10:1", "close:10:1"]
-    report = plan.actions[1]
+    assert keys(plan) == ["time:2", "return:10:1", "close:10:1"]
+    report = plan.actions[1].summary
     assert isinstance(report, PostReport)
     assert report.item_count == 2 and report.total_seconds == 3600 + 1800
     assert "fixed the driver" in report.html and "Sergey Kuznetsov" in report.html
     assert report.html.index("fixed the driver") < report.html.index("Sergey Kuznetsov")  # sorted by item id
+
+
+def test_a_status_change_refused_by_okdesk_sends_the_summary_alone_and_retries_the_change():
+    ops = [*created_ops(), op("time:1"), op("time:2"), op("return:10:1", state="failed")]
+    plan = plan_for(completed_snapshot(), state_of([link()], ops))
+    assert keys(plan) == ["summary:10:1", "return:10:1", "close:10:1"]
+    report, back = plan.actions[0], plan.actions[1]
+    assert isinstance(report, PostReport) and "could not move the issue back" in report.html
+    assert isinstance(back, ReturnIssue) and back.summary is None and back.marker == "okbx:return:10:1"
+
+
+def test_a_status_change_whose_answer_was_lost_is_planned_again_to_be_looked_for():
+    # the issue already left the handoff status (our change went through) but the summary it
+    # carried is not recorded: the ReturnIssue is planned again, so its marker is looked for
+    ops = [*created_ops(), op("time:1"), op("time:2"), op("return:10:1", state="intent")]
+    plan = plan_for(completed_snapshot(status="opened"), state_of([link()], ops))
+    assert keys(plan) == ["return:10:1", "close:10:1"]
+    assert plan.actions[0].summary is not None
 
 
 def test_summary_posted_before_a_crash_is_not_posted_again():

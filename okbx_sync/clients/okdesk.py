@@ -146,12 +146,14 @@ class OkdeskClient:
         self._learn_tz([issue])
         return issue
 
-    def change_status(self, issue_id: int, code: str, *, comment_html: str | None = None) -> Issue:
+    def change_status(
+        self, issue_id: int, code: str, *, comment_html: str | None = None, public: bool = False
+    ) -> Issue:
         op = "POST /issues/{id}/statuses"
         # skip_webhooks: our own change must not echo back to other integrations as an event.
         body: dict[str, Any] = {"code": code, "skip_options": ["skip_webhooks"]}
         if comment_html is not None:  # written by the token's employee, together with the change
-            body.update({"comment": comment_html, "comment_public": False})
+            body.update({"comment": comment_html, "comment_public": public})
         raw = self._call("POST", f"/issues/{int(issue_id)}/statuses", op, body=body, write=True)
         issue: Issue = self._parse(op, parse_issue, raw)
         return issue

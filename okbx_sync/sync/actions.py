@@ -166,9 +166,15 @@ class PostReport(Action):
 
 @dataclass(frozen=True)
 class ReturnIssue(Action):
+    """The status change back, with its comment: the summary itself (one comment, one write), or a
+    short note when the summary had to go on its own.  The comment carries the marker."""
+
     cycle: int
     from_status: str
     to_status: str
+    comment_html: str = field(default="", compare=False)
+    public: bool = False
+    summary: PostReport | None = field(default=None, compare=False)  # the summary this change carries
     kind = "return"
     side = "Okdesk"
 
@@ -177,8 +183,13 @@ class ReturnIssue(Action):
         return f"return:{self.issue_id}:{self.cycle}"
 
     @property
+    def marker(self) -> str:
+        return self.summary.marker if self.summary else super().marker
+
+    @property
     def detail(self) -> str:
-        return f"status {self.from_status} -> {self.to_status}"
+        carried = f", with the {self.summary.detail}" if self.summary else ""
+        return f"status {self.from_status} -> {self.to_status}{carried}"
 
 
 @dataclass(frozen=True)

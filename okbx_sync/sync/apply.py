@@ -155,6 +155,8 @@ class Applier:
                     summary=f"found already written: {action.detail}",
                     link_update=found[1],
                 )
+                if not (found[0] or "").startswith("status:"):  # found by its marker, not by the status
+                    self._finish_carried(action, found[0], "adopted")
                 return "adopted"
         self._record_begin(action)
         try:
@@ -171,7 +173,22 @@ class Applier:
             summary=action.detail,
             link_update=link_update,
         )
+        self._finish_carried(action, remote_id, "done")
         return "done"
+
+    def _finish_carried(self, action: Action, remote_id: str | None, outcome: str) -> None:
+        """A status change that carried the summary also completes the summary's op."""
+        if isinstance(action, ReturnIssue) and action.summary is not None:
+            summary = action.summary
+            self.store.begin_op(summary.key, summary.issue_id, summary.kind, cycle=action.cycle, report_key=None)
+            self.store.finish_op(
+                summary.key,
+                summary.issue_id,
+                summary.kind,
+                remote_id=remote_id,
+                outcome=outcome,
+                summary=f"{summary.detail} (with the status change)",
+            )
 
     def _record_begin(self, action: Action) -> None:
         detail: dict[str, Any] = {"detail": action.detail}
@@ -240,10 +257,8 @@ class Applier:
         if isinstance(action, ReturnIssue):
             # The transition's comment carries the marker: a status alone cannot tell our change
             # from a consultant's (who may hand the issue off again before we look).
-            task_id = self._task_id(action.issue_id)
-            text = f"Back from the programmers: Bitrix24 task #{task_id} is done (see the summary above)."
             issue = self.okdesk.change_status(
-                action.issue_id, action.to_status, comment_html=render.issue_note(text, action.marker)
+                action.issue_id, action.to_status, comment_html=action.comment_html, public=action.public
             )
             return issue.status, {"issue_status": issue.status}
         if isinstance(action, RenewTask):
@@ -290,7 +305,7 @@ class Applier:
                     return str(comment.id), {}
             issue = self.okdesk.get_issue(action.issue_id)
             if issue.status != action.from_status:  # a person moved it meanwhile: nothing left to do
-                return issue.status, {"issue_status": issue.status}
+                return f"status:{issue.status}", {"issue_status": issue.status}
             return None
         if isinstance(action, RenewTask):
             current = self.bitrix.get_task(action.task_id)

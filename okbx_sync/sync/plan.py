@@ -270,21 +270,45 @@ def _completion(
     issue_id, cycle, handoff = link.issue_id, link.cycle, config.okdesk.handoff_status
     report_key = f"summary:{issue_id}:{cycle}"
     actions, rows = _copy_actions(issue_id, cycle, items, report_key, snap, state, config)
-    will_return = issue.status == handoff
-    if not state.done(report_key):
+    will_return = issue.status == handoff and not state.done(f"return:{issue_id}:{cycle}")
+    back = config.okdesk.return_status
+    back_name = snap.statuses.get(back, back)
+    heading = f"The programmers completed Bitrix24 task #{link.task_id}."
+    return_op = state.ops.get(f"return:{issue_id}:{cycle}")
+    rejected = return_op is not None and return_op.state == "failed" and not return_op.ambiguous
+    # A change whose answer was lost may have moved the issue AND posted the summary: plan it
+    # again, so the applier looks for the summary's marker before anything is written twice.
+    unsure = return_op is not None and (return_op.state == "intent" or return_op.ambiguous)
+    if (will_return or unsure) and not state.done(report_key) and not rejected:
+        # the usual case: one write moves the issue back and carries the summary as its comment
+        summary = _report(issue_id, report_key, heading, rows, f"The issue returns to '{back_name}'.", config)
+        actions.append(
+            ReturnIssue(
+                issue_id,
+                cycle=cycle,
+                from_status=handoff,
+                to_status=back,
+                comment_html=summary.html,
+                public=summary.public,
+                summary=summary,
+            )
+        )
+    else:
+        if not state.done(report_key):
+            if will_return:  # Okdesk refused the change carrying the summary: the summary goes alone
+                error = (return_op.error or "") if return_op else ""
+                footer = f"okbx could not move the issue back to '{back_name}' yet: {error[:200]}"
+            else:
+                footer = (
+                    f"The status was left unchanged: someone moved the issue to "
+                    f"'{snap.statuses.get(issue.status, issue.status)}' meanwhile."
+                )
+            actions.append(_report(issue_id, report_key, heading, rows, footer, config))
         if will_return:
-            footer = (
-                f"The issue returns to '{snap.statuses.get(config.okdesk.return_status, config.okdesk.return_status)}'."
+            note = render.issue_note(
+                f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", marker("return", issue_id, cycle)
             )
-        else:
-            footer = (
-                f"The status was left unchanged: someone moved the issue to "
-                f"'{snap.statuses.get(issue.status, issue.status)}' meanwhile."
-            )
-        heading = f"The programmers completed Bitrix24 task #{link.task_id}."
-        actions.append(_report(issue_id, report_key, heading, rows, footer, config))
-    if will_return and not state.done(f"return:{issue_id}:{cycle}"):
-        actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=config.okdesk.return_status))
+            actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
     task = snap.tasks.get(link.task_id or 0)
     actions.append(CloseLink(issue_id, cycle=cycle, task_closed_at=task.closed_at if task else None))
     return actions
