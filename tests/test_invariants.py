@@ -23,9 +23,9 @@ task is completed and a few settling syncs run, after which every elapsed item m
 Okdesk exactly once.
 
 The story tests at the bottom replay the most important sequences deterministically; three
-more cover deletions and a failed write (bugs found and fixed while this file was written), and
-two xfail stories document bugs still open (D: renew adopted after a programmer's reopen+close;
-E: a link whose task and issue were both deleted retries a 404 until parked).
+more cover deletions and a failed write, and two more the renewal after a programmer's own
+reopen+close and a link whose task and issue were both deleted (bugs A-E, found by this file
+and fixed).
 
 Long hunt: OKBX_INVARIANT_EXAMPLES=1000 OKBX_INVARIANT_STEPS=50 OKBX_INVARIANT_SHRINK=0 pytest -k TestSync
 """
@@ -65,7 +65,7 @@ BITRIX_WRITES = ("add", "renew", "complete", "start", "defer", "update", "delete
 MAX_ISSUES = 3
 # While the renew-adoption bug (xfail story at the bottom) stands, programmers do not reopen the
 # task of a done link in the machine; set to False once it is fixed.
-AVOID_RENEW_ADOPTION_BUG = True
+AVOID_RENEW_ADOPTION_BUG = False
 # Writes (and a read) that can fail once: "before" = not applied, "after" = applied but the answer lost.
 HICCUPS = [
     ("okdesk", "POST /issues/{id}/comments"),
@@ -853,13 +853,6 @@ def test_time_logged_after_completion_survives_a_failed_okdesk_write(box: Sandbo
     assert f"okbx:late:{issue}:{late}" in box.bot_markers(issue)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug D: RenewTask._find treats any closedDate other than the one seen at completion as proof that "
-    "okbx's own renew went through and the task was completed again; a programmer who reopened and closed "
-    "the task while the link was done changes closedDate too, so the next handoff is 'adopted' without a "
-    "renew: the task stays completed and the following sync returns the issue to 'opened' unseen",
-)
 def test_handing_off_again_reopens_a_task_the_programmers_reopened_and_closed(box: Sandbox) -> None:
     ok, bx, p = box.ok, box.bx, box.people
     issue = _new_issue(box)
@@ -884,12 +877,6 @@ def test_handing_off_again_reopens_a_task_the_programmers_reopened_and_closed(bo
     assert ok.status_of(issue) == HANDOFF, "the issue came back to the consultant before any programmer saw it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug E: task and issue both deleted: the planner checks the task first and plans the "
-    "'task deleted' IssueNote into the deleted issue; it 404s at every retry until the link is parked "
-    "(the same happens to time logged after completion on a task whose issue was deleted)",
-)
 def test_a_link_whose_task_and_issue_were_both_deleted_stops_quietly(box: Sandbox) -> None:
     ok, bx, p = box.ok, box.bx, box.people
     issue = _new_issue(box)

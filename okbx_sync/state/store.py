@@ -24,7 +24,7 @@ import sqlite_utils
 
 from ..errors import StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ class Link:
     updated_at: datetime
     done_at: datetime | None
     issue_updated_at: datetime | None = None
-    task_closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -130,12 +129,7 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db.table("links").add_column("issue_updated_at", str)
 
 
-def _migrate_3(db: sqlite_utils.Database) -> None:
-    # the task's closedDate at the completion okbx handled: a later, different one proves a renewal
-    db.table("links").add_column("task_closed_at", str)
-
-
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
 
 
 class Store:
@@ -381,7 +375,6 @@ def _link(row: sqlite3.Row) -> Link:
         updated_at=_dt(row["updated_at"]) or datetime.min.replace(tzinfo=UTC),
         done_at=_dt(row["done_at"]),
         issue_updated_at=_dt(row["issue_updated_at"]),
-        task_closed_at=_dt(row["task_closed_at"]),
     )
 
 

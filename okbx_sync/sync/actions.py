@@ -196,7 +196,7 @@ class ReturnIssue(Action):
 class RenewTask(Action):
     task_id: int
     cycle: int  # the new cycle
-    closed_before: datetime | None = None  # when the task was completed at the end of the last cycle
+    closed_before: datetime | None = None  # the task's closedDate before okbx renews it
     kind = "renew"
     side = "Bitrix24"
 
@@ -212,7 +212,6 @@ class RenewTask(Action):
 @dataclass(frozen=True)
 class CloseLink(Action):
     cycle: int
-    task_closed_at: datetime | None = None  # remembered to recognise our own renewal later
     kind = "close"
 
     @property

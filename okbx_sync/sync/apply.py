@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.http import BudgetExhausted, RateLimited
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
-from ..errors import ApiError
+from ..errors import ApiError, NotFound
 from ..markup import has_bb_marker, has_html_marker, has_text_marker
 from ..state.store import Store
 from . import render
@@ -92,6 +93,15 @@ class Applier:
                     self._mark_dirty(issue_id)
                     break
                 except ApiError as error:
+                    if isinstance(error, NotFound) and action.side == "Okdesk" and self.store.link(issue_id):
+                        # a direct 404 on the issue written to: it was deleted, so the link stops
+                        # (time logged late, say, has nowhere to go) instead of failing forever
+                        self.store.local_change(
+                            issue_id, "gone", f"the Okdesk issue was deleted ({error})", state="gone_issue", dirty=False
+                        )
+                        report.not_reached.extend(actions[index + 1 :])
+                        self.on_action(action, "gone")
+                        break
                     report.failed.append((action, str(error)))
                     report.not_reached.extend(actions[index + 1 :])
                     self.on_action(action, "failed")
@@ -128,7 +138,6 @@ class Applier:
                 state="done",
                 done_at=self.store.now(),
                 dirty=False,
-                task_closed_at=action.task_closed_at,
             )
             return "done"
         if isinstance(action, MarkGone):
@@ -194,6 +203,8 @@ class Applier:
         detail: dict[str, Any] = {"detail": action.detail}
         report_key = None
         cycle = getattr(action, "cycle", None)
+        if isinstance(action, RenewTask) and action.closed_before is not None:
+            detail["closed_before"] = action.closed_before.isoformat()
         if isinstance(action, CopyTimeEntry):
             item = action.item
             report_key = action.report_key
@@ -312,12 +323,12 @@ class Applier:
             if current is None:
                 return None
             reopened = current.status not in self.config.bitrix24.done_statuses
-            # completed again since: a closedDate other than the one we saw proves the renewal happened
-            closed_again = (
-                action.closed_before is not None
-                and current.closed_at is not None
-                and current.closed_at != action.closed_before
-            )
+            # Completed again since our first attempt: a closedDate other than the one the task had
+            # before that attempt (kept in the op) proves the renewal went through.
+            op = self.store.op(action.key)
+            before_text = op.detail.get("closed_before") if op else None
+            before = datetime.fromisoformat(before_text) if before_text else action.closed_before
+            closed_again = before is not None and current.closed_at is not None and current.closed_at != before
             if reopened or closed_again:
                 return str(current.id), {"state": "active", "cycle": action.cycle, "done_at": None}
             return None

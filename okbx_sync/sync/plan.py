@@ -113,7 +113,7 @@ def _plan_issue(
             if link.task_id in snap.tasks and snap.tasks[link.task_id] is None:
                 return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
             return [
-                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=link.task_closed_at),
+                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=_closed_at(snap, link.task_id)),
                 *_active(replace(link, state="active", cycle=cycle), snap, state, config, renewing=True),
             ]
         return _late_time(link, snap, state, config, now)
@@ -126,6 +126,11 @@ def _plan_issue(
             return _new_task(issue_id, link.cycle, snap, state, config)
         return _active(link, snap, state, config)
     return []
+
+
+def _closed_at(snap: Snapshot, task_id: int) -> datetime | None:
+    task = snap.tasks.get(task_id)
+    return task.closed_at if task else None
 
 
 def _new_task(issue_id: int, cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
@@ -173,7 +178,11 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
     issue_id, task_id = link.issue_id, link.task_id
     assert task_id is not None
     task_cycle = state.task_cycle(link)
-    if task_id in snap.tasks and snap.tasks[task_id] is None:
+    task_gone = task_id in snap.tasks and snap.tasks[task_id] is None
+    issue_gone = issue_id in snap.issues and snap.issues[issue_id] is None
+    if task_gone and issue_gone:  # nobody left to tell
+        return [MarkGone(issue_id, what="issue", cycle=link.cycle)]
+    if task_gone:
         note = f"taskdeleted:{issue_id}:{task_cycle}"
         text = (
             f"Bitrix24 task #{task_id} was deleted, so okbx stopped syncing this issue. To hand it to the "
@@ -183,7 +192,7 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
             IssueNote(issue_id, note=note, html=render.issue_note(text, marker("inote", *note.split(":")))),
             MarkGone(issue_id, what="task", cycle=link.cycle),
         ]
-    if issue_id in snap.issues and snap.issues[issue_id] is None:
+    if issue_gone:
         note = f"issuedeleted:{issue_id}:{link.cycle}"
         text = f"Okdesk issue #{issue_id} was deleted; okbx stopped syncing this task."
         return [
@@ -309,8 +318,7 @@ def _completion(
                 f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", marker("return", issue_id, cycle)
             )
             actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
-    task = snap.tasks.get(link.task_id or 0)
-    actions.append(CloseLink(issue_id, cycle=cycle, task_closed_at=task.closed_at if task else None))
+    actions.append(CloseLink(issue_id, cycle=cycle))
     return actions
 
 
