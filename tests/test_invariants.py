@@ -63,9 +63,6 @@ OK_TOKEN = re.compile(r"tok\d+")  # every Okdesk comment this file writes carrie
 BX_TOKEN = re.compile(r"bxsay\d+")  # every Bitrix24 comment a programmer writes carries one
 BITRIX_WRITES = ("add", "renew", "complete", "start", "defer", "update", "delete")
 MAX_ISSUES = 3
-# While the renew-adoption bug (xfail story at the bottom) stands, programmers do not reopen the
-# task of a done link in the machine; set to False once it is fixed.
-AVOID_RENEW_ADOPTION_BUG = False
 # Writes (and a read) that can fail once: "before" = not applied, "after" = applied but the answer lost.
 HICCUPS = [
     ("okdesk", "POST /issues/{id}/comments"),
@@ -353,16 +350,10 @@ class SyncMachine(RuleBasedStateMachine):
         self.box.bx.complete_task(data.draw(st.sampled_from(self._tasks(5, negate=True)), label="task"))
         self.acted = True
 
-    def _reopenable(self) -> list[int]:
-        tasks = self._tasks(5)
-        if AVOID_RENEW_ADOPTION_BUG:  # see test_handing_off_again_reopens_a_task_the_programmers_reopened_and_closed
-            tasks = [t for t in tasks if self.issues[self._issue_of(self.box.bx.task(t) or {})].link != "done"]
-        return tasks
-
-    @precondition(lambda self: bool(self._reopenable()))
+    @precondition(lambda self: bool(self._tasks(5)))
     @rule(data=st.data())
     def programmer_reopens_a_task(self, data: st.DataObject) -> None:
-        self.box.bx.renew_task(data.draw(st.sampled_from(self._reopenable()), label="task"))
+        self.box.bx.renew_task(data.draw(st.sampled_from(self._tasks(5)), label="task"))
         self.acted = True
 
     @precondition(lambda self: bool(self._tasks()))
