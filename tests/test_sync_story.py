@@ -248,3 +248,43 @@ def test_a_bad_config_is_reported_with_key_paths_and_exit_code_2(world, okbx, tm
     assert result.exit_code == 2
     assert "okdesk.url" in result.stderr and "okdesk.colour: unknown key" in result.stderr
     assert "bitrix24.webhook_url: is required" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_summary_whose_status_change_was_lost_is_posted_once_the_issue_was_moved_by_hand(world, okbx):
+    from okbx_sync.emulator.http import Fault
+
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    okbx.reconfigure(sync={"retry_base_seconds": 1, "backoff_seconds": 0.05})
+    issue = hand_off(world)
+    okbx.sync()
+    task = only_task(world)
+    bx.log_time(task, p.bx_ivan, 600, "work")
+    bx.complete_task(task)
+    world.okdesk_server.inject(Fault(op="POST /issues/{id}/statuses", when="before", kind="drop"))
+    assert okbx.sync().exit_code == 1  # the change carrying the summary got no answer (and was not applied)
+    ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+    okbx("retry", str(issue))
+    okbx.sync()
+    okbx.sync()
+    summaries = [c for c in ok.comments(issue) if "okbx:summary:" in c["content"]]
+    assert len(summaries) == 1 and "left unchanged" in summaries[0]["content"]
+    assert ok.status_of(issue) == "in_progress" and len(ok.time_entries(issue)) == 1
+
+
+def test_a_task_created_with_a_lost_answer_is_adopted_after_the_issue_left_the_handoff(world, okbx):
+    from okbx_sync.emulator.http import Fault
+
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    okbx.reconfigure(sync={"retry_base_seconds": 1, "backoff_seconds": 0.05})
+    world.bitrix_server.inject(Fault(op="tasks.task.add", when="after", kind="drop"))
+    issue = hand_off(world)
+    assert okbx.sync().exit_code == 1  # created, answer lost
+    ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+    okbx("retry", str(issue))
+    okbx.sync()
+    task = only_task(world)
+    bx.log_time(task, p.bx_ivan, 600, "work")
+    bx.complete_task(task)
+    okbx.sync()
+    okbx.sync()
+    assert len(bx.tasks()) == 1 and len(ok.time_entries(issue)) == 1  # the orphan was adopted, its time copied

@@ -39,6 +39,7 @@ class CreateTask(Action):
     issue: Issue
     cycle: int
     fields: dict[str, object] = field(hash=False, compare=False)
+    adopt_only: bool = False  # the issue left the handoff status: adopt a task already made, create none
     kind = "task"
     side = "Bitrix24"
 

@@ -92,8 +92,13 @@ class Applier:
                     report.not_reached.extend(actions[index:])
                     self._mark_dirty(issue_id)
                     break
+                except _Replan:
+                    report.adopted.append(action)
+                    report.not_reached.extend(actions[index + 1 :])
+                    self._mark_dirty(issue_id)
+                    break
                 except ApiError as error:
-                    if isinstance(error, NotFound) and action.side == "Okdesk" and self.store.link(issue_id):
+                    if isinstance(error, NotFound) and action.side == "Okdesk" and self._issue_gone(issue_id):
                         # a direct 404 on the issue written to: it was deleted, so the link stops
                         # (time logged late, say, has nowhere to go) instead of failing forever
                         self.store.local_change(
@@ -123,6 +128,18 @@ class Applier:
                         issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
                     )
         return report
+
+    def _issue_gone(self, issue_id: int) -> bool:
+        """A write answered 404: only a direct "not found" for the issue itself means deleted."""
+        if self.store.link(issue_id) is None:
+            return False
+        try:
+            self.okdesk.get_issue(issue_id)
+        except NotFound:
+            return True
+        except ApiError:
+            return False
+        return False
 
     def _mark_dirty(self, issue_id: int) -> None:
         if self.store.link(issue_id):
@@ -166,7 +183,14 @@ class Applier:
                 )
                 if not (found[0] or "").startswith("status:"):  # found by its marker, not by the status
                     self._finish_carried(action, found[0], "adopted")
+                elif isinstance(action, ReturnIssue) and action.summary is not None:
+                    # a person moved the issue and the summary never went: the next cycle posts it
+                    # alone (with the right words) before the link closes
+                    raise _Replan
                 return "adopted"
+        if isinstance(action, CreateTask) and action.adopt_only:
+            self.store.local_change(action.issue_id, "handoff", "withdrawn before a task existed", state="gone_task")
+            return "done"
         self._record_begin(action)
         try:
             remote_id, link_update = self._perform(action)
@@ -337,3 +361,7 @@ class Applier:
 
 class _Stop(Exception):
     pass
+
+
+class _Replan(Exception):
+    """The rest of this issue's plan no longer fits what was found; plan it again next cycle."""

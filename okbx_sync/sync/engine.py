@@ -151,7 +151,11 @@ def _remember(
     full_scan: bool,
 ) -> None:
     """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
-    statuses = dict(snapshot.seen_status)
+    # A deferred issue was not looked at: keep it marked for a full read, and do not record its
+    # status (its departure from the handoff status must still be noticed when it is read).
+    for issue_id in snapshot.deferred & set(links):
+        store.update_link(issue_id, dirty=True)
+    statuses = {i: s for i, s in snapshot.seen_status.items() if i not in snapshot.deferred}
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
     linked = set(store.links())
     # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps

@@ -61,6 +61,8 @@ def fetch_snapshot(
     changed = {i for i, at in snap.seen_updated.items() if i in links and links[i].issue_updated_at != at}
     snap.seen_status = seen_status
     new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
+    # a task create whose answer was lost is looked for even after the issue left the handoff status
+    new_ids |= {i for i, link in links.items() if link.state == "active" and link.task_id is None}
     active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}
     # done links handed off again: their task may have been deleted since (then a new one is needed)
     returning = {i: links[i] for i in new_ids if i in links and links[i].state == "done" and links[i].task_id}

@@ -123,7 +123,10 @@ def _plan_issue(
         return []
     if link.state == "active":
         if link.task_id is None:  # the create failed or its answer was lost: plan it again
-            return _new_task(issue_id, link.cycle, snap, state, config)
+            actions = _new_task(issue_id, link.cycle, snap, state, config)
+            if not in_handoff and actions and isinstance(actions[0], CreateTask):
+                return [replace(actions[0], adopt_only=True)]  # withdrawn: only adopt what was made
+            return actions
         return _active(link, snap, state, config)
     return []
 
@@ -186,7 +189,8 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
         note = f"taskdeleted:{issue_id}:{task_cycle}"
         text = (
             f"Bitrix24 task #{task_id} was deleted, so okbx stopped syncing this issue. To hand it to the "
-            f"programmers again, move the issue out of the status '{config.okdesk.handoff_status}' and back."
+            f"programmers again, move the issue out of the status '{config.okdesk.handoff_status}', wait for "
+            "the next sync (a few minutes), then move it back."
         )
         return [
             IssueNote(issue_id, note=note, html=render.issue_note(text, marker("inote", *note.split(":")))),
