@@ -44,6 +44,7 @@ ConfigOpt = Annotated[
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when nothing happened.")]
 LogFileOpt = Annotated[Path | None, typer.Option("--log-file", help="Also append logs to this file.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Apply a plan that stops an unusual share of links.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -195,9 +196,7 @@ def _print_plan(result: CycleResult) -> None:
 def sync(
     config: ConfigOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Apply a plan that touches an unusual share of links.")
-    ] = False,
+    force: ForceOpt = False,
     wait: Annotated[float, typer.Option("--wait", help="Wait up to SECONDS for another run to finish.")] = 0.0,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -551,7 +550,7 @@ def _parse_every(text: str) -> float:
 def run_loop(
     every: Annotated[str, typer.Option("--every", help="Interval between cycles: 30s, 5m, 1h.")] = "5m",
     config: ConfigOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Apply plans that touch an unusual share of links.")] = False,
+    force: ForceOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_file: LogFileOpt = None,
