@@ -228,7 +228,7 @@ def test_after_okbx_retry_a_completed_link_shows_no_old_error(world, okbx):
 @pytest.mark.parametrize(("name", "when"), [("task_note", "before"), ("link_comment", "after")])
 def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during_the_wait(world, okbx, name, when):
     # A sync during the wait skips the issue; it must keep it marked for a full read afterwards.
-    okbx.reconfigure(sync={"retry_base_seconds": 2, "backoff_seconds": 0.05})
+    okbx.reconfigure(sync={"retry_base_seconds": 4, "backoff_seconds": 0.05})
     scenario = scenario_named(name)
     story = scenario.prepare(world, okbx)
     scenario.server(world).inject(Fault(scenario.op, when=when, kind="drop"))

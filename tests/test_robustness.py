@@ -399,7 +399,9 @@ def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_kee
     world = World.start(okdesk_transitions=_no_return_to_opened())
     try:
         ok, bx, p = world.okdesk, world.bitrix, world.people
-        okbx = Okbx(world, tmp_path, {"sync": {**FAST, "max_retries": 3}})
+        # a first wait of 3 s: long enough that the sync right after a failure (line below) still
+        # falls inside it on a loaded CI machine
+        okbx = Okbx(world, tmp_path, {"sync": {**FAST, "max_retries": 3, "retry_base_seconds": 3}})
         poison, healthy = hand_off(world, "Poison"), hand_off(world, "Healthy")
         okbx.sync()
         bx.log_time(task_of(world, poison), p.bx_ivan, 600, "fixed")
@@ -425,7 +427,7 @@ def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_kee
                 assert clean(okbx("sync")).exit_code == 0  # waiting for its retry time: not tried
                 assert attempts() == round_
                 time.sleep(max(0.0, (retry_at - datetime.now(retry_at.tzinfo)).total_seconds()) + 1.05)
-        assert delays[0] < delays[1] < delays[2], delays  # growing delays (1 s, 2 s, 4 s)
+        assert delays[0] < delays[1] < delays[2], delays  # growing delays (3 s, 6 s, 12 s)
 
         ok.add_comment(healthy, "after parking", author_id=p.client, author_type="contact")
         assert clean(okbx("sync")).exit_code == 0
