@@ -535,6 +535,43 @@ def init(
     doctor(config=str(output))
 
 
+@app.command()
+def emulate(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write okbx.yaml and okbx.env.")] = Path(
+        "okbx-playground"
+    ),
+) -> None:
+    """Run both emulators on 127.0.0.1 with a matching config, to try okbx safely; Ctrl-C stops them."""
+    import signal
+    import threading
+
+    from .emulator.world import World
+    from .setup_wizard import render_env_file, write_private_file
+
+    with _errors():
+        world = World.start()
+        stopped = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            config_file = world.write_config(directory)
+            env = world.env()
+            write_private_file(
+                directory / "okbx.env", render_env_file(env["OKDESK_API_TOKEN"], env["BITRIX24_WEBHOOK_URL"])
+            )
+            typer.echo(f"Okdesk emulator:   {world.okdesk_server.url}")
+            typer.echo(f"Bitrix24 emulator: {world.bitrix_server.url} (webhook in {directory / 'okbx.env'})")
+            typer.echo(f"Try: okbx doctor --config {config_file}; okbx sync --dry-run --config {config_file}")
+            typer.echo("The emulators start empty of issues; stop them with Ctrl-C.")
+            try:
+                stopped.wait()
+            except KeyboardInterrupt:
+                pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            world.close()
+
+
 def _parse_every(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     try:

@@ -18,10 +18,26 @@ from okbx_sync.emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET
 def test_init_non_interactive_writes_a_config_that_doctor_accepts(world, tmp_path):
     output = tmp_path / "okbx.yaml"
     env = {"OKDESK_API_TOKEN": OKDESK_TOKEN, "BITRIX24_WEBHOOK_URL": world.webhook_url}
-    result = CliRunner().invoke(app, [
-        "init", "--yes", "--output", str(output), "--okdesk-url", world.okdesk_server.url,
-        "--handoff-status", HANDOFF, "--bot-employee", str(world.people.bot), "--group", "42",
-        "--responsible", str(world.people.bx_ivan)], env=env)
+    result = CliRunner().invoke(
+        app,
+        [
+            "init",
+            "--yes",
+            "--output",
+            str(output),
+            "--okdesk-url",
+            world.okdesk_server.url,
+            "--handoff-status",
+            HANDOFF,
+            "--bot-employee",
+            str(world.people.bot),
+            "--group",
+            "42",
+            "--responsible",
+            str(world.people.bx_ivan),
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     text = output.read_text()
     assert OKDESK_TOKEN not in text and WEBHOOK_SECRET not in text
@@ -31,16 +47,28 @@ def test_init_non_interactive_writes_a_config_that_doctor_accepts(world, tmp_pat
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert "checks pass" in result.output and "FAIL" not in result.output
     # the env file next to the config is enough for later commands
-    later = CliRunner().invoke(app, ["doctor", "--config", str(output)], env={"OKDESK_API_TOKEN": "",
-                                                                            "BITRIX24_WEBHOOK_URL": ""})
+    later = CliRunner().invoke(
+        app, ["doctor", "--config", str(output)], env={"OKDESK_API_TOKEN": "", "BITRIX24_WEBHOOK_URL": ""}
+    )
     assert later.exit_code == 0, later.output
 
 
 def test_init_refuses_an_unknown_status_naming_the_choices(world, tmp_path):
     env = {"OKDESK_API_TOKEN": OKDESK_TOKEN, "BITRIX24_WEBHOOK_URL": world.webhook_url}
-    result = CliRunner().invoke(app, [
-        "init", "--yes", "--output", str(tmp_path / "x.yaml"), "--okdesk-url", world.okdesk_server.url,
-        "--handoff-status", "no_such_status"], env=env)
+    result = CliRunner().invoke(
+        app,
+        [
+            "init",
+            "--yes",
+            "--output",
+            str(tmp_path / "x.yaml"),
+            "--okdesk-url",
+            world.okdesk_server.url,
+            "--handoff-status",
+            "no_such_status",
+        ],
+        env=env,
+    )
     assert result.exit_code == 2
     assert "no_such_status" in result.output and "to_programmers" in result.output
 
@@ -67,8 +95,12 @@ def test_run_loop_stopped_by_sigterm_mid_write_leaves_nothing_half_done(world, o
     issue = world.okdesk.create_issue("Loop", "d")
     world.okdesk.set_status(issue, HANDOFF, by_employee_id=world.people.consultant)
     hang = world.bitrix_server.inject(Fault("tasks.task.add", when="after", kind="hang", hang_seconds=20))
-    proc = subprocess.Popen([sys.executable, "-m", "okbx_sync", "run", "--every", "1s"],
-                            env={**os.environ, **okbx.env}, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "okbx_sync", "run", "--every", "1s"],
+        env={**os.environ, **okbx.env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert hang.hit.wait(20), "the loop never reached the write"
         proc.send_signal(signal.SIGTERM)
@@ -89,3 +121,30 @@ def test_run_loop_stopped_by_sigterm_mid_write_leaves_nothing_half_done(world, o
         assert store.link(issue).task_id == int(world.bitrix.tasks()[0]["ID"])
     finally:
         store.close()
+
+
+def test_emulate_serves_a_playground_that_doctor_accepts(tmp_path):
+    directory = tmp_path / "play"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "okbx_sync", "emulate", "--dir", str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert "Okdesk emulator" in lines[0], lines
+        env = {k: v for k, v in os.environ.items() if k not in ("OKDESK_API_TOKEN", "BITRIX24_WEBHOOK_URL")}
+        doctor = subprocess.run(
+            [sys.executable, "-m", "okbx_sync", "doctor", "--config", str(directory / "okbx.yaml")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
