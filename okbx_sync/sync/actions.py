@@ -129,6 +129,7 @@ class CopyTimeEntry(Action):
     comment: str = field(compare=False)
     report_key: str = field(compare=False)
     cycle: int = 0
+    row: dict[str, object] = field(default_factory=dict, compare=False, hash=False)  # its line in the report
     kind = "time"
     side = "Okdesk"
 

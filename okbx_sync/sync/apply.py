@@ -232,16 +232,8 @@ class Applier:
         if isinstance(action, CopyTimeEntry):
             item = action.item
             report_key = action.report_key
-            detail = {
-                "id": item.id,
-                "task_id": item.task_id,
-                "user_id": item.user_id,
-                "seconds": item.seconds,
-                "comment": item.comment,
-                "employee_id": action.employee_id,
-                "date": item.created_at.strftime("%d.%m.%Y") if item.created_at else "—",
-                "user": action.detail.split(" by ")[-1],
-            }
+            # the item's line of the report, kept so a report written after a crash still lists it
+            detail = {**action.row, "task_id": item.task_id, "user_id": item.user_id, "employee_id": action.employee_id}
         self.store.begin_op(action.key, action.issue_id, action.kind, cycle=cycle, report_key=report_key, detail=detail)
 
     def _prepare_link(self, action: CreateTask) -> None:

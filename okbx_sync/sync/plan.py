@@ -270,6 +270,7 @@ def _copy_actions(
                 comment=render.time_entry_comment(item.comment or "Bitrix24", token),
                 report_key=report_key,
                 cycle=cycle,
+                row=_item_row(item, snap),
             )
         )
         rows.append(_item_row(item, snap))
