@@ -134,7 +134,15 @@ def run_cycle(
                 issue_id, error, max_retries=config.sync.max_retries, base_seconds=config.sync.retry_base_seconds
             )
     on_plan(plan)
-    applier = Applier(clients.okdesk, clients.bitrix, store, config, should_stop=should_stop, on_action=on_action)
+    applier = Applier(
+        clients.okdesk,
+        clients.bitrix,
+        store,
+        config,
+        should_stop=should_stop,
+        on_action=on_action,
+        issue_comments=snapshot.comments,
+    )
     result.applied = applier.apply(plan.by_issue())
 
     _remember(store, snapshot, links, plan, result.applied, started, full_scan)

@@ -25,11 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Config
-from ..markup import marker
 from ..model import ElapsedItem, Issue
 from ..state.store import Link
 from ..timeutil import human_duration
-from . import render
+from . import keys, render
 from .actions import (
     Action,
     CloseLink,
@@ -193,25 +192,25 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
             "the next sync (a few minutes), then move it back."
         )
         return [
-            IssueNote(issue_id, note=note, html=render.issue_note(text, marker("inote", *note.split(":")))),
+            IssueNote(issue_id, note=note, html=render.issue_note(text, keys.issue_note(note).marker)),
             MarkGone(issue_id, what="task", cycle=link.cycle),
         ]
     if issue_gone:
         note = f"issuedeleted:{issue_id}:{link.cycle}"
         text = f"Okdesk issue #{issue_id} was deleted; okbx stopped syncing this task."
         return [
-            TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))),
+            TaskNote(issue_id, note=note, text=render.task_note(text, keys.task_note(note).marker)),
             MarkGone(issue_id, what="issue", cycle=link.cycle),
         ]
 
     actions: list[Action] = []
-    if not state.done(f"linkcomment:{issue_id}:{task_cycle}"):
+    if not state.done(keys.link_comment(issue_id, task_cycle).text):
         actions.append(PostLinkComment(issue_id, task_cycle=task_cycle))
-    renewed = renewing or state.done(f"renew:{issue_id}:{link.cycle}")  # not a task created anew
-    if renewed and not state.done(f"note:renew:{issue_id}:{link.cycle}"):
+    renewed = renewing or state.done(keys.renew(issue_id, link.cycle).text)  # not a task created anew
+    if renewed and not state.done(keys.task_note(f"renew:{issue_id}:{link.cycle}").text):
         note = f"renew:{issue_id}:{link.cycle}"
         text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
-        actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))))
+        actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, keys.task_note(note).marker)))
     actions += _forward_comments(issue_id, task_cycle, snap, state, config)
 
     task = snap.tasks.get(task_id)
@@ -221,14 +220,14 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
         actions += _completion(link, issue, snap.elapsed[task_id], snap, state, config)
     elif issue is not None and issue.status != config.okdesk.handoff_status and not task_done:
         note = f"left:{issue_id}:{link.cycle}"
-        if not state.done(f"note:{note}"):
+        if not state.done(keys.task_note(note).text):
             name = snap.statuses.get(issue.status, issue.status)
             text = (
                 f"In Okdesk the issue left the status '{config.okdesk.handoff_status}' and is now "
                 f"'{name}' (for example, the consultant solved it). The task stays open; time logged "
                 f"here is still copied to Okdesk when the task is completed."
             )
-            actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, marker("note", *note.split(":")))))
+            actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, keys.task_note(note).marker)))
     return actions
 
 
@@ -257,17 +256,16 @@ def _copy_actions(
         dict(op.detail) for op in state.ops.values() if op.report_key == report_key and op.state == "done" and op.detail
     ]
     for item in sorted(items, key=lambda i: i.id):
-        key = f"time:{item.id}"
-        if state.done(key):
+        key = keys.time_entry(item.id)
+        if state.done(key.text):
             continue
         employee = config.time.users.get(item.user_id, config.time.default_employee_id)
-        token = marker("time", item.id)
         actions.append(
             CopyTimeEntry(
                 issue_id,
                 item=item,
                 employee_id=employee,
-                comment=render.time_entry_comment(item.comment or "Bitrix24", token),
+                comment=render.time_entry_comment(item.comment or "Bitrix24", key.marker),
                 report_key=report_key,
                 cycle=cycle,
                 row=_item_row(item, snap),
@@ -282,13 +280,14 @@ def _completion(
     link: Link, issue: Issue, items: list[ElapsedItem], snap: Snapshot, state: StateView, config: Config
 ) -> list[Action]:
     issue_id, cycle, handoff = link.issue_id, link.cycle, config.okdesk.handoff_status
-    report_key = f"summary:{issue_id}:{cycle}"
+    report_key = keys.summary(issue_id, cycle).text
+    return_key = keys.status_return(issue_id, cycle)
     actions, rows = _copy_actions(issue_id, cycle, items, report_key, snap, state, config)
-    will_return = issue.status == handoff and not state.done(f"return:{issue_id}:{cycle}")
+    will_return = issue.status == handoff and not state.done(return_key.text)
     back = config.okdesk.return_status
     back_name = snap.statuses.get(back, back)
     heading = f"The programmers completed Bitrix24 task #{link.task_id}."
-    return_op = state.ops.get(f"return:{issue_id}:{cycle}")
+    return_op = state.ops.get(return_key.text)
     rejected = return_op is not None and return_op.state == "failed" and not return_op.ambiguous
     # A change whose answer was lost may have moved the issue AND posted the summary: plan it
     # again, so the applier looks for the summary's marker before anything is written twice.
@@ -320,7 +319,7 @@ def _completion(
             actions.append(_report(issue_id, report_key, heading, rows, footer, config))
         if will_return:
             note = render.issue_note(
-                f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", marker("return", issue_id, cycle)
+                f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", return_key.marker
             )
             actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
     actions.append(CloseLink(issue_id, cycle=cycle))
@@ -330,7 +329,7 @@ def _completion(
 def _report(
     issue_id: int, report_key: str, heading: str, rows: list[dict[str, object]], footer: str, config: Config
 ) -> PostReport:
-    token = marker(*report_key.split(":"))
+    token = keys.Key.parse(report_key).marker
     total = sum(int(str(r["seconds"])) for r in rows)
     return PostReport(
         issue_id,
@@ -358,10 +357,12 @@ def _late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now
             and not state.done(op.report_key)
         }
     )
-    new_items = [i for i in snap.late_elapsed if i.task_id == link.task_id and not state.done(f"time:{i.id}")]
+    new_items = [
+        i for i in snap.late_elapsed if i.task_id == link.task_id and not state.done(keys.time_entry(i.id).text)
+    ]
     if not new_items and not orphan:
         return []
-    report_key = orphan[0] if orphan else f"{prefix}{min(i.id for i in new_items)}"
+    report_key = orphan[0] if orphan else keys.late_note(issue_id, min(i.id for i in new_items)).text
     actions, rows = _copy_actions(issue_id, link.cycle, new_items, report_key, snap, state, config)
     heading = f"More time was logged in Bitrix24 task #{link.task_id} after it was completed."
     total = human_duration(sum(int(str(r["seconds"])) for r in rows))

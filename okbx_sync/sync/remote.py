@@ -1,0 +1,88 @@
+"""What okbx already wrote on the remote side, read before writing: the accounts are the truth.
+
+Before any write of an issue, the applier asks here whether the write's marker is already on
+the remote side, whatever the state store says (it may be lost, copied, or one of two
+installations).  Each list is read at most once per cycle and only for issues with planned
+writes, so a cycle without work reads nothing here:
+
+  Okdesk comments of the issue   (free when the cycle's snapshot already read them)
+  Bitrix24 comments of the task  (one request per task; none for a task created this cycle)
+  Okdesk time entries of the issue (one request per issue that copies time)
+
+Writes made in this cycle are added as they succeed, so the cache stays true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..clients.bitrix24 import Bitrix24Client
+from ..clients.okdesk import OkdeskClient
+from ..model import Comment
+from . import keys
+
+
+class RemoteMarkers:
+    def __init__(
+        self,
+        okdesk: OkdeskClient,
+        bitrix: Bitrix24Client,
+        bot_employee_id: int,
+        issue_comments: dict[int, list[Comment]] | None = None,
+    ) -> None:
+        self.okdesk = okdesk
+        self.bitrix = bitrix
+        self.bot_employee_id = bot_employee_id
+        self._issue: dict[int, dict[str, str]] = {}
+        self._task: dict[int, dict[str, str]] = {}
+        self._time: dict[int, dict[str, str]] = {}
+        for issue_id, comments in (issue_comments or {}).items():
+            self._issue[issue_id] = self._from_comments(comments)
+        self.reads = 0  # requests spent here: reported by the benchmark
+
+    def _from_comments(self, comments: Iterable[Comment]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for c in comments:
+            # only the bot's own comments count: a person pasting a marker adopts nothing
+            if (
+                c.author.kind == "employee"
+                and c.author.id == self.bot_employee_id
+                and (key := keys.in_html(c.content_html))
+            ):
+                found.setdefault(key.text, str(c.id))
+        return found
+
+    # -- the three lists ---------------------------------------------------------------------
+    def issue(self, issue_id: int) -> dict[str, str]:
+        """Keys of okbx's comments in the Okdesk issue -> comment id."""
+        if issue_id not in self._issue:
+            self.reads += 1
+            self._issue[issue_id] = self._from_comments(self.okdesk.list_comments(issue_id))
+        return self._issue[issue_id]
+
+    def task(self, task_id: int) -> dict[str, str]:
+        """Keys of okbx's comments in the Bitrix24 task -> comment id."""
+        if task_id not in self._task:
+            self.reads += 1
+            found: dict[str, str] = {}
+            for c in self.bitrix.list_comments(task_id):
+                if key := keys.in_bbcode(c.text):
+                    found.setdefault(key.text, str(c.id))
+            self._task[task_id] = found
+        return self._task[task_id]
+
+    def time(self, issue_id: int) -> dict[str, str]:
+        """Keys of okbx's time entries in the Okdesk issue -> time entry id."""
+        if issue_id not in self._time:
+            self.reads += 1
+            found: dict[str, str] = {}
+            for entry in self.okdesk.list_time_entries(issue_id):
+                if key := keys.in_text(entry.comment):
+                    found.setdefault(key.text, str(entry.id))
+            self._time[issue_id] = found
+        return self._time[issue_id]
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def new_task(self, task_id: int) -> None:
+        """A task okbx has just created has no comments: nothing to read."""
+        self._task.setdefault(task_id, {})
