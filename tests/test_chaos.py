@@ -226,6 +226,8 @@ class Story:
             (self.crash_env, 2),
             (self.crash_hang, 1),
             (self.overlap, 1),
+            (self.lose_store, 1),
+            (self.second_installation, 2),
         ]
         actions, weights = zip(*steps, strict=True)
         for number in range(self.steps):
@@ -320,6 +322,21 @@ class Story:
 
     def sync_step(self) -> None:
         self.sync()
+
+    def lose_store(self) -> None:
+        path = self.okbx.config().state.path
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        self.note("  state store deleted")
+        self.sync()
+
+    def second_installation(self) -> None:
+        """Another okbx with its own store, against the same accounts (a second server, a test config)."""
+        directory = self.okbx.directory / "second"
+        directory.mkdir(exist_ok=True)
+        result = Okbx(self.world, directory)("sync", "--force")
+        self.check(result.exit_code in (0, 1), f"second installation exited {result.exit_code}: {result.output}")
+        self.note(f"  second installation synced -> {result.exit_code}")
 
     def lost_answer(self) -> None:
         server, op = self.rng.choice(
@@ -479,7 +496,8 @@ class Story:
             bot = self.bot_markers(m.id)
             summaries = [k for k in bot if k.startswith(f"okbx:summary:{m.id}:")]
             self.check(
-                sorted(summaries) == [f"okbx:summary:{m.id}:{n}" for n in range(1, m.completions + 1)],
+                sorted(summaries, key=lambda k: int(k.rsplit(":", 1)[1]))
+                == [f"okbx:summary:{m.id}:{n}" for n in range(1, m.completions + 1)],
                 f"issue {m.id}: {m.completions} completions but summaries {summaries}",
             )
             links = [k for k in bot if k.startswith(f"okbx:linkcomment:{m.id}:")]

@@ -99,7 +99,8 @@ def test_a_query_limit_storm_is_waited_out_and_every_write_happens_once(world, o
     world.bitrix_server.inject(Fault(op=op, when="before", response=query_limit(), times=times))
     result = clean(okbx("sync"))
     assert result.exit_code == 0 and summary(result)["left"] == 0 and summary(result)["failed"] == 0
-    assert statuses(world.bitrix_server, op) == [503] * times + [200]
+    seen = statuses(world.bitrix_server, op)  # a new store also lists recently closed tasks once
+    assert seen[: times + 1] == [503] * times + [200] and set(seen[times:]) == {200}
     assert summary(result)["bitrix24"] == len(world.bitrix_server.log)  # rejected requests are counted too
     assert_one_task_per_issue(world, [issue])
     assert forwarded_once(world, issue, "Please look at the export")

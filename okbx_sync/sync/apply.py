@@ -21,6 +21,7 @@ from ..config import Config
 from ..errors import ApiError, NotFound
 from ..model import Comment
 from ..state.store import Store
+from . import rebuild
 from .actions import Action, Context, CreateTask, Found, LocalAction
 from .remote import RemoteMarkers
 
@@ -55,6 +56,7 @@ class Applier:
         # the comments the cycle just read serve as the first look at what okbx wrote there
         self.remote = RemoteMarkers(okdesk, bitrix, config.okdesk.bot_employee_id, issue_comments)
         self.ctx = Context(okdesk, bitrix, store, config, self.remote)
+        self._checked: set[int] = set()
 
     def apply(self, by_issue: dict[int, list[Action]]) -> ApplyReport:
         report = ApplyReport()
@@ -76,6 +78,10 @@ class Applier:
                     self._mark_dirty(issue_id)
                     break
                 except _Stop:
+                    report.not_reached.extend(actions[index:])
+                    self._mark_dirty(issue_id)
+                    break
+                except _Drift:
                     report.not_reached.extend(actions[index:])
                     self._mark_dirty(issue_id)
                     break
@@ -138,6 +144,7 @@ class Applier:
         if isinstance(action, LocalAction):
             action.apply_locally(ctx)
             return "done"
+        self._check_handoff_number(action.issue_id)
         action.prepare(ctx)
         op = self.store.op(action.key)
         if op is not None and op.state == "done":
@@ -160,6 +167,54 @@ class Applier:
             raise
         self._finish(action, remote_id, "done", action.detail, link_update)
         return "done"
+
+    def _check_handoff_number(self, issue_id: int) -> None:
+        """Before an issue's first write: is the store behind the accounts?
+
+        Another installation (or a store restored from a backup) may have seen handoffs this
+        store has not.  Markers of a later handoff on either side prove it; then the link is
+        rebuilt from the markers and the issue planned again next cycle, so that a summary of
+        this handoff is never mistaken for one of an earlier handoff.
+        """
+        if issue_id in self._checked:
+            return
+        self._checked.add(issue_id)
+        link = self.store.link(issue_id)
+        if link is None or link.task_id is None:
+            return
+        issue_written, task_written = self._written_or_nothing(issue_id, link.task_id)
+        if rebuild.latest_handoff(issue_id, [*issue_written, *task_written]) <= link.cycle:
+            return
+        task = self.ctx.bitrix.get_task(link.task_id)
+        if task is None:
+            return  # the planner notices a deleted task by itself
+        found = rebuild.link_from_remote(
+            issue_id, task, issue_written, task_written, self.config.bitrix24.done_statuses, floor_cycle=link.cycle
+        )
+        log.warning(
+            "issue %s: the accounts are at handoff %s, the state store at %s; rebuilt from the markers",
+            issue_id,
+            found.cycle,
+            link.cycle,
+        )
+        self.store.local_change(
+            issue_id,
+            "rebuild",
+            f"rebuilt from the markers: handoff {found.cycle}, {found.state}",
+            **found.link_update(),
+        )
+        raise _Drift
+
+    def _written_or_nothing(self, issue_id: int, task_id: int) -> tuple[dict[str, str], dict[str, str]]:
+        """What okbx wrote on each side; a side that cannot be read (deleted) counts as nothing here:
+        the planner notices deletions by itself, and each write still looks for its own marker."""
+        found: list[dict[str, str]] = []
+        for read, what in ((self.remote.issue, issue_id), (self.remote.task, task_id)):
+            try:
+                found.append(read(what))
+            except ApiError:
+                found.append({})
+        return found[0], found[1]
 
     def _adopt(self, action: Action, found: Found) -> None:
         cycle, report_key, detail = action.op_record()
@@ -217,3 +272,7 @@ class _Stop(Exception):
 
 class _Replan(Exception):
     """The rest of this issue's plan no longer fits what was found; plan it again next cycle."""
+
+
+class _Drift(_Replan):
+    """The store was behind the accounts; the link was rebuilt before anything was written."""

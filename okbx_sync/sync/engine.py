@@ -19,6 +19,7 @@ from ..errors import OkbxError
 from ..secrets import Redactor
 from ..state.store import Link, Store
 from .actions import Action
+from .adopt import adopt_recent_tasks
 from .apply import Applier, ApplyReport
 from .fetch import fetch_snapshot
 from .plan import Plan, build_plan
@@ -94,6 +95,8 @@ def run_cycle(
     on_plan: Callable[[Plan], None] = lambda plan: None,
 ) -> CycleResult:
     started = now or store.now()
+    if not dry_run:
+        adopt_recent_tasks(clients.okdesk, clients.bitrix, store, config, started)
     links = store.links()
     watermark_text = store.get_meta("okdesk_watermark")
     watermark = datetime.fromisoformat(watermark_text) if watermark_text else None

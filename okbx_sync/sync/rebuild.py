@@ -6,7 +6,8 @@ was completed come from what okbx wrote:
 
   the largest handoff number in any marker of the issue or the task   -> the current handoff
   a summary or status-return marker of that handoff in the issue      -> it was completed
-  the handoff numbers of comments forwarded into this task            -> the handoff it was made in
+  the handoff numbers of comments forwarded into this task (else the
+  newest link comment)                                                 -> the handoff it was made in
 
 A completed handoff whose task is done is a done link (the issue being in the handoff status
 again means a new handoff: the task is renewed); a completed handoff whose task was reopened is
@@ -36,10 +37,11 @@ class RebuiltLink:
         return {"task_id": self.task_id, "state": self.state, "cycle": self.cycle, "done_at": self.done_at}
 
 
-def _cycles(issue_id: int, written: Iterable[str]) -> tuple[list[int], list[int], set[int]]:
-    """(handoff numbers seen, handoff numbers of forwarded comments, completed handoffs)."""
+def _cycles(issue_id: int, written: Iterable[str]) -> tuple[list[int], list[int], list[int], set[int]]:
+    """(handoff numbers seen, of forwarded comments, of link comments; completed handoffs)."""
     seen: list[int] = []
     forwarded: list[int] = []
+    linked: list[int] = []
     completed: set[int] = set()
     mine = str(issue_id)
     for text in written:
@@ -59,7 +61,14 @@ def _cycles(issue_id: int, written: Iterable[str]) -> tuple[list[int], list[int]
         seen.append(cycle)
         if key.kind in ("summary", "return"):
             completed.add(cycle)
-    return seen, forwarded, completed
+        if key.kind == "linkcomment":
+            linked.append(cycle)
+    return seen, forwarded, linked, completed
+
+
+def latest_handoff(issue_id: int, written: Iterable[str]) -> int:
+    """The largest handoff number in okbx's markers (0 when there are none)."""
+    return max(_cycles(issue_id, written)[0], default=0)
 
 
 def link_from_remote(
@@ -71,9 +80,11 @@ def link_from_remote(
     *,
     floor_cycle: int = 1,
 ) -> RebuiltLink:
-    seen, forwarded, completed = _cycles(issue_id, [*issue_written, *task_written])
-    cycle = max([floor_cycle, *seen]) if seen else floor_cycle
-    task_cycle = min(forwarded) if forwarded else cycle
+    seen, forwarded, linked, completed = _cycles(issue_id, [*issue_written, *task_written])
+    cycle = max([floor_cycle, *seen])
+    # comments forwarded into this very task carry the handoff it was made in; else the newest
+    # link comment (the one announcing the current task) does
+    task_cycle = min(forwarded) if forwarded else max(linked) if linked else cycle
     task_done = task.status in set(done_statuses)
     if cycle in completed and task_done:
         return RebuiltLink(task.id, "done", cycle, task_cycle, task.closed_at)
