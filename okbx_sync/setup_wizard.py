@@ -178,8 +178,9 @@ okdesk:
   timezone: null                          # account time zone (+03:00 or Europe/Moscow); null = learn it
                                           #   from the offsets of the API's timestamps
   time_entry_body: auto                   # flat | wrapped | auto. The POST body form of time entries is an
-                                          #   inferred API fact: auto sends flat, and on a 4xx (nothing written)
-                                          #   the wrapped {"time_entries": [...]} form
+                                          #   inferred API fact: auto sends the wrapped {"time_entries": [...]}
+                                          #   form (what the one public client sends), and on a 4xx
+                                          #   (nothing written) the flat form of the doc table
   comment_detection: updated_since        # updated_since | full. Whether a new comment bumps an issue's
                                           #   updated_at is inferred; "full" reads the comments of every
                                           #   active link each cycle (more requests, no assumption)

@@ -6,8 +6,9 @@ Retry policy (pip/httpie style: retry only what is safe to repeat):
 - writes are never retried after they may have reached the server; the only exception is a
   rate-limit rejection the API documents as "not executed" (Bitrix24 503 QUERY_LIMIT_EXCEEDED,
   Okdesk 429), which is retried like a read;
-- a per-method operating-time block (Bitrix24 429) or an exhausted retry series raises
-  `RateLimited`, and the cycle stops cleanly to finish at a later run.
+- a per-method operating-time block (Bitrix24 429), a portal blocked by its support (Bitrix24
+  503 OVERLOAD_LIMIT) or an exhausted retry series raises `RateLimited`, and the cycle stops
+  cleanly to finish at a later run.
 """
 
 from __future__ import annotations
