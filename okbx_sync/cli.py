@@ -25,7 +25,7 @@ from . import __version__
 from .config import Config, config_path, load_config
 from .errors import ExitCode, NotFound, OkbxError, UsageError
 from .secrets import Redactor
-from .state.binding import ensure_binding
+from .state.binding import ForeignStore, ensure_binding
 from .state.store import Link, Store
 from .sync.engine import Clients, CycleResult, opened, run_cycle
 from .sync.lock import run_lock
@@ -402,18 +402,22 @@ def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config
 def rebind(
     config: ConfigOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebind even though the portal has none of the store's tasks.")
+    ] = False,
 ) -> None:
     """Record the configured accounts as the ones the state store serves.
 
     For the same accounts under a new address (an Okdesk custom domain, a renamed portal, a new
-    webhook). Never for other accounts: their issues and tasks are not the ones in this store."""
-    from .state.binding import Binding, record_binding, stored_binding
+    webhook). Never for other accounts: their issues and tasks are not the ones in this store.
+    Before asking, a few of the store's tasks are looked up in the configured portal."""
+    from .state.binding import Binding, record_binding, stored_binding, tasks_under_their_markers
 
     run = _Run(config)
     with _errors(run):
         cfg = run.config
         with run_lock(cfg.state.path):
-            store = run.store()
+            store, clients = run.store(), run.clients()
             try:
                 wanted, found = Binding.of(cfg), stored_binding(store)
                 if found == wanted:
@@ -421,12 +425,20 @@ def rebind(
                     return
                 typer.echo(f"the state store {cfg.state.path} serves {found.describe() if found else 'no account yet'}")
                 typer.echo(f"the configuration says {wanted.describe()}")
+                seen, same = tasks_under_their_markers(store, clients.bitrix)
+                typer.echo(f"of {seen} of the store's tasks found in that portal, {same} belong to their issue")
+                if seen and not same and not force:
+                    raise UsageError(
+                        "not rebound: none of the store's tasks found there belongs to its issue, so these look "
+                        "like other accounts; give this configuration its own state.path (or pass --force)"
+                    )
                 if not yes and not _confirm("are these the same accounts under a new address?"):
                     raise UsageError("not rebound: the state store still serves what it served")
                 record_binding(store, wanted)
                 log.info("state store %s rebound from %s to %s", cfg.state.path, found, wanted)
                 typer.echo(f"the state store now serves {wanted.describe()}")
             finally:
+                clients.close()
                 store.close()
 
 
@@ -660,6 +672,8 @@ def run_loop(
         def cycle() -> None:
             try:
                 _one_cycle(run, force=force, quiet=quiet, should_stop=lambda: bool(stop), emit=log.info)
+            except ForeignStore:
+                raise  # the store serves other accounts: no later cycle can succeed (exit code 3)
             except OkbxError as error:  # one bad cycle does not end the loop; the next may succeed
                 log.error("%s", run.redactor(str(error)))
 

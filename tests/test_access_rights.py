@@ -100,6 +100,22 @@ def test_the_emulator_hides_tasks_outside_a_plain_user_s_reach(plain_world):
     assert call(plain_world, "tasks.task.get", {"taskId": hidden}).json()["result"]["task"]["id"] == str(hidden)
 
 
+def test_accomplices_given_at_creation_see_the_task_and_time_of_hidden_tasks_is_not_listed(plain_world):
+    bx, p = plain_world.bitrix, plain_world.people
+    fields = {"TITLE": "Help wanted", "RESPONSIBLE_ID": p.bx_olga, "GROUP_ID": OTHER_GROUP}
+    added = call(plain_world, "tasks.task.add", {"fields": {**fields, "ACCOMPLICES": [WEBHOOK_USER]}}).json()
+    shared = int(added["result"]["task"]["id"])
+    got = call(plain_world, "tasks.task.get", {"taskId": shared, "select": ["ID", "ACCOMPLICES"]}).json()
+    assert got["result"]["task"]["accomplices"] == [str(WEBHOOK_USER)]
+    hidden = bx.create_task("Management only", responsible_id=p.bx_olga, group_id=OTHER_GROUP)
+    bx.log_time(shared, p.bx_olga, 600)
+    bx.log_time(hidden, p.bx_olga, 900)
+    rows = call(plain_world, "task.elapseditem.getlist", {"ORDER": {"ID": "asc"}, "FILTER": {">ID": 0}}).json()
+    assert [int(r["TASK_ID"]) for r in rows["result"]] == [shared]
+    refused = call(plain_world, "task.elapseditem.add", {"TASKID": hidden, "ARFIELDS": {"SECONDS": 60}})
+    assert refused.status_code == 400 and "TASK_NOT_FOUND_OR_NOT_ACCESSIBLE" in refused.json()["error_description"]
+
+
 def test_the_client_asks_user_admin_once_per_process(plain_world, okbx):
     for _ in range(2):
         client = Bitrix24Client(okbx.config().bitrix24, Redactor())

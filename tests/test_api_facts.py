@@ -98,6 +98,18 @@ def test_a_portal_blocked_by_support_stops_the_cycle_at_once_and_the_next_run_fi
     assert world.okdesk.status_of(issue) == "to_programmers"
 
 
+def test_an_overload_while_reading_the_tasks_stops_the_run_with_one_request_and_says_why(world, tmp_path):
+    okbx = Okbx(world, tmp_path, {"sync": FAST})
+    hand_off(world)
+    okbx.sync()
+    seen = len(world.bitrix_server.log)
+    world.bitrix.overloaded = True
+    stopped = okbx("sync")
+    assert stopped.exit_code == 1 and "OVERLOAD_LIMIT" in stopped.stderr and "Bitrix24 support" in stopped.stderr
+    assert "Traceback" not in stopped.output
+    assert [e.status for e in world.bitrix_server.log[seen:]] == [503]
+
+
 def test_a_query_limit_is_still_waited_out_while_an_overload_is_not(world, tmp_path):
     okbx = Okbx(world, tmp_path, {"sync": FAST})
     hand_off(world)

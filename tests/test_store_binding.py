@@ -7,7 +7,10 @@ same accounts under a new address are taken back with `okbx rebind`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +104,40 @@ def test_a_store_copied_to_other_accounts_is_refused_before_any_request(world, o
     assert "first words" in "".join(c["POST_MESSAGE"] for c in world.bitrix.comments(only_task(world)))
 
 
+def test_the_run_loop_stops_with_exit_code_3_instead_of_retrying_a_foreign_store(world, okbx, other_world, tmp_path):
+    hand_off(world)
+    okbx.sync()
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    shutil.copy(okbx.config().state.path, copy_dir / "okbx.sqlite3")
+    stranger = Okbx(other_world, copy_dir)
+    finished = subprocess.run(
+        [sys.executable, "-m", "okbx_sync", "run", "--every", "1s"],
+        env={**os.environ, **stranger.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 3, finished.stderr
+    assert "belongs to Okdesk" in finished.stderr and requests_seen(other_world) == 0
+
+
+def test_rebind_refuses_a_portal_where_the_store_s_tasks_belong_to_other_issues(world, okbx, other_world, tmp_path):
+    hand_off(world)
+    okbx.sync()
+    other_world.bitrix.create_task("Someone else's task", responsible_id=other_world.people.bx_ivan)
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    shutil.copy(okbx.config().state.path, copy_dir / "okbx.sqlite3")
+    stranger = Okbx(other_world, copy_dir)
+    refused = stranger("rebind", "--yes")
+    assert refused.exit_code == 2 and "of 1 of the store's tasks found in that portal, 0 belong" in refused.stdout
+    assert "look like other accounts" in refused.stderr
+    assert stranger("sync").exit_code == 3  # still bound to the first accounts
+    forced = stranger("rebind", "--yes", "--force")
+    assert forced.exit_code == 0 and "now serves Okdesk " + host_of(other_world.okdesk_server.url) in forced.stdout
+
+
 def test_a_new_webhook_user_is_another_binding(world, okbx, tmp_path):
     hand_off(world)
     okbx.sync()
@@ -128,6 +165,7 @@ def test_the_same_accounts_under_a_new_address_are_taken_back_with_rebind(world,
     rebound = okbx("rebind", "--yes")
     assert rebound.exit_code == 0, rebound.output
     assert "now serves Okdesk localhost:" in rebound.stdout
+    assert "of 1 of the store's tasks found in that portal, 1 belong to their issue" in rebound.stdout
     assert okbx("rebind", "--yes").stdout.startswith("the state store")  # idempotent: "already serves"
     assert okbx.sync().exit_code == 0
     okbx.sync()

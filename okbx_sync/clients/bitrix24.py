@@ -297,9 +297,9 @@ class Bitrix24Client:
             page = items(self._result(answer, method), method)
             rows += [row for row in page if isinstance(row, dict)]
             following = answer.body.get("next") if isinstance(answer.body, dict) else None
-            if not page or not isinstance(following, int) or following <= start:
+            if not page or not str(following).isdigit() or int(str(following)) <= start:
                 return rows
-            start = following
+            start = int(str(following))
         raise MalformedResponse(SYSTEM, method, f"still paging after {max_pages} pages of {PAGE}")
 
     def is_admin(self) -> bool:

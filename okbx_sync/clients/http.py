@@ -172,10 +172,15 @@ class Transport:
                 return answer
             retry_after = _retry_after(answer.headers)
             if verdict == "block" or limited + 1 >= self.policy.rate_limit_attempts:
+                why = (
+                    f"{self.redact(_describe_error(answer.body))}; stopping this cycle"
+                    if verdict == "block"
+                    else "rate limit: the API keeps refusing, stopping this cycle"
+                )
                 raise RateLimited(
                     self.system,
                     op,
-                    "rate limit: the API keeps refusing, stopping this cycle",
+                    why,
                     status=answer.status,
                     code=_error_code(answer.body),
                     retry_after=retry_after,

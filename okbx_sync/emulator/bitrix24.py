@@ -1,8 +1,15 @@
 """In-process emulator of the Bitrix24 classic REST API, incoming-webhook form.
 
 It serves the subset okbx-sync uses (tasks.task.*, task.commentitem.*, task.elapseditem.*,
-batch, user.get, sonet_group.get, scope, server.time) with the answer shapes, string-typed
-values and PHP quirks described in /work/shared/api/bitrix24.md.  It is strict on purpose:
+batch, user.get, user.admin, sonet_group.get, scope, server.time) with the answer shapes,
+string-typed values and PHP quirks described in /work/shared/api/bitrix24.md.
+
+Access rights: the webhook's user is an administrator unless `admins` says otherwise.  A user
+who is not sees only the tasks it created, is responsible for, assists (ACCOMPLICES) or audits
+(AUDITORS), and those of the workgroups it is a member of (`add_group(members=...)`):
+`tasks.task.get` answers `[]` for the others exactly as for a deleted task, lists skip them and
+`task.*` methods refuse with the errors their docs give for "no access".  `overloaded = True`
+answers every call with 503 OVERLOAD_LIMIT (a portal blocked by Bitrix24 support).  It is strict on purpose:
 what a real portal refuses (a wrong webhook secret, misordered or extra positional arguments
 on legacy task.* methods, more than 50 batch commands, the rate and operating limits) is
 refused here too, so the product cannot pass a test that a real portal would fail.
@@ -287,7 +294,9 @@ class Bitrix24Emulator:
         if user != str(self.user_id) or secret != self.secret:
             return _error(ApiError(401, "NO_AUTH_FOUND", "Wrong authorization data"))
         if self.overloaded:  # inferred wording; the code and status are documented (limits.md)
-            return _error(ApiError(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload."))
+            return _error(
+                ApiError(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload: contact Bitrix24 support")
+            )
         try:
             params = q.request_params(request)
         except ValueError:

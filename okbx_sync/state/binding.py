@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+from ..clients.bitrix24 import Bitrix24Client
 from ..config import Config
 from ..errors import StateError
 from .store import Store
@@ -77,6 +78,21 @@ def stored_binding(store: Store) -> Binding | None:
 
 def record_binding(store: Store, binding: Binding) -> None:
     store.set_meta(META_KEY, json.dumps(asdict(binding), sort_keys=True))
+
+
+def tasks_under_their_markers(store: Store, bitrix: Bitrix24Client, sample: int = 5) -> tuple[int, int]:
+    """Evidence for a rebind: of up to `sample` of the store's latest task links, how many tasks the
+    configured portal shows, and how many of those carry their issue's marker (`XML_ID
+    okdesk:<issue>`, as sync/plan.py writes it).  The same accounts under a new address have them
+    all; other accounts have none, or unrelated tasks under the same ids."""
+    linked = sorted((link for link in store.links().values() if link.task_id), key=lambda link: -link.issue_id)
+    seen = same = 0
+    for link in linked[:sample]:
+        task = bitrix.get_task(int(link.task_id or 0))
+        if task is not None:  # hidden or deleted tells nothing either way
+            seen += 1
+            same += task.xml_id == f"okdesk:{link.issue_id}"
+    return seen, same
 
 
 def ensure_binding(store: Store, config: Config, *, record: bool = True) -> Binding:
