@@ -222,3 +222,31 @@ def test_a_first_run_against_a_mistyped_address_does_not_bind_the_store(world, o
         assert store.link(issue).task_id == only_task(world)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("okdesk_url", "webhook", "expected"),
+    [
+        (
+            "https://Acme.okdesk.ru/",
+            "https://acme.bitrix24.ru/rest/7/s3cr3t/",
+            ("acme.okdesk.ru", "acme.bitrix24.ru", 7),
+        ),
+        (
+            "http://acme.okdesk.ru:80",
+            "https://ACME.bitrix24.ru:443/rest/7/x/",
+            ("acme.okdesk.ru", "acme.bitrix24.ru", 7),
+        ),
+        (
+            "https://help.acme.com/okdesk",
+            "https://b24.acme.com:8443/rest/12/x/",
+            ("help.acme.com/okdesk", "b24.acme.com:8443", 12),
+        ),
+    ],
+)
+def test_the_binding_is_the_normalised_addresses_and_the_webhook_user(world, tmp_path, okdesk_url, webhook, expected):
+    okbx = Okbx(world, tmp_path, {"okdesk": {"url": okdesk_url}})
+    okbx.env["BITRIX24_WEBHOOK_URL"] = webhook
+    binding = Binding.of(okbx.config())
+    assert (binding.okdesk_account, binding.bitrix_portal, binding.bitrix_user) == expected
+    assert "s3cr3t" not in binding.describe() and "x/" not in binding.describe()
