@@ -25,6 +25,7 @@ from . import __version__
 from .config import Config, config_path, load_config
 from .errors import ExitCode, NotFound, OkbxError, UsageError
 from .secrets import Redactor
+from .state.binding import ForeignStore, ensure_binding
 from .state.store import Link, Store
 from .sync.engine import Clients, CycleResult, opened, run_cycle
 from .sync.lock import run_lock
@@ -246,6 +247,7 @@ def _one_cycle(
 ) -> int:
     cfg = run.config
     with run_lock(cfg.state.path, wait), opened(cfg, run.redactor, run.crash_after) as (clients, store):
+        ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
         with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
             result = run_cycle(
                 cfg,
@@ -260,6 +262,7 @@ def _one_cycle(
         if dry_run:
             _print_plan(result)
             return 0
+        ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
         return _report_cycle(result, clients, quiet=quiet, emit=emit)
 
 
@@ -278,6 +281,7 @@ def link(
             store = run.store()
             clients = run.clients()
             try:
+                ensure_binding(store, cfg)
                 if (existing := store.link(issue)) is not None:
                     raise UsageError(f"issue {issue} is already linked to task {existing.task_id} ({existing.state})")
                 if (existing := store.link_for_task(task)) is not None:
@@ -290,6 +294,7 @@ def link(
                 if found_task is None:
                     raise UsageError(f"Bitrix24 task {task} does not exist (or the webhook user cannot see it)")
                 store.create_link(issue, task, status=found_issue.status, origin=f"linked by hand to task {task}")
+                ensure_binding(store, cfg)
                 key = f"task:{issue}:1"
                 store.begin_op(key, issue, "task", cycle=1, report_key=None, detail={"detail": "linked by hand"})
                 store.finish_op(
@@ -383,12 +388,66 @@ def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config
     with _errors(run):
         store = run.store()
         try:
+            ensure_binding(store, run.config)
             if store.link(issue) is None:
                 raise UsageError(f"issue {issue} is not linked")
             store.update_link(issue, fail_count=0, next_retry_at=None, parked=False, dirty=True)
             typer.echo(f"issue {issue} will be tried at the next sync")
         finally:
             store.close()
+
+
+# -- rebind: the store's accounts (issue 7) ------------------------------------------------------------
+@app.command()
+def rebind(
+    config: ConfigOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebind even though the portal has none of the store's tasks.")
+    ] = False,
+) -> None:
+    """Record the configured accounts as the ones the state store serves.
+
+    For the same accounts under a new address (an Okdesk custom domain, a renamed portal, a new
+    webhook). Never for other accounts: their issues and tasks are not the ones in this store.
+    Before asking, a few of the store's tasks are looked up in the configured portal."""
+    from .state.binding import Binding, record_binding, stored_binding, tasks_under_their_markers
+
+    run = _Run(config)
+    with _errors(run):
+        cfg = run.config
+        with run_lock(cfg.state.path):
+            store, clients = run.store(), run.clients()
+            try:
+                wanted, found = Binding.of(cfg), stored_binding(store)
+                if found == wanted:
+                    typer.echo(f"the state store {cfg.state.path} already serves {wanted.describe()}")
+                    return
+                typer.echo(f"the state store {cfg.state.path} serves {found.describe() if found else 'no account yet'}")
+                typer.echo(f"the configuration says {wanted.describe()}")
+                seen, same = tasks_under_their_markers(store, clients.bitrix)
+                typer.echo(f"of {seen} of the store's tasks found in that portal, {same} belong to their issue")
+                if seen and not same and not force:
+                    raise UsageError(
+                        "not rebound: none of the store's tasks found there belongs to its issue, so these look "
+                        "like other accounts; give this configuration its own state.path (or pass --force)"
+                    )
+                if not yes and not _confirm("are these the same accounts under a new address?"):
+                    raise UsageError("not rebound: the state store still serves what it served")
+                record_binding(store, wanted)
+                log.info("state store %s rebound from %s to %s", cfg.state.path, found, wanted)
+                typer.echo(f"the state store now serves {wanted.describe()}")
+            finally:
+                clients.close()
+                store.close()
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return bool(typer.confirm(question, default=False))
+    except typer.Abort:  # no answer (stdin closed, as under cron): not a yes
+        typer.echo("", err=True)
+        return False
 
 
 @app.command()
@@ -613,6 +672,8 @@ def run_loop(
         def cycle() -> None:
             try:
                 _one_cycle(run, force=force, quiet=quiet, should_stop=lambda: bool(stop), emit=log.info)
+            except ForeignStore:
+                raise  # the store serves other accounts: no later cycle can succeed (exit code 3)
             except OkbxError as error:  # one bad cycle does not end the loop; the next may succeed
                 log.error("%s", run.redactor(str(error)))
 

@@ -33,7 +33,7 @@ class OkdeskConfig:
     handoff_status: str
     return_status: str = "opened"
     timezone: str | None = None  # "+03:00" or an IANA name; None = learn from the API's offsets
-    time_entry_body: str = "auto"  # inferred API fact: flat | wrapped | auto (flat, then wrapped on 4xx)
+    time_entry_body: str = "auto"  # inferred API fact: flat | wrapped | auto (wrapped, then flat on 4xx)
     comment_detection: str = "updated_since"  # inferred: does a comment bump updated_at? else "full"
     full_scan_minutes: int = 60
     requests_per_second: float = 3.0

@@ -317,6 +317,7 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
         )
     else:
         checks.append(Check("Bitrix24 webhook scopes", True, "the webhook has the scopes task, user and sonet"))
+    checks.append(_admin_check(bitrix))
     if "sonet" not in missing:
         checks.append(_group_check(config, bitrix))
     if "user" not in missing:
@@ -324,6 +325,33 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
     if "task" not in missing:
         checks.append(_task_card_check(config, bitrix))
     return checks
+
+
+NOT_ADMIN_WARNING = (
+    "Warning: the webhook user {user} is not a Bitrix24 administrator. It sees only the tasks it takes part "
+    "in (creator, responsible, accomplice, auditor, or member of the task's workgroup); a task it cannot "
+    "see answers like a deleted one, so okbx never concludes 'deleted' but reports the link as failing "
+    "('task not visible to the webhook user'), retries it, parks it, and resumes once the task is visible"
+)
+
+
+def _admin_check(bitrix: Bitrix24Client) -> Check:
+    """Only an administrator's webhook tells a deleted task from a hidden one (issue 7)."""
+    name = "Bitrix24 administrator"
+    try:
+        admin = bitrix.is_admin()
+    except OkbxError as error:
+        return Check(name, False, f"cannot ask user.admin: {_fail_text(error)}", _bitrix_fix(error))
+    user = bitrix.webhook_user()
+    if admin:
+        return Check(name, True, f"the webhook user {user} is an administrator: it sees every task")
+    return Check(
+        name,
+        True,
+        NOT_ADMIN_WARNING.format(user=user),
+        "create the incoming webhook as a Bitrix24 administrator, or make its user a member of the workgroup "
+        "and keep the tasks there",
+    )
 
 
 def _yes(value: Any) -> bool:

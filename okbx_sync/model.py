@@ -10,7 +10,7 @@ from datetime import datetime
 class Person:
     id: int
     name: str
-    kind: str  # "employee" | "contact"
+    kind: str  # "employee" | "contact" | "system" (a comment Okdesk wrote itself, no person)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
 from .config import REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig
 from .doctor import list_okdesk_employees
-from .errors import MalformedResponse, UsageError
+from .errors import UsageError
 from .secrets import Redactor, Secret, webhook_secret_parts
 
 ENV_TOKEN = "OKDESK_API_TOKEN"
@@ -95,25 +95,8 @@ def build_clients(
 
 
 def _bitrix_pages(bitrix: Bitrix24Client, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every row of a list method, paged by `start` and the answer's `next` (read off the transport,
-    since `Bitrix24Client.call` returns only `result`)."""
-    rows: list[dict[str, Any]] = []
-    start = 0
-    for _ in range(_MAX_PAGES):
-        answer = bitrix.transport.request(
-            "POST", bitrix.base + method, method, body={**params, "start": start}, write=False
-        )
-        result = bitrix._result(answer, method)
-        if isinstance(result, dict) and not result:
-            result = []
-        if not isinstance(result, list):
-            raise MalformedResponse("Bitrix24", method, "expected a list")
-        rows.extend(r for r in result if isinstance(r, dict))
-        following = answer.body.get("next") if isinstance(answer.body, dict) else None
-        if following is None or not str(following).isdigit() or int(following) <= start or not result:
-            return rows
-        start = int(following)
-    raise MalformedResponse("Bitrix24", method, "paging does not end")
+    """Every row of a list method, paged by `start` and the answer's `next`."""
+    return bitrix.list_all(method, params, max_pages=_MAX_PAGES)
 
 
 def _yes(value: Any) -> bool:
@@ -178,8 +161,9 @@ okdesk:
   timezone: null                          # account time zone (+03:00 or Europe/Moscow); null = learn it
                                           #   from the offsets of the API's timestamps
   time_entry_body: auto                   # flat | wrapped | auto. The POST body form of time entries is an
-                                          #   inferred API fact: auto sends flat, and on a 4xx (nothing written)
-                                          #   the wrapped {"time_entries": [...]} form
+                                          #   inferred API fact: auto sends the wrapped {"time_entries": [...]}
+                                          #   form (what the one public client sends), and on a 4xx
+                                          #   (nothing written) the flat form of the doc table
   comment_detection: updated_since        # updated_since | full. Whether a new comment bumps an issue's
                                           #   updated_at is inferred; "full" reads the comments of every
                                           #   active link each cycle (more requests, no assumption)

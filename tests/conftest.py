@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from okbx_sync.cli import app
+from okbx_sync.clients.bitrix24 import forget_admin_rights
 from okbx_sync.config import Config, load_config
 from okbx_sync.emulator.world import World
 from okbx_sync.state.store import Store
@@ -29,6 +30,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_admin_rights() -> Iterator[None]:
+    """okbx asks `user.admin` once per process; each test starts portals of its own."""
+    forget_admin_rights()
+    yield
+    forget_admin_rights()
 
 
 @pytest.fixture

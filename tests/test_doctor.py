@@ -27,6 +27,7 @@ ALL_CHECKS = {
     "Okdesk time employees",
     "Bitrix24 webhook",
     "Bitrix24 webhook scopes",
+    "Bitrix24 administrator",
     "Bitrix24 group",
     "Bitrix24 responsible user",
     "Bitrix24 creator",
@@ -246,3 +247,13 @@ def test_one_failing_call_does_not_stop_the_others(world: World, tmp_path: Path)
     checks = doctor(world, tmp_path)
     assert set(failed(checks)) == {"Bitrix24 group"}
     assert {c.name for c in checks} == ALL_CHECKS
+
+
+def test_the_webhook_user_s_administrator_rights_are_reported(started: Callable[..., World], tmp_path: Path) -> None:
+    admin = {c.name: c for c in doctor(started(), tmp_path / "a")}["Bitrix24 administrator"]
+    assert admin.ok and "is an administrator" in admin.detail
+    checks = doctor(started(bitrix_admins=()), tmp_path / "b")
+    assert failed(checks) == {}  # a warning, not a failure: okbx works, more carefully
+    plain = {c.name: c for c in checks}["Bitrix24 administrator"]
+    assert "Warning" in plain.detail and "not a Bitrix24 administrator" in plain.detail
+    assert "never concludes 'deleted'" in plain.detail and "administrator" in plain.fix

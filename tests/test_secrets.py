@@ -338,7 +338,9 @@ def test_no_secret_in_any_encoding_with_a_token_full_of_special_characters(tmp_p
         assert len(world.bitrix.tasks()) == 1  # the token really worked
         world.okdesk_server.inject(Fault(op="GET /issues/list", when="before", kind="drop", times=4))
         assert evidence.run("sync", "-v", "--log-file", str(tmp_path / "okbx.log")).exit_code == 1
-        okbx.reconfigure(sync=FAST, okdesk={"url": f"http://127.0.0.1:{free_port()}"})
+        # a store of its own: this one now belongs to the emulator's accounts (okbx rebind)
+        dead = {"url": f"http://127.0.0.1:{free_port()}"}
+        okbx.reconfigure(sync=FAST, okdesk=dead, state={"path": str(tmp_path / "new.sqlite3")})
         assert evidence.run("sync", "-v", "--log-file", str(tmp_path / "okbx.log")).exit_code == 1
         evidence.run("show", str(issue))
         evidence.add("log file", (tmp_path / "okbx.log").read_text(encoding="utf-8"))

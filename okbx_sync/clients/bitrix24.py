@@ -3,8 +3,9 @@
 Facts used (../shared/api/bitrix24.md): JSON POST to `<webhook>/<method>`; legacy `task.*`
 methods take their parameters BY POSITION, so their dicts are built in documented order and
 never carry an extra key; `batch` takes at most 50 commands, each a PHP query string, and
-command keys must not be numeric; 503 QUERY_LIMIT_EXCEEDED and 429 OPERATION_TIME_LIMIT are
-the two rate limits; missing tasks come back as `"result": []`.
+command keys must not be numeric; 503 QUERY_LIMIT_EXCEEDED is retried, 429 OPERATION_TIME_LIMIT
+and 503 OVERLOAD_LIMIT stop the cycle; missing (or, for a non-administrator, unreachable) tasks
+come back as `"result": []`; `user.get` pages by 50.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _classify(status: int, body: Any) -> str:
         return "retry"  # rejected by the leaky bucket before execution: safe to repeat
     if status == 429 and code == "OPERATION_TIME_LIMIT":
         return "block"  # this method's 10-minute budget is spent; come back next cycle
+    if status == 503 and code == "OVERLOAD_LIMIT":
+        return "block"  # a manual block by Bitrix24 support: repeating only digs deeper; stop the cycle
     return "ok"
 
 
@@ -273,8 +276,50 @@ class Bitrix24Client:
 
     # -- people and groups (doctor, init) ------------------------------------------------
     def users(self, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"FILTER": {"@ID": sorted(set(ids))}} if ids is not None else {}
-        return [u for u in items(self.call("user.get", params), "user.get") if isinstance(u, dict)]
+        """Users by id (all users when `ids` is None).  `user.get` answers 50 a page (confirmed,
+        ../shared/api/bitrix24.md section 9), so ids go 50 to a request and every page is read."""
+        if ids is None:
+            return self.list_all("user.get", {})
+        wanted = sorted(set(ids))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), PAGE):
+            found += self.list_all("user.get", {"FILTER": {"@ID": wanted[start : start + PAGE]}})
+        return found
+
+    def list_all(self, method: str, params: dict[str, Any], *, max_pages: int = 200) -> list[dict[str, Any]]:
+        """Every row of a classic list method, paged by `start` and the answer's `next`."""
+        rows: list[dict[str, Any]] = []
+        start = 0
+        for _ in range(max_pages):
+            answer = self.transport.request(
+                "POST", self.base + method, method, body={**params, "start": start}, write=False
+            )
+            page = items(self._result(answer, method), method)
+            rows += [row for row in page if isinstance(row, dict)]
+            following = answer.body.get("next") if isinstance(answer.body, dict) else None
+            if not page or not str(following).isdigit() or int(str(following)) <= start:
+                return rows
+            start = int(str(following))
+        raise MalformedResponse(SYSTEM, method, f"still paging after {max_pages} pages of {PAGE}")
+
+    def is_admin(self) -> bool:
+        """Is the webhook's user a portal administrator (`user.admin`, scope basic)?
+
+        Only an administrator sees every task, so only its "no such task" proves a deletion.
+        Asked at most once per process for a given portal and webhook user: rights change rarely,
+        and a stale "no" only makes okbx more careful."""
+        key = (self.portal_url(), self.webhook_user())
+        if key not in _ADMIN_CACHE:
+            result = self.call("user.admin")
+            if not isinstance(result, bool):
+                raise MalformedResponse(SYSTEM, "user.admin", f"expected true or false, got {str(result)[:30]!r}")
+            _ADMIN_CACHE[key] = result
+        return _ADMIN_CACHE[key]
+
+    def webhook_user(self) -> int:
+        """The user id in the webhook URL (/rest/<user>/<secret>/); not a secret."""
+        parts = self.base.split("/rest/", 1)[-1].split("/")
+        return int(parts[0]) if parts and parts[0].isdigit() else 0
 
     def group(self, group_id: int) -> dict[str, Any] | None:
         found = items(self.call("sonet_group.get", {"FILTER": {"ID": group_id}, "IS_ADMIN": "Y"}), "sonet_group.get")
@@ -282,6 +327,14 @@ class Bitrix24Client:
 
     def scopes(self) -> list[str]:
         return [str(s) for s in items(self.call("scope"), "scope")]
+
+
+_ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> user.admin, for this process
+
+
+def forget_admin_rights() -> None:
+    """Ask `user.admin` again next time (tests start many portals in one process)."""
+    _ADMIN_CACHE.clear()
 
 
 def _as_map(value: Any) -> dict[str, Any]:

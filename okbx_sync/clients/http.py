@@ -6,8 +6,9 @@ Retry policy (pip/httpie style: retry only what is safe to repeat):
 - writes are never retried after they may have reached the server; the only exception is a
   rate-limit rejection the API documents as "not executed" (Bitrix24 503 QUERY_LIMIT_EXCEEDED,
   Okdesk 429), which is retried like a read;
-- a per-method operating-time block (Bitrix24 429) or an exhausted retry series raises
-  `RateLimited`, and the cycle stops cleanly to finish at a later run.
+- a per-method operating-time block (Bitrix24 429), a portal blocked by its support (Bitrix24
+  503 OVERLOAD_LIMIT) or an exhausted retry series raises `RateLimited`, and the cycle stops
+  cleanly to finish at a later run.
 """
 
 from __future__ import annotations
@@ -171,10 +172,15 @@ class Transport:
                 return answer
             retry_after = _retry_after(answer.headers)
             if verdict == "block" or limited + 1 >= self.policy.rate_limit_attempts:
+                why = (
+                    f"{self.redact(_describe_error(answer.body))}; stopping this cycle"
+                    if verdict == "block"
+                    else "rate limit: the API keeps refusing, stopping this cycle"
+                )
                 raise RateLimited(
                     self.system,
                     op,
-                    "rate limit: the API keeps refusing, stopping this cycle",
+                    why,
                     status=answer.status,
                     code=_error_code(answer.body),
                     retry_after=retry_after,

@@ -203,23 +203,27 @@ class OkdeskClient:
         }
         mode = self.config.time_entry_body
         path = f"/issues/{int(issue_id)}/time_entries"
-        if mode in ("flat", "auto"):
-            try:
-                self._call("POST", path, op, body=entry, write=True)
-                return
-            except ApiError as error:
-                # inferred API fact: the body may have to be wrapped. A 4xx means nothing was
-                # written, so trying the other documented form is safe; anything else is not.
-                if (
-                    mode == "flat"
-                    or error.ambiguous
-                    or not error.status
-                    or not 400 <= error.status < 500
-                    or isinstance(error, NotFound)
-                ):
-                    raise
-                log.info("Okdesk refused the flat time-entry body (%s); trying the wrapped form", error.message)
-        self._call("POST", path, op, body={"time_entries": [entry]}, write=True)
+        wrapped = {"time_entries": [entry]}
+        if mode == "flat":
+            self._call("POST", path, op, body=entry, write=True)
+            return
+        try:
+            # The only public client that posts time entries sends the wrapped form: try it first.
+            self._call("POST", path, op, body=wrapped, write=True)
+            return
+        except ApiError as error:
+            # inferred API fact: the doc table lists flat fields. A 4xx means nothing was written,
+            # so trying the other form is safe; anything else (5xx, no answer, 404) is not.
+            if (
+                mode == "wrapped"
+                or error.ambiguous
+                or not error.status
+                or not 400 <= error.status < 500
+                or isinstance(error, NotFound)
+            ):
+                raise
+            log.info("Okdesk refused the wrapped time-entry body (%s); trying the flat form", error.message)
+        self._call("POST", path, op, body=entry, write=True)
 
     # -- people --------------------------------------------------------------------------
     def list_employees(self) -> list[dict[str, Any]]:

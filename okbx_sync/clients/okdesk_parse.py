@@ -43,7 +43,6 @@ def parse_issue_list(raw: Any) -> list[Issue]:
 def parse_comment(raw: Any, issue_id: int) -> Comment:
     data = obj(raw, "comment")
     what = f"issue {issue_id} comment {data.get('id', '?')}"
-    author = obj(data.get("author"), f"{what}.author")
     public = data.get("public")
     if not isinstance(public, bool):
         raise ParseError(f"{what}.public: expected true or false, got {public!r}")
@@ -53,11 +52,24 @@ def parse_comment(raw: Any, issue_id: int) -> Comment:
         content_html=text(data, "content", what, default=""),
         public=public,
         published_at=timestamp(data, "published_at", what),
-        author=Person(
-            id=integer(author, "id", f"{what}.author"),
-            name=text(author, "name", f"{what}.author", default=""),
-            kind=text(author, "type", f"{what}.author", default="employee"),
-        ),
+        author=_comment_author(data.get("author"), f"{what}.author"),
+    )
+
+
+SYSTEM_AUTHOR = "system"
+
+
+def _comment_author(raw: Any, what: str) -> Person:
+    """The comment's author; a comment Okdesk wrote itself may have none (`null`, `{}` or no id:
+    the docs leave "an automated or system author type" unknown), and is then "system", never a
+    person, so that one such comment cannot break the whole list or pass for a consultant's."""
+    author = obj(raw, what) if raw is not None else {}
+    if author.get("id") in (None, "", 0, "0"):
+        return Person(id=0, name=text(author, "name", what, default="") or SYSTEM_AUTHOR, kind=SYSTEM_AUTHOR)
+    return Person(
+        id=integer(author, "id", what),
+        name=text(author, "name", what, default=""),
+        kind=text(author, "type", what, default="employee"),
     )
 
 

@@ -1,8 +1,15 @@
 """In-process emulator of the Bitrix24 classic REST API, incoming-webhook form.
 
 It serves the subset okbx-sync uses (tasks.task.*, task.commentitem.*, task.elapseditem.*,
-batch, user.get, sonet_group.get, scope, server.time) with the answer shapes, string-typed
-values and PHP quirks described in /work/shared/api/bitrix24.md.  It is strict on purpose:
+batch, user.get, user.admin, sonet_group.get, scope, server.time) with the answer shapes,
+string-typed values and PHP quirks described in /work/shared/api/bitrix24.md.
+
+Access rights: the webhook's user is an administrator unless `admins` says otherwise.  A user
+who is not sees only the tasks it created, is responsible for, assists (ACCOMPLICES) or audits
+(AUDITORS), and those of the workgroups it is a member of (`add_group(members=...)`):
+`tasks.task.get` answers `[]` for the others exactly as for a deleted task, lists skip them and
+`task.*` methods refuse with the errors their docs give for "no access".  `overloaded = True`
+answers every call with 503 OVERLOAD_LIMIT (a portal blocked by Bitrix24 support).  It is strict on purpose:
 what a real portal refuses (a wrong webhook secret, misordered or extra positional arguments
 on legacy task.* methods, more than 50 batch commands, the rate and operating limits) is
 refused here too, so the product cannot pass a test that a real portal would fail.
@@ -23,7 +30,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,12 +86,19 @@ class Bitrix24Emulator:
         scopes: tuple[str, ...] = ("task", "tasks", "user", "sonet", "im"),
         strict_status_transitions: bool = True,
         reject_extra_positional_args: bool = True,
+        admins: Iterable[int] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self.user_id, self.secret, self.scopes = user_id, secret, tuple(scopes)
         self.new_task_card = new_task_card
         self.strict_status_transitions = strict_status_transitions
         self.reject_extra_positional_args = reject_extra_positional_args
+        # Bitrix24 support blocked the portal's REST API by hand: every call answers 503 OVERLOAD_LIMIT
+        self.overloaded = False
+        # Portal administrators see every task; everyone else only the tasks they take part in
+        # (see `_readable`).  By default the webhook's user is one of them.
+        self.admins: set[int] = {user_id} if admins is None else set(admins)
+        self._members: dict[int, set[int]] = {}  # workgroup id -> member user ids
         self._clock = clock or (lambda: datetime.now(UTC))
         self._bucket = LeakyBucket(rate_per_second, bucket_size) if rate_per_second is not None else None
         self._budget = OperatingBudget(operating_limit_seconds, operating_cost_seconds)
@@ -121,11 +135,48 @@ class Bitrix24Emulator:
                 "ACTIVE": active,
             }
 
-    def add_group(self, id: int, name: str, active: bool = True, closed: bool = False) -> None:
+    def add_group(
+        self, id: int, name: str, active: bool = True, closed: bool = False, members: Iterable[int] = ()
+    ) -> None:
         if not isinstance(id, int) or id <= 0 or not name:
             raise ValueError("a group needs a positive int id and a name")
         with self._lock:
             self._groups[id] = {"ID": id, "NAME": name, "ACTIVE": active, "CLOSED": closed}
+            self._members[id] = set(members)
+
+    def set_group_members(self, group_id: int, members: Iterable[int]) -> None:
+        with self._lock:
+            if group_id not in self._groups:
+                raise ValueError(f"no group {group_id}")
+            self._members[group_id] = set(members)
+
+    def move_task(self, task_id: int, group_id: int) -> None:
+        """A person moves the task to another workgroup (0: none)."""
+        with self._lock:
+            task = self._existing_task(task_id)
+            if group_id and group_id not in self._groups:
+                raise ValueError(f"no group {group_id}")
+            task.update(GROUP_ID=group_id, CHANGED_DATE=self._now())
+
+    def set_task_people(
+        self,
+        task_id: int,
+        *,
+        created_by: int | None = None,
+        responsible_id: int | None = None,
+        accomplices: Iterable[int] | None = None,
+        auditors: Iterable[int] | None = None,
+    ) -> None:
+        """A person changes who takes part in the task (which changes who may see it)."""
+        with self._lock:
+            task = self._existing_task(task_id)
+            for key, user in (("CREATED_BY", created_by), ("RESPONSIBLE_ID", responsible_id)):
+                if user is not None:
+                    task[key] = user
+            for key, users in (("ACCOMPLICES", accomplices), ("AUDITORS", auditors)):
+                if users is not None:
+                    task[key] = [str(u) for u in users]
+            task["CHANGED_DATE"] = self._now()
 
     def create_task(self, title: str, *, responsible_id: int, group_id: int = 0, created_by: int | None = None) -> int:
         """A person creates a task in the UI; the creator defaults to the responsible person."""
@@ -181,6 +232,24 @@ class Bitrix24Emulator:
             task = self._existing_task(task_id)
             self._apply_status(task, action, task["RESPONSIBLE_ID"])
 
+    def _readable(self, task: dict[str, Any] | None) -> bool:
+        """May the webhook's user read this task?  tasks.task.get doc: "administrators see all
+        tasks, managers see their employees' tasks, others see only the tasks available to them";
+        available = creator, responsible, accomplice, auditor, or member of the task's workgroup
+        (the task roles of the task docs).  Managers' view of their employees is not emulated."""
+        if task is None:
+            return False
+        user = self.user_id
+        if user in self.admins or user in (task["CREATED_BY"], task["RESPONSIBLE_ID"]):
+            return True
+        if str(user) in task.get("ACCOMPLICES", []) or str(user) in task.get("AUDITORS", []):
+            return True
+        return bool(task["GROUP_ID"]) and user in self._members.get(task["GROUP_ID"], set())
+
+    def _visible_task(self, task_id: Any) -> dict[str, Any] | None:
+        task = self._tasks.get(task_id) if isinstance(task_id, int) else None
+        return task if self._readable(task) else None
+
     def _existing_task(self, task_id: int) -> dict[str, Any]:
         if task_id not in self._tasks:
             raise ValueError(f"no task {task_id}")
@@ -224,6 +293,10 @@ class Bitrix24Emulator:
         user, secret, method = found
         if user != str(self.user_id) or secret != self.secret:
             return _error(ApiError(401, "NO_AUTH_FOUND", "Wrong authorization data"))
+        if self.overloaded:  # inferred wording; the code and status are documented (limits.md)
+            return _error(
+                ApiError(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload: contact Bitrix24 support")
+            )
         try:
             params = q.request_params(request)
         except ValueError:
@@ -328,7 +401,7 @@ class Bitrix24Emulator:
         named = q.as_mapping(params)
         task_id = _task_id_param(named)
         select = q.select_param(named)
-        task = self._tasks.get(task_id)
+        task = self._visible_task(task_id)
         if task is None:
             return _Outcome([])  # missing or inaccessible: HTTP 200 with an empty array
         return _Outcome({"task": self._view.task(task, select, listing=False)})
@@ -340,7 +413,7 @@ class Bitrix24Emulator:
             raise ApiError(400, "0", "Invalid sorting key (internal error)")
         select = q.select_param(named)
         filters = q.as_mapping(named.get("filter"))
-        rows = [t for _, t in sorted(self._tasks.items()) if self._task_matches(t, filters)]
+        rows = [t for _, t in sorted(self._tasks.items()) if self._readable(t) and self._task_matches(t, filters)]
         rows = q.sort_rows(rows, order, self._task_sort_value)
         chunk, total, following = q.page(rows, named.get("start", 0))
         return _Outcome({"tasks": [self._view.task(t, select, listing=True) for t in chunk]}, total, following)
@@ -348,7 +421,7 @@ class Bitrix24Emulator:
     def _status_method(self, action: str, params: Any) -> _Outcome:
         task_id = _task_id_param(q.as_mapping(params))
         _, allowed_from, code, _ = TRANSITIONS[action]
-        task = self._tasks.get(task_id)
+        task = self._visible_task(task_id)
         if task is None or (self.strict_status_transitions and task["STATUS"] not in allowed_from):
             raise ApiError(400, code, _STATUS_DENIED)
         self._apply_status(task, action, self.user_id)
@@ -361,7 +434,7 @@ class Bitrix24Emulator:
 
     def _m_comment_add(self, params: Any) -> int:
         task_id, fields = self._legacy(q.COMMENT_ADD, q.positional_values(params))
-        if task_id not in self._tasks:
+        if self._visible_task(task_id) is None:
             raise core_error("Insufficient permissions to add a comment.")
         message = fields.get("POST_MESSAGE")
         if not isinstance(message, str) or not message.strip():
@@ -377,7 +450,7 @@ class Bitrix24Emulator:
             raise core_error(_TE_ACTION_FAILED)  # inferred: the docs only say it "does not work"
         args = self._legacy(q.COMMENT_GETLIST, q.positional_values(params))
         task_id, order, filters = args[0], q.arg(args, 1), q.arg(args, 2)
-        if task_id not in self._tasks:
+        if self._visible_task(task_id) is None:  # doc: "incorrect parameter or no access to the task"
             raise core_error(_TE_ACTION_FAILED)
         coercers: _Coercers = {"ID": q.php_intval, "AUTHOR_ID": q.php_intval, "AUTHOR_NAME": str}
         coercers["POST_DATE"] = self._filter_date
@@ -397,12 +470,13 @@ class Bitrix24Emulator:
         order, filters, select, extra = q.arg(args, 1), q.arg(args, 2), q.arg(args, 3, []), q.arg(args, 4)
         if any(field in q.ELAPSED_AGGREGATES for field in select):
             raise core_error("emulator: aggregate SELECT fields are not supported")
-        if task_id and task_id not in self._tasks:
+        if task_id and self._visible_task(task_id) is None:
             raise core_error(_TE_NOT_FOUND)
         ints = dict.fromkeys(("ID", "TASK_ID", "USER_ID"), q.php_intval)
         coercers: _Coercers = {**ints, "CREATED_DATE": self._filter_date}
-        # time records of deleted tasks are gone: rows are filtered by task read rights
+        # time records of deleted tasks are gone, and rows are filtered by task read rights
         rows = [e for e in self._elapsed if not task_id or e["TASK_ID"] == task_id]
+        rows = [e for e in rows if self._visible_task(e["TASK_ID"]) is not None]
         rows = [e for e in rows if q.row_matches(filters, q.LEGACY_PREFIXES, coercers, e.get)]
         rows = q.sort_rows(rows, order or {"ID": "asc"}, lambda e, f: e.get(f))
         size, offset = q.nav_params(extra.get("NAV_PARAMS"), by_task=bool(task_id))
@@ -414,7 +488,7 @@ class Bitrix24Emulator:
 
     def _m_elapsed_add(self, params: Any) -> int:
         task_id, fields = self._legacy(q.ELAPSED_ADD, q.positional_values(params))
-        if task_id not in self._tasks:
+        if self._visible_task(task_id) is None:
             raise core_error(_TE_NOT_FOUND)
         seconds = q.lax_int(fields.get("SECONDS"))
         user = q.lax_int(fields.get("USER_ID")) or self.user_id
@@ -452,6 +526,9 @@ class Bitrix24Emulator:
         chunk, total, following = q.page(rows, named.get("start", 0))
         return _Outcome(chunk, total, following)
 
+    def _m_user_admin(self, params: Any) -> bool:
+        return self.user_id in self.admins  # user.admin doc: true for a portal administrator
+
     def _m_scope(self, params: Any) -> list[str]:
         return list(self.scopes)
 
@@ -475,6 +552,7 @@ class Bitrix24Emulator:
             "DATE_START": None, **dates, "PRIORITY": priority, "PARENT_ID": parent or None,
             "XML_ID": str(fields["XML_ID"]) if fields.get("XML_ID") else None,
             "TAGS": q.tag_list(fields.get("TAGS")), "CHAT_ID": self._new_chat_id(),
+            "ACCOMPLICES": _user_ids(fields.get("ACCOMPLICES")), "AUDITORS": _user_ids(fields.get("AUDITORS")),
             "GUID": "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"okbx-emulator-task-{task_id}")) + "}",
         }  # fmt: skip
         # custom fields are stored as given; other unknown keys are ignored, as the portal does
@@ -624,6 +702,11 @@ def _error(error: ApiError) -> Response:
     return Response.json(error.status, error.payload())
 
 
+def _user_ids(value: Any) -> list[str]:
+    """ACCOMPLICES / AUDITORS on write: an array of user ids; stored and answered as strings."""
+    return [str(q.php_intval(v)) for v in q.listed(value) if q.php_intval(v) > 0] if value else []
+
+
 def _task_id_param(named: dict[str, Any]) -> int:
     if "taskId" not in named:  # controller parameters are bound by their exact name
         raise ApiError(
@@ -671,6 +754,7 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "task.elapseditem.add": (_TASK, Bitrix24Emulator._m_elapsed_add),
     "user.get": (("user", "user_brief", "user_basic"), Bitrix24Emulator._m_user_get),
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
+    "user.admin": ((), Bitrix24Emulator._m_user_admin),  # scope `basic`: every webhook has it
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

@@ -43,7 +43,7 @@ _CONSTANTS: dict[str, Any] = {
     "MARK": None, "MULTITASK": "N", "NOT_VIEWED": "N", "REPLICATE": "N", "STAGE_ID": "0",
     "ALLOW_CHANGE_DEADLINE": "Y", "ALLOW_TIME_TRACKING": "Y", "TASK_CONTROL": "N", "ADD_IN_REPORT": "N",
     "TIME_ESTIMATE": "0", "MATCH_WORK_TIME": "N", "SITE_ID": "s1", "DESCRIPTION_IN_BBCODE": "Y",
-    "FAVORITE": "N", "AUDITORS": [], "ACCOMPLICES": [],
+    "FAVORITE": "N",
 }  # fmt: skip
 # "without select: all fields except custom ones" (tasks.task.get doc); TAGS only on request
 DEFAULT_SELECT = tuple(

@@ -292,7 +292,7 @@ class OkdeskEmulator:
         utc_offset: str = "+03:00",
         statuses: list[tuple[str, str]] | None = None,
         transitions: dict[str, set[str]] | None = None,  # None: any status to any other
-        time_entry_body: Literal["flat", "wrapped"] = "flat",  # inferred: the doc table is flat
+        time_entry_body: Literal["flat", "wrapped"] = "wrapped",  # inferred: what apepenkov sends
         comment_touches_issue: bool = True,  # inferred: a new comment bumps updated_at
         clock: Callable[[], datetime] | None = None,
         rate_limit_per_second: float | None = None,
@@ -428,6 +428,15 @@ class OkdeskEmulator:
             data = {"content": content_html, "author_id": author_id, "author_type": author_type}
             data["public"] = public
             return self._new_comment(issue, *self._comment_input(data), webhook=True).id
+
+    def add_system_comment(self, issue_id: int, content_html: str, *, public: bool = False) -> int:
+        """A comment Okdesk writes itself (an automation rule, an e-mail bounce): it has no author.
+
+        inferred: the API docs leave "an automated or system author type" unknown; this emulator
+        answers `"author": null` for it, the shape most likely to break a strict parser."""
+        with self._lock:
+            issue = self._live_issue(issue_id)
+            return self._new_comment(issue, content_html, 0, "system", public, webhook=True).id
 
     def delete_issue(self, issue_id: int) -> None:
         with self._lock:
@@ -847,13 +856,13 @@ class OkdeskEmulator:
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         people: dict[int, Any] = self._contacts if comment.author_type == "contact" else self._employees
-        author = people[comment.author_id]
+        author = people.get(comment.author_id) if comment.author_type != "system" else None
         return {
             "id": comment.id,
             "content": comment.content,
             "public": comment.public,
             "published_at": self._ts(comment.published_at),
-            "author": {"id": author.id, "name": author.name, "type": comment.author_type},
+            "author": {"id": author.id, "name": author.name, "type": comment.author_type} if author else None,
             "attachments": [],
         }
 

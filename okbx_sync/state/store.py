@@ -212,6 +212,10 @@ class Store:
         row = self.conn.execute("SELECT * FROM links WHERE issue_id=?", (issue_id,)).fetchone()
         return _link(row) if row else None
 
+    def has_linked_task(self) -> bool:
+        """Does the store hold any link to a task (work done in the accounts it serves)?"""
+        return self.conn.execute("SELECT 1 FROM links WHERE task_id IS NOT NULL LIMIT 1").fetchone() is not None
+
     def link_for_task(self, task_id: int) -> Link | None:
         row = self.conn.execute("SELECT * FROM links WHERE task_id=?", (task_id,)).fetchone()
         return _link(row) if row else None

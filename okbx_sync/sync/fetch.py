@@ -7,7 +7,9 @@ Per cycle, whatever the number of links:
             the tasks of recently completed links.
 Per change: a full read and the comments of each issue that is new, changed, completing, or
 left the handoff status; the elapsed items of each completed task; a direct `tasks.task.get`
-for a task missing from the listing (absence from a listing is never taken as deletion).
+for a task missing from the listing (absence from a listing is never taken as deletion), and,
+when that answers "no such task", one `user.admin` per process: only an administrator's "no
+such task" means deleted; for anyone else the task may merely be hidden from it.
 Every `full_scan_minutes` (and when the Okdesk comment-detection fact is not trusted,
 `comment_detection: full`) the comments of all active links are read.
 """
@@ -167,9 +169,28 @@ def _fetch_tasks(bitrix: Bitrix24Client, snap: Snapshot, active: dict[int, Link]
         if task_id in found or task_id in failed:
             continue
         try:  # missing from the listing: only a direct "not found" means deleted
-            snap.tasks[task_id] = bitrix.get_task(task_id)
+            task = bitrix.get_task(task_id)
+            if task is None and not _sees_every_task(bitrix):
+                snap.errors[issue_id] = f"{NOT_VISIBLE} (Bitrix24 task #{task_id})"
+                continue
+            snap.tasks[task_id] = task
         except ApiError as error:
             snap.errors[issue_id] = f"reading task {task_id} failed: {error}"
+
+
+NOT_VISIBLE = "task not visible to the webhook user: check its rights"
+
+
+def _sees_every_task(bitrix: Bitrix24Client) -> bool:
+    """`tasks.task.get` answers `[]` for a task that does not exist *or* that the user may not
+    see (doc).  Only an administrator sees every task, so only its `[]` means "deleted"; for
+    anyone else the link fails with a plain reason, is retried and parked like any failure, and
+    resumes once the task is visible again."""
+    try:
+        return bitrix.is_admin()
+    except ApiError as error:
+        log.warning("could not ask Bitrix24 whether the webhook user is an administrator: %s", error)
+        return False  # unknown: never conclude "deleted"
 
 
 def _fetch_time(

@@ -43,8 +43,11 @@ def forwarded_comment(comment: Comment, company: str | None, token: str) -> str:
         who = f"Client {escape_bbcode(comment.author.name)}"
         if company:
             who += f" ({escape_bbcode(company)})"
-    else:
+    elif comment.author.kind == "employee":
         who = f"Consultant {escape_bbcode(comment.author.name)}"
+    else:  # written by Okdesk itself (no author, or an author type that is not a person)
+        name = comment.author.name if comment.author.name != comment.author.kind else ""
+        who = "Okdesk system message" + (f" ({escape_bbcode(name)})" if name else "")
     scope = "public comment" if comment.public else "internal comment, not visible to the client"
     body = html_to_bbcode(comment.content_html) or "(empty comment)"
     return f"[B]{who}[/B] in Okdesk ({scope}):\n{body}\n{bb_marker_line(token)}"

@@ -87,7 +87,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def emulator(clock: Clock) -> OkdeskEmulator:
-    return seeded(clock)
+    # the flat time-entry body is still an option; most time-entry tests here exercise it
+    return seeded(clock, time_entry_body="flat")
 
 
 class Switchboard:
@@ -683,7 +684,8 @@ def test_flat_mode_rejects_a_wrapped_time_entry(
 
 
 def test_wrapped_mode_takes_only_a_time_entries_list(serve: Serve, clock: Clock) -> None:
-    emulator = seeded(clock, time_entry_body="wrapped")
+    emulator = seeded(clock)  # the default: the form the only public client that posts time sends
+    assert emulator.time_entry_body == "wrapped"
     issue = emulator.create_issue("x")
     api = serve(emulator)
     path = f"/issues/{issue}/time_entries"
