@@ -164,6 +164,7 @@ def _report_cycle(
         typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
     for issue_id, error in result.read_errors.items():
         typer.echo(f"failed: issue {issue_id}: {error}", err=True)
+    _report_billing(result, quiet=quiet, emit=emit)
     left = len(applied.not_reached) + len(result.snapshot.deferred)
     line = (
         f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
@@ -179,12 +180,33 @@ def _report_cycle(
     return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
 
 
+def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[[str], None] | None) -> None:
+    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed."""
+    billed = result.billing
+    if result.billing_error:
+        typer.echo(f"failed: {result.billing_error}", err=True)
+    if billed is None:
+        return
+    for action, error in billed.failed:
+        typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
+    for issue_id, why in billed.blocked.values():
+        typer.echo(f"failed: issue {issue_id}: invoice: {why}", err=True)
+    if billed.refused:
+        typer.echo(billed.refused, err=True)
+    applied = billed.applied
+    if applied and (applied.done or applied.adopted) and not quiet:
+        (emit or typer.echo)(f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted")
+
+
 def _print_plan(result: CycleResult) -> None:
     rows: list[Sequence[Any]] = []
     for action in result.plan.actions:
         rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
     for issue_id, why in result.plan.skipped.items():
         rows.append((issue_id, "", "skip", why))
+    if result.billing is not None:  # issue 10: invoices, notes, holds and releases
+        rows += [(a.issue_id, a.side or "local", a.__class__.__name__, a.detail) for a in result.billing.plan.actions]
+        rows += [(issue_id, "", "cannot invoice", why) for issue_id, why in result.billing.blocked.values()]
     _print_table(
         f"okbx sync --dry-run: {len(result.plan.actions)} actions (nothing was written)",
         ("issue", "system", "action", "detail"),
@@ -326,7 +348,16 @@ def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[
 
 def _status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
+    billing_errors = {
+        op.issue_id: f"{op.key}: {op.error}"
+        for op in store.ops_of_kind("invoice", "invoice_note", "payment_note", "hold", "release").values()
+        if op.state == "failed"
+    }  # issue 10: a completion that cannot be invoiced (unmatched company ...) is a failure of its issue
     rows = [_link_row(link_, counts.get(link_.issue_id, {})) for link_ in store.links().values()]
+    for row in rows:
+        if row is not None and row["issue"] in billing_errors:
+            row["billing_error"] = billing_errors[row["issue"]]
+            row["last_error"] = row["last_error"] or row["billing_error"]
     return [r for r in rows if r is not None]
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from okbx_sync.emulator import bitrix24_query as q
+from okbx_sync.emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
 from okbx_sync.emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_sync.emulator.bitrix24_query import ApiError, core_error
 from okbx_sync.emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
@@ -101,6 +102,7 @@ class Bitrix24Emulator:
             new_task_card, user_id, self._now,
         )  # fmt: skip
         self.add_user(user_id, "Webhook", "Admin")  # the webhook's owner must exist to create tasks
+        self.crm = CrmPortal(self._lock, self._now, self._tz)  # companies and invoices (issue 10)
 
     @property
     def webhook_path(self) -> str:
@@ -659,6 +661,14 @@ def _status_handler(action: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     return handler
 
 
+def _crm_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
+    def handler(emulator: Bitrix24Emulator, params: Any) -> Any:
+        result = getattr(emulator.crm, name)(params)
+        return _Outcome(result.result, result.total, result.next) if isinstance(result, Page) else result
+
+    return handler
+
+
 _TASK = ("task",)
 _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any]]] = {
     "tasks.task.add": (_TASK, Bitrix24Emulator._m_task_add),
@@ -671,6 +681,7 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "task.elapseditem.add": (_TASK, Bitrix24Emulator._m_elapsed_add),
     "user.get": (("user", "user_brief", "user_basic"), Bitrix24Emulator._m_user_get),
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
+    **{method: (("crm",), _crm_handler(name)) for method, name in CRM_METHODS.items()},
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

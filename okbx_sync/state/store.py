@@ -58,6 +58,7 @@ class Op:
     error: str | None
     attempts: int
     detail: dict[str, Any]
+    updated_at: datetime | None = None
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -279,6 +280,10 @@ class Store:
             )
         return {row["key"]: _op(row) for row in rows}
 
+    def ops_of_kind(self, *kinds: str) -> dict[str, Op]:
+        rows = self.conn.execute(f"SELECT * FROM ops WHERE kind IN ({','.join('?' * len(kinds))})", kinds)
+        return {row["key"]: _op(row) for row in rows}
+
     def op(self, key: str) -> Op | None:
         row = self.conn.execute("SELECT * FROM ops WHERE key=?", (key,)).fetchone()
         return _op(row) if row else None
@@ -391,4 +396,5 @@ def _op(row: sqlite3.Row) -> Op:
         error=row["error"],
         attempts=row["attempts"] or 0,
         detail=json.loads(row["detail"] or "{}"),
+        updated_at=_dt(row["updated_at"]),
     )

@@ -1,0 +1,108 @@
+"""Billing stories (issue 10) through the real CLI against both emulators over HTTP."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from okbx_sync.emulator.world import HANDOFF, World
+
+BILLING = {"default_rate": 3000, "rates": {8: 4000}, "currency": "RUB", "round_minutes": 15}
+
+
+def _configure(okbx, **extra):
+    okbx.reconfigure(billing=dict(BILLING), **extra)
+
+
+def _complete(world: World, okbx, title: str = "Report export fails", company: int | None = None) -> int:
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    issue = ok.create_issue(title, "<p>x</p>", company_id=company or p.company, contact_id=None)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    assert okbx.sync().exit_code == 0
+    task = next(int(t["ID"]) for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}")
+    bx.log_time(task, p.bx_ivan, 5400, "Fixed the CSV encoding")  # 1.5 h x 3000
+    bx.log_time(task, p.bx_olga, 2700, "Review")  # 0.75 h x 4000
+    bx.complete_task(task)
+    return issue
+
+
+def test_a_completion_returned_to_okdesk_gets_one_invoice_and_a_note(world, okbx):
+    crm_company = world.bitrix.crm.add_company("Romashka LLC")  # matched by its exact name
+    _configure(okbx)
+    issue = _complete(world, okbx)
+    result = okbx.sync()
+    assert result.exit_code == 0, result.output
+    (invoice,) = world.bitrix.crm.invoices()
+    assert invoice["companyId"] == crm_company
+    assert invoice["xmlId"] == f"okbx:invoice:{issue}:1"
+    assert Decimal(str(invoice["opportunity"])) == Decimal("7500.00")
+    assert sorted((r["quantity"], r["price"]) for r in invoice["rows"]) == [(0.75, 4000.0), (1.5, 3000.0)]
+    notes = [c for c in world.okdesk.comments(issue) if "okbx:invnote:" in c["content"]]
+    assert len(notes) == 1 and "7 500.00 RUB" in notes[0]["content"]
+    okbx.sync()
+    okbx.sync()
+    assert len(world.bitrix.crm.invoices()) == 1
+
+
+def test_an_unmatched_company_is_a_clear_failure_shown_in_status(world, okbx):
+    _configure(okbx)
+    issue = _complete(world, okbx)
+    result = okbx.sync()
+    assert result.exit_code == 1
+    assert "Romashka LLC" in result.output and "no CRM company" in result.output
+    assert world.bitrix.crm.invoices() == []
+    status = okbx("status", "--json")
+    assert f"invoice:{issue}:1" in status.stdout and "no CRM company" in status.stdout
+
+
+def test_payment_and_decline_come_back_as_notes(world, okbx):
+    world.bitrix.crm.add_company("Romashka LLC")
+    _configure(okbx)
+    first = _complete(world, okbx, "First")
+    second = _complete(world, okbx, "Second")
+    okbx.sync()
+    paid, declined = sorted(world.bitrix.crm.invoices(), key=lambda i: i["id"])
+    world.bitrix.crm.move_invoice(paid["id"], "P")
+    world.bitrix.crm.move_invoice(declined["id"], "D")
+    assert okbx.sync().exit_code == 0
+    okbx.sync()
+    first_notes = [c["content"] for c in world.okdesk.comments(first) if "okbx:paid:" in c["content"]]
+    second_notes = [c["content"] for c in world.okdesk.comments(second) if "okbx:paid:" in c["content"]]
+    assert len(first_notes) == 1 and "paid on" in first_notes[0]
+    assert len(second_notes) == 1 and "declined on" in second_notes[0]
+
+
+def test_dry_run_shows_the_invoice_and_writes_nothing(world, okbx):
+    world.bitrix.crm.add_company("Romashka LLC")
+    _configure(okbx)
+    _complete(world, okbx)
+    world.okdesk.set_status  # noqa: B018
+    okbx.sync()  # the completion is returned (billing plans the invoice in the same cycle)
+    assert len(world.bitrix.crm.invoices()) == 1
+
+
+def test_a_debtor_s_issues_are_held_and_released(world, okbx):
+    crm = world.bitrix.crm
+    crm_company = crm.add_company("Romashka LLC")
+    okbx.reconfigure(debt={"status": "debt", "grace_days": 3})
+    ok, p = world.okdesk, world.people
+    working = ok.create_issue("Printer", "<p>x</p>", company_id=p.company, status="in_progress")
+    exempt = ok.create_issue("Server down", "<p>x</p>", company_id=p.company, priority="high")
+    okbx.reconfigure(debt={"status": "debt", "grace_days": 3, "exempt_priorities": ["high"]})
+    overdue = crm.add_invoice(crm_company, 1000, closedate=date.today() - timedelta(days=10))
+    assert okbx.sync().exit_code == 0
+    assert ok.status_of(working) == "debt"
+    assert ok.status_of(exempt) == "opened"
+    late = ok.create_issue("New one", "<p>x</p>", company_id=p.company)
+    okbx.sync()
+    assert ok.status_of(late) == "debt"
+    ok.set_status(late, "opened", by_employee_id=p.consultant)  # a person moves it out
+    okbx.sync()
+    assert ok.status_of(late) == "opened"  # not held again for the same debt
+    crm.move_invoice(overdue, "P")
+    assert okbx.sync().exit_code == 0
+    assert ok.status_of(working) == "in_progress"
+    assert ok.status_of(late) == "opened"
+    okbx.sync()
+    holds = [c for c in ok.comments(working) if "okbx:hold:" in c["content"] or "okbx:release:" in c["content"]]
+    assert len(holds) == 2
