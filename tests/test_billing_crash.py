@@ -120,7 +120,8 @@ def test_every_billing_write_kind_has_a_crash_scenario():
 def _markers(world: World, issue: int) -> Counter[str]:
     found: Counter[str] = Counter()
     for comment in world.okdesk.comments(issue):
-        if m := re.search(r"(okbx:(?:invnote|paid|hold|release):[\w:]+)\s*$", re.sub(r"<[^>]*>", "", comment["content"])):
+        text = re.sub(r"<[^>]*>", "", comment["content"])
+        if m := re.search(r"(okbx:(?:invnote|paid|hold|release):[\w:]+)\s*$", text):
             found[m.group(1)] += 1
     return found
 

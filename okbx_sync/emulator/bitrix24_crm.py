@@ -156,6 +156,8 @@ class CrmPortal:
         kind = self._entity_type(named)
         select = [str(v) for v in q.as_mapping(named.get("select")).values()] or None
         filters = q.as_mapping(named.get("filter"))
+        for key in filters:
+            self._field(kind, q.split_prefix(key, _FILTER_PREFIXES)[1])
         rows = [row for _, row in sorted(self._items[kind].items()) if self._matches(kind, row, filters)]
         order = q.as_mapping(named.get("order"))
         for field, direction in reversed(list(order.items())):

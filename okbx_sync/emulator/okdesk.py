@@ -31,7 +31,6 @@ DEFAULT_STATUSES: list[tuple[str, str]] = [
     ("completed", "Решена"),
     ("closed", "Закрыта"),
     ("to_programmers", "Передана программистам"),
-    ("debt", "Долг"),  # custom, as an admin would create it for the debt hold (issue 10)
 ]
 _STATUS_COLORS = {"opened": "#5cb85c", "in_progress": "#337ab7", "delayed": "#f0ad4e", "completed": "#5bc0de"}
 _STATUS_COLORS |= {"closed": "#777777", "to_programmers": "#9b59b6"}  # other custom codes: #999999

@@ -14,7 +14,7 @@ import yaml
 
 from .bitrix24 import Bitrix24Emulator
 from .http import EmulatorServer
-from .okdesk import OkdeskEmulator
+from .okdesk import DEFAULT_STATUSES, OkdeskEmulator
 
 OKDESK_TOKEN = "demo-okdesk-token-5f2a9c"
 WEBHOOK_SECRET = "demo-webhook-secret-8d41b7"
@@ -49,6 +49,7 @@ class World:
     ) -> World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
+        okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, ("debt", "Долг")])  # custom: the debt hold
         bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm"))  # crm: billing
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
         bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
