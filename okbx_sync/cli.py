@@ -694,6 +694,47 @@ def show(
         )
 
 
+# -- okbx report (issue 10): the time ledger; its logic lives in billing/report.py -------------------
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    by_issue: Annotated[bool, typer.Option("--by-issue", help="One line per issue too.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Compare with both systems; list every drift.")] = False,
+) -> None:
+    """Hours per client company, programmer and month, from the time okbx copied."""
+    from .billing import report as ledger
+
+    run = _Run(config)
+    with _errors(run):
+        if fmt not in ("table", "csv", "json"):
+            raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
+        store, clients = run.store(), run.clients()
+        try:
+            ops = ledger.time_ops(store)
+            companies = ledger.companies_of_issues(store, clients.okdesk, {op.issue_id for op in ops})
+            summary = ledger.summarize(ledger.ledger_rows(ops, companies), by_issue=by_issue)
+            drifts = ledger.verify(store, clients.okdesk, clients.bitrix) if verify else None
+        finally:
+            clients.close()
+            store.close()
+        if fmt == "json":
+            typer.echo(ledger.to_json(summary, drifts))
+        elif fmt == "csv":
+            typer.echo(ledger.to_csv(summary), nl=False)
+        else:
+            top = max((float(str(r["hours"])) for r in summary), default=0.0) or 1.0
+            headers = [*(k for k in (summary[0] if summary else {"company": 0})), "bar"]
+            rows: list[Sequence[Any]] = [
+                [*r.values(), "█" * max(1, round(20 * float(str(r["hours"])) / top))] for r in summary
+            ]
+            _print_table(f"okbx report: {len(summary)} lines", headers, rows)
+            for drift in drifts or []:
+                typer.echo(f"drift: issue {drift.issue_id} item {drift.item_id or '-'}: {drift.what}")
+        if drifts:
+            raise typer.Exit(int(ExitCode.ACTIONS_FAILED))
+
+
 def run() -> None:
     app(prog_name="okbx")
 

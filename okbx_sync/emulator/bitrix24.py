@@ -157,6 +157,17 @@ class Bitrix24Emulator:
             now = self._now()
             return self._insert_elapsed(task_id, user_id, seconds, comment, created_date or now, now, now, 2)
 
+    def edit_time(self, item_id: int, seconds: int | None) -> None:
+        """A programmer edits (seconds) or deletes (None) a time record afterwards."""
+        with self._lock:
+            item = next((e for e in self._elapsed if e["ID"] == item_id), None)
+            if item is None:
+                raise ValueError(f"no time record {item_id}")
+            if seconds is None:
+                self._elapsed.remove(item)
+            else:
+                item.update(SECONDS=seconds, MINUTES=(seconds + 30) // 60)
+
     def complete_task(self, task_id: int) -> None:
         self._human_status(task_id, "complete")
 

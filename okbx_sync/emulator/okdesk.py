@@ -442,6 +442,12 @@ class OkdeskEmulator:
             data["public"] = public
             return self._new_comment(issue, *self._comment_input(data), webhook=True).id
 
+    def delete_time_entry(self, entry_id: int) -> None:
+        """A consultant deletes a time entry in the UI (issue 10: the ledger's --verify notices)."""
+        with self._lock:
+            if self._entries.pop(entry_id, None) is None:
+                raise ValueError(f"no time entry {entry_id}")
+
     def delete_issue(self, issue_id: int) -> None:
         with self._lock:
             self._live_issue(issue_id).deleted = True
