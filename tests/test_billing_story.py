@@ -106,3 +106,20 @@ def test_a_debtor_s_issues_are_held_and_released(world, okbx):
     okbx.sync()
     holds = [c for c in ok.comments(working) if "okbx:hold:" in c["content"] or "okbx:release:" in c["content"]]
     assert len(holds) == 2
+
+
+def test_doctor_checks_the_crm_scope_pipeline_debt_status_and_company_matching(world, okbx):
+    okbx.reconfigure(billing=dict(BILLING), debt={"status": "debt"})
+    ok, p = world.okdesk, world.people
+    issue = ok.create_issue("Export", "<p>x</p>", company_id=p.company)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    okbx.sync()
+    result = okbx("doctor")
+    assert "Company matching" in result.output and "Romashka LLC" in result.output and result.exit_code != 0
+    world.bitrix.crm.add_company("Other", originator_id="okdesk", origin_id=str(p.company))
+    result = okbx("doctor")
+    assert result.exit_code == 0, result.output
+    for name in ("Bitrix24 crm scope", "Bitrix24 invoice pipeline", "Okdesk debt status", "Company matching"):
+        assert name in result.output
+    okbx.reconfigure(billing=dict(BILLING), debt={"status": "no_such_status"})
+    assert "debt.status 'no_such_status' is not a status code" in okbx("doctor").output
