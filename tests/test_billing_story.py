@@ -72,13 +72,37 @@ def test_payment_and_decline_come_back_as_notes(world, okbx):
     assert len(second_notes) == 1 and "declined on" in second_notes[0]
 
 
-def test_dry_run_shows_the_invoice_and_writes_nothing(world, okbx):
-    world.bitrix.crm.add_company("Romashka LLC")
-    _configure(okbx)
-    _complete(world, okbx)
-    world.okdesk.set_status  # noqa: B018
-    okbx.sync()  # the completion is returned (billing plans the invoice in the same cycle)
-    assert len(world.bitrix.crm.invoices()) == 1
+def test_dry_run_shows_invoices_holds_and_releases_and_writes_nothing(world, okbx):
+    crm, ok, p = world.bitrix.crm, world.okdesk, world.people
+    _configure(okbx, debt={"status": "debt"})
+    issue = _complete(world, okbx)
+    assert okbx.sync().exit_code == 1  # returned; the invoice waits: the company is not matched yet
+    crm_company = crm.add_company("Romashka LLC")
+    debt = crm.add_invoice(crm_company, 900, closedate=date.today() - timedelta(days=2))
+    waiting = ok.create_issue("Printer", "<p>x</p>", company_id=p.company)
+    comments = len(ok.comments(issue))
+    result = okbx.sync("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "CreateInvoice" in result.stdout and "NoteInvoice" in result.stdout and "HoldIssue" in result.stdout
+    assert crm.invoices() == [i for i in crm.invoices() if i["id"] == debt]  # no invoice was written
+    assert ok.status_of(waiting) == "opened" and len(ok.comments(issue)) == comments
+    okbx.sync()
+    assert ok.status_of(waiting) == "debt" and len(crm.invoices()) == 2
+    crm.move_invoice(debt, "P")
+    result = okbx.sync("--dry-run")
+    assert "ReleaseIssue" in result.stdout and ok.status_of(waiting) == "debt"
+
+
+def test_mass_holds_are_refused_without_force(world, okbx):
+    crm, ok, p = world.bitrix.crm, world.okdesk, world.people
+    okbx.reconfigure(debt={"status": "debt", "max_changes": 2})
+    crm.add_invoice(crm.add_company("Romashka LLC"), 900, closedate=date.today() - timedelta(days=2))
+    issues = [ok.create_issue(f"Issue {n}", "<p>x</p>", company_id=p.company) for n in range(3)]
+    result = okbx.sync()
+    assert result.exit_code == 1 and "3 issues would be held or released" in result.output
+    assert {ok.status_of(i) for i in issues} == {"opened"}
+    assert okbx.sync("--force").exit_code == 0
+    assert {ok.status_of(i) for i in issues} == {"debt"}
 
 
 def test_a_debtor_s_issues_are_held_and_released(world, okbx):
@@ -123,3 +147,15 @@ def test_doctor_checks_the_crm_scope_pipeline_debt_status_and_company_matching(w
         assert name in result.output
     okbx.reconfigure(billing=dict(BILLING), debt={"status": "no_such_status"})
     assert "debt.status 'no_such_status' is not a status code" in okbx("doctor").output
+
+
+def test_completions_returned_before_billing_was_switched_on_are_never_invoiced(world, okbx):
+    world.bitrix.crm.add_company("Romashka LLC")
+    _complete(world, okbx, "Old work")
+    assert okbx.sync().exit_code == 0  # returned without billing
+    _configure(okbx)
+    assert okbx.sync().exit_code == 0
+    assert world.bitrix.crm.invoices() == []
+    issue = _complete(world, okbx, "New work")
+    okbx.sync()
+    assert [i["xmlId"] for i in world.bitrix.crm.invoices()] == [f"okbx:invoice:{issue}:1"]

@@ -34,18 +34,18 @@ def fetch_billing(
         unsure=frozenset(k for k, op in ops.items() if op.state == "intent" or op.ambiguous),
     )
     matcher = CompanyMatcher(okdesk, crm, config.billing)
-    stages: dict[str, Stage] | None = None
+    pipeline: tuple[int, dict[str, Stage]] | None = None
     if config.billing is not None:
         _completions(snap, ops, store, since)
         _read_issues(
             snap, okdesk, [c.issue_id for c in snap.completions if f"invoice:{c.issue_id}:{c.cycle}" not in snap.done]
         )
         _match(snap, matcher, {i.company_id for i in snap.issues.values() if i.company_id is not None})
-        stages = _stages(config, crm)
-        _billed(snap, ops, crm, stages)
+        pipeline = _stages(config, crm)
+        _billed(snap, ops, crm, pipeline[1])
     if config.debt is not None:
-        stages = stages if stages is not None else _stages(config, crm)
-        _debts(snap, config, okdesk, crm, matcher, stages)
+        pipeline = pipeline or _stages(config, crm)
+        _debts(snap, config, okdesk, crm, matcher, *pipeline)
         _holds(snap, ops, okdesk)
     return snap
 
@@ -61,7 +61,7 @@ def _completions(snap: BillingSnapshot, ops: dict[str, Op], store: Store, since:
     for key, op in sorted(ops.items()):
         if op.kind != "summary" or op.state != "done" or not key.startswith("summary:"):
             continue
-        if op.updated_at is None or op.updated_at < since.replace(microsecond=0):
+        if op.updated_at is None or op.updated_at < since:
             continue  # completed before billing was switched on: never billed retroactively
         _, issue, cycle = key.split(":")
         invoice_key, note_key = f"invoice:{issue}:{cycle}", f"invnote:{issue}:{cycle}"
@@ -96,11 +96,12 @@ def _match(snap: BillingSnapshot, matcher: CompanyMatcher, company_ids: set[int]
             snap.unmatched[company_id] = f"company matching failed: {error}"
 
 
-def _stages(config: Config, crm: CrmClient) -> dict[str, Stage]:
+def _stages(config: Config, crm: CrmClient) -> tuple[int, dict[str, Stage]]:
+    """The invoice pipeline (configured, else the default one) and its stages by id."""
     category = config.billing.category_id if config.billing and config.billing.category_id is not None else None
     if category is None:
         category = crm.default_category()
-    return {stage.id: stage for stage in crm.stages(category)}
+    return category, {stage.id: stage for stage in crm.stages(category)}
 
 
 def _billed(snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, stages: dict[str, Stage]) -> None:
@@ -127,16 +128,19 @@ def _debts(
     okdesk: OkdeskClient,
     crm: CrmClient,
     matcher: CompanyMatcher,
+    category: int,
     stages: dict[str, Stage],
 ) -> None:
     assert config.debt is not None
     cutoff = snap.today - timedelta(days=config.debt.grace_days)
     finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
-    overdue = crm.invoices({"<closedate": cutoff.isoformat(), "!@stageId": finals})
+    overdue = crm.invoices({"=categoryId": category, "<closedate": cutoff.isoformat(), "!@stageId": finals})
     oldest: dict[int, Invoice] = {}
     for invoice in overdue:
         # the filter's date form is inferred (open question 8): checked here again
-        if invoice.company_id is None or invoice.stage_id in finals or invoice.closedate is None:
+        if invoice.company_id is None or invoice.stage_id not in stages or invoice.stage_id in finals:
+            continue
+        if invoice.closedate is None:
             continue
         if invoice.closedate.date() >= cutoff:
             continue

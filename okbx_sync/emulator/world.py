@@ -70,6 +70,15 @@ class World:
         bx.add_user(p.bx_sergey, "Sergey", "Kuznetsov", email="sergey@example.com")
         bx.add_group(GROUP_ID, "Programmers (paid)")
 
+    def billing_story(self) -> dict[str, int]:
+        """Issue 10: the CRM side of the demo. Romashka's CRM company carries its Okdesk id
+        (originatorId/originId); Vasilek is matched by its INN and owes an overdue invoice."""
+        ok, crm = self.okdesk, self.bitrix.crm
+        debtor = ok.add_company("Vasilek JSC", parameters={"inn": "7701234567"})
+        romashka = crm.add_company("ROMASHKA (CRM)", originator_id="okdesk", origin_id=str(self.people.company))
+        vasilek = crm.add_company("Vasilek", inn="7701234567")
+        return {"debtor": debtor, "crm_romashka": romashka, "crm_vasilek": vasilek}
+
     def close(self) -> None:
         self.okdesk_server.stop()
         self.bitrix_server.stop()

@@ -322,7 +322,7 @@ class Store:
         with self.tx("finish_op") as conn:
             conn.execute(
                 "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
-                (remote_id, _ts(self.now()), key),
+                (remote_id, _ts_exact(self.now()), key),  # exact: billing tells completions before it apart
             )
             if link_update:
                 self.update_link(issue_id, conn, **link_update)
