@@ -159,3 +159,30 @@ def test_completions_returned_before_billing_was_switched_on_are_never_invoiced(
     issue = _complete(world, okbx, "New work")
     okbx.sync()
     assert [i["xmlId"] for i in world.bitrix.crm.invoices()] == [f"okbx:invoice:{issue}:1"]
+
+
+def test_companies_match_by_map_then_origin_then_inn_then_name_and_never_by_guess(world, okbx):
+    crm, ok = world.bitrix.crm, world.okdesk
+    mapped = ok.add_company("Mapped LLC")
+    by_origin = ok.add_company("Origin LLC")
+    by_inn = ok.add_company("Inn LLC", parameters={"inn": "7812345678"})
+    twins = ok.add_company("Twins LLC")
+    crm_mapped = crm.add_company("Whatever")
+    crm_origin = crm.add_company("Other title", originator_id="okdesk", origin_id=str(by_origin))
+    crm_inn = crm.add_company("INN title", inn="7812345678")
+    crm.add_company("Twins LLC")
+    crm.add_company("Twins LLC")
+    _configure(okbx)
+    okbx.reconfigure(billing=BILLING | {"company_map": {mapped: crm_mapped}, "inn_parameter": "inn"})
+    issues = {
+        company: _complete(world, okbx, f"Work for {company}", company)
+        for company in (mapped, by_origin, by_inn, twins)
+    }
+    result = okbx.sync()
+    assert result.exit_code == 1 and "the name 'Twins LLC' matches 2 CRM companies" in result.output
+    billed = {i["xmlId"]: i["companyId"] for i in crm.invoices()}
+    assert billed == {
+        f"okbx:invoice:{issues[mapped]}:1": crm_mapped,
+        f"okbx:invoice:{issues[by_origin]}:1": crm_origin,
+        f"okbx:invoice:{issues[by_inn]}:1": crm_inn,
+    }

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..clients.bitrix24 import Bitrix24Client
-    from ..clients.okdesk import OkdeskClient
-    from ..config import Config
-    from ..state.store import Store
-    from .actions import BillingAction
-    from .apply import BillingApplied
-    from .plan import BillingPlan
+from ..clients.bitrix24 import Bitrix24Client
+from ..clients.bitrix24_crm import CrmClient
+from ..clients.okdesk import OkdeskClient
+from ..config import Config
+from ..state.store import Store
+from .actions import BillingAction, HoldIssue, ReleaseIssue
+from .apply import BillingApplied, Context, apply_billing, record_blocked
+from .fetch import fetch_billing
+from .plan import BillingPlan, build_billing_plan
 
 
 @dataclass
@@ -50,12 +50,6 @@ def run(
     dry_run: bool = False,
     force: bool = False,
 ) -> BillingResult:
-    from ..clients.bitrix24_crm import CrmClient
-    from .actions import HoldIssue, ReleaseIssue
-    from .apply import Context, apply_billing, record_blocked
-    from .fetch import fetch_billing
-    from .plan import build_billing_plan
-
     since_text = store.get_meta("billing_since")
     since = datetime.fromisoformat(since_text) if since_text else now
     if since_text is None and not dry_run:
