@@ -193,3 +193,15 @@ def test_a_lost_state_store_makes_no_second_invoice_and_no_second_hold(world, ok
     assert world.okdesk.status_of(other) == "in_progress"  # the hold note was found: not held again
     assert sum(n for m, n in _markers(world, other).items() if m.startswith("okbx:hold:")) == 1
     assert case.issue
+
+
+def test_after_a_lost_state_store_a_held_issue_is_still_released_to_its_status(world, okbx):
+    case = _held(world, okbx)  # held from in_progress; the debt is paid meanwhile
+    path = okbx.config().state.path
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    sync_ok(okbx)
+    sync_ok(okbx)
+    assert world.okdesk.status_of(case.issue) == "in_progress"
+    marks = _markers(world, case.issue)
+    assert sum(n for m, n in marks.items() if m.startswith("okbx:release:")) == 1, marks

@@ -123,9 +123,12 @@ def test_a_debtor_s_issues_are_held_and_released(world, okbx):
     ok.set_status(late, "opened", by_employee_id=p.consultant)  # a person moves it out
     okbx.sync()
     assert ok.status_of(late) == "opened"  # not held again for the same debt
+    paused_by_hand = ok.create_issue("Paused by a person", "<p>x</p>", company_id=p.company)
+    ok.set_status(paused_by_hand, "debt", by_employee_id=p.consultant)
     crm.move_invoice(overdue, "P")
     assert okbx.sync().exit_code == 0
     assert ok.status_of(working) == "in_progress"
+    assert ok.status_of(paused_by_hand) == "debt"  # okbx never held it: not okbx's to release
     assert ok.status_of(late) == "opened"
     okbx.sync()
     holds = [c for c in ok.comments(working) if "okbx:hold:" in c["content"] or "okbx:release:" in c["content"]]

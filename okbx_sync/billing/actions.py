@@ -8,6 +8,7 @@ even a lost state store cannot produce a second invoice or a second hold.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -29,6 +30,9 @@ def money(amount: Decimal, currency: str) -> str:
 
 def _note_html(text: str, token: str) -> str:
     return f"<p>{escape_html(text)}</p>{html_marker_line(token)}"
+
+
+STATUS_BEFORE = re.compile(r"\(status before: ([\w.-]+)\)")
 
 
 def _find_note(ctx: Context, issue_id: int, token: str) -> Found | None:
@@ -245,7 +249,11 @@ class HoldIssue(BillingAction):
         return {"detail": self.detail, "previous_status": self.from_status, "okdesk_company_id": self.okdesk_company_id}
 
     def perform(self, ctx: Context) -> Found:
-        text = f"Work is paused: {self.reason}. The issue returns to its status when the debt is paid."
+        # the status before is in the note too: after a lost state store the release reads it back
+        text = (
+            f"Work is paused: {self.reason}. The issue returns to its status when the debt is paid "
+            f"(status before: {self.from_status})."
+        )
         issue = ctx.okdesk.change_status(
             self.issue_id, self.to_status, comment_html=_note_html(text, self.marker), public=self.public
         )

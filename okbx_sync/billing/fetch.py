@@ -8,6 +8,7 @@ issues and companies from Okdesk.  Reads that fail for one issue are kept as tha
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +16,9 @@ from ..clients.bitrix24_crm import CrmClient, Invoice, Stage
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError
+from ..markup import has_html_marker, html_to_text
 from ..state.store import Op, Store
+from .actions import STATUS_BEFORE
 from .companies import CompanyMatcher, Unmatched
 from .snapshot import BilledInvoice, BillingSnapshot, Completion, Debt, Hold, WorkRow
 
@@ -47,6 +50,7 @@ def fetch_billing(
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)
         _holds(snap, ops, okdesk)
+        _holds_found_remotely(snap, config, okdesk)
     return snap
 
 
@@ -171,3 +175,30 @@ def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient) -> N
         snap.holds.append(Hold(int(issue), int(ref), company, str(op.detail.get("previous_status") or "")))
     releasing = [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
     _read_issues(snap, okdesk, releasing)
+
+
+def _holds_found_remotely(snap: BillingSnapshot, config: Config, okdesk: OkdeskClient) -> None:
+    """Holds okbx made that the store does not know (it was lost): the remote side is the truth.
+
+    An issue in the debt status of a company that no longer owes, whose comments carry okbx's
+    hold note and no release note for it, is released like any other hold; the note names the
+    status it had.  Issues a person put in the debt status carry no such note and stay as they are.
+    """
+    assert config.debt is not None
+    known = {hold.issue_id for hold in snap.holds}
+    bot = config.okdesk.bot_employee_id
+    for issue in okdesk.list_issues(status_codes=[config.debt.status]):
+        if issue.id in known or issue.company_id is None or issue.company_id in snap.debts:
+            continue
+        notes = [(c, html_to_text(c.content_html)) for c in okdesk.list_comments(issue.id) if c.author.id == bot]
+        for comment, text in reversed(notes):
+            found = re.search(rf"okbx:hold:{issue.id}:(\d+)\s*$", text)
+            before = STATUS_BEFORE.search(text)
+            if found is None or before is None or not has_html_marker(comment.content_html, found.group(0).strip()):
+                continue
+            ref = int(found.group(1))
+            released = f"okbx:release:{issue.id}:{ref}"
+            if f"release:{issue.id}:{ref}" not in snap.done and not any(released in t for _, t in notes):
+                snap.holds.append(Hold(issue.id, ref, issue.company_id, before.group(1)))
+                snap.issues[issue.id] = issue
+            break
