@@ -346,13 +346,15 @@ def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[
     }
 
 
+def _billing_failures(store: Store) -> dict[int, str]:
+    """Issue 10: billing writes that failed (an unmatched company, a refused hold ...), by issue."""
+    kinds = ("invoice", "invoice_note", "payment_note", "hold", "release")
+    return {op.issue_id: f"{op.key}: {op.error}" for op in store.ops_of_kind(*kinds).values() if op.state == "failed"}
+
+
 def _status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
-    billing_errors = {
-        op.issue_id: f"{op.key}: {op.error}"
-        for op in store.ops_of_kind("invoice", "invoice_note", "payment_note", "hold", "release").values()
-        if op.state == "failed"
-    }  # issue 10: a completion that cannot be invoiced (unmatched company ...) is a failure of its issue
+    billing_errors = _billing_failures(store)
     rows = [_link_row(link_, counts.get(link_.issue_id, {})) for link_ in store.links().values()]
     for row in rows:
         if row is not None and row["issue"] in billing_errors:
@@ -369,11 +371,16 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
         store = run.store()
         try:
             rows = _status_rows(store)
+            linked = {r["issue"] for r in rows}
+            unlinked = {i: e for i, e in _billing_failures(store).items() if i not in linked}  # e.g. a debtor's issue
         finally:
             store.close()
         if as_json:
-            typer.echo(json.dumps({"links": rows}, ensure_ascii=False, indent=2))
+            failures = [{"issue": i, "error": e} for i, e in sorted(unlinked.items())]
+            typer.echo(json.dumps({"links": rows, "billing_failures": failures}, ensure_ascii=False, indent=2))
             return
+        for issue_id, error in sorted(unlinked.items()):
+            typer.echo(f"billing: issue {issue_id}: {error}")
         headers = (
             "issue",
             "task",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from decimal import Decimal
 
+from okbx_sync.emulator.http import Fault, Response
 from okbx_sync.emulator.world import HANDOFF, World
+
+STATUS = "POST /issues/{id}/statuses"
 
 BILLING = {"default_rate": 3000, "rates": {8: 4000}, "currency": "RUB", "round_minutes": 15}
 
@@ -103,6 +107,20 @@ def test_mass_holds_are_refused_without_force(world, okbx):
     assert {ok.status_of(i) for i in issues} == {"opened"}
     assert okbx.sync("--force").exit_code == 0
     assert {ok.status_of(i) for i in issues} == {"debt"}
+
+
+def test_a_refused_hold_of_an_unlinked_issue_is_shown_by_status(world, okbx):
+    crm, ok, p = world.bitrix.crm, world.okdesk, world.people
+    okbx.reconfigure(debt={"status": "debt"})
+    crm.add_invoice(crm.add_company("Romashka LLC"), 900, closedate=date.today() - timedelta(days=2))
+    issue = ok.create_issue("Printer", "<p>x</p>", company_id=p.company)
+    refused = Response.json(422, {"errors": ["Переход из статуса «Открыта» в статус «Долг» запрещён"]})
+    world.okdesk_server.inject(Fault(STATUS, when="before", response=refused))
+    assert okbx.sync().exit_code == 1
+    (failure,) = json.loads(okbx("status", "--json").stdout)["billing_failures"]
+    assert failure["issue"] == issue and "запрещён" in failure["error"]
+    assert okbx.sync().exit_code == 0 and ok.status_of(issue) == "debt"
+    assert json.loads(okbx("status", "--json").stdout)["billing_failures"] == []
 
 
 def test_a_debtor_s_issues_are_held_and_released(world, okbx):
