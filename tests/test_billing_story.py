@@ -207,3 +207,16 @@ def test_companies_match_by_map_then_origin_then_inn_then_name_and_never_by_gues
         f"okbx:invoice:{issues[by_origin]}:1": crm_origin,
         f"okbx:invoice:{issues[by_inn]}:1": crm_inn,
     }
+
+
+def test_doctor_says_when_the_webhook_lacks_the_crm_scope(tmp_path):
+    from conftest import Okbx
+
+    world = World.start(bitrix_scopes=("task", "user", "sonet"))
+    try:
+        okbx = Okbx(world, tmp_path, {"billing": dict(BILLING)})
+        result = okbx("doctor")
+        assert result.exit_code != 0
+        assert "lacks the crm scope" in result.output and "tick CRM" in result.output
+    finally:
+        world.close()
