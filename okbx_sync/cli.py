@@ -165,6 +165,7 @@ def _report_cycle(
         typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
     for issue_id, error in result.read_errors.items():
         typer.echo(f"failed: issue {issue_id}: {error}", err=True)
+    _report_billing(result, quiet=quiet, emit=emit)
     left = len(applied.not_reached) + len(result.snapshot.deferred)
     line = (
         f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
@@ -180,12 +181,33 @@ def _report_cycle(
     return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
 
 
+def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[[str], None] | None) -> None:
+    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed."""
+    billed = result.billing
+    if result.billing_error:
+        typer.echo(f"failed: {result.billing_error}", err=True)
+    if billed is None:
+        return
+    for action, error in billed.failed:
+        typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
+    for issue_id, why in billed.blocked.values():
+        typer.echo(f"failed: issue {issue_id}: invoice: {why}", err=True)
+    if billed.refused:
+        typer.echo(billed.refused, err=True)
+    applied = billed.applied
+    if applied and (applied.done or applied.adopted) and not quiet:
+        (emit or typer.echo)(f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted")
+
+
 def _print_plan(result: CycleResult) -> None:
     rows: list[Sequence[Any]] = []
     for action in result.plan.actions:
         rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
     for issue_id, why in result.plan.skipped.items():
         rows.append((issue_id, "", "skip", why))
+    if result.billing is not None:  # issue 10: invoices, notes, holds and releases
+        rows += [(a.issue_id, a.side or "local", a.__class__.__name__, a.detail) for a in result.billing.plan.actions]
+        rows += [(issue_id, "", "cannot invoice", why) for issue_id, why in result.billing.blocked.values()]
     _print_table(
         f"okbx sync --dry-run: {len(result.plan.actions)} actions (nothing was written)",
         ("issue", "system", "action", "detail"),
@@ -329,9 +351,20 @@ def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[
     }
 
 
+def _billing_failures(store: Store) -> dict[int, str]:
+    """Issue 10: billing writes that failed (an unmatched company, a refused hold ...), by issue."""
+    kinds = ("invoice", "invoice_note", "payment_note", "hold", "release")
+    return {op.issue_id: f"{op.key}: {op.error}" for op in store.ops_of_kind(*kinds).values() if op.state == "failed"}
+
+
 def _status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
+    billing_errors = _billing_failures(store)
     rows = [_link_row(link_, counts.get(link_.issue_id, {})) for link_ in store.links().values()]
+    for row in rows:
+        if row is not None and row["issue"] in billing_errors:
+            row["billing_error"] = billing_errors[row["issue"]]
+            row["last_error"] = row["last_error"] or row["billing_error"]
     return [r for r in rows if r is not None]
 
 
@@ -343,11 +376,16 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
         store = run.store()
         try:
             rows = _status_rows(store)
+            linked = {r["issue"] for r in rows}
+            unlinked = {i: e for i, e in _billing_failures(store).items() if i not in linked}  # e.g. a debtor's issue
         finally:
             store.close()
         if as_json:
-            typer.echo(json.dumps({"links": rows}, ensure_ascii=False, indent=2))
+            failures = [{"issue": i, "error": e} for i, e in sorted(unlinked.items())]
+            typer.echo(json.dumps({"links": rows, "billing_failures": failures}, ensure_ascii=False, indent=2))
             return
+        for issue_id, error in sorted(unlinked.items()):
+            typer.echo(f"billing: issue {issue_id}: {error}")
         headers = (
             "issue",
             "task",
@@ -722,6 +760,47 @@ def show(
             ("when", "what", "result", "detail"),
             [(e["at"], e["kind"], e["outcome"], e["detail"]) for e in entries],
         )
+
+
+# -- okbx report (issue 10): the time ledger; its logic lives in billing/report.py -------------------
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    by_issue: Annotated[bool, typer.Option("--by-issue", help="One line per issue too.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Compare with both systems; list every drift.")] = False,
+) -> None:
+    """Hours per client company, programmer and month, from the time okbx copied."""
+    from .billing import report as ledger
+
+    run = _Run(config)
+    with _errors(run):
+        if fmt not in ("table", "csv", "json"):
+            raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
+        store, clients = run.store(), run.clients()
+        try:
+            ops = ledger.time_ops(store)
+            companies = ledger.companies_of_issues(store, clients.okdesk, {op.issue_id for op in ops})
+            summary = ledger.summarize(ledger.ledger_rows(ops, companies), by_issue=by_issue)
+            drifts = ledger.verify(store, clients.okdesk, clients.bitrix) if verify else None
+        finally:
+            clients.close()
+            store.close()
+        if fmt == "json":
+            typer.echo(ledger.to_json(summary, drifts))
+        elif fmt == "csv":
+            typer.echo(ledger.to_csv(summary), nl=False)
+        else:
+            top = max((float(str(r["hours"])) for r in summary), default=0.0) or 1.0
+            headers = [*(k for k in (summary[0] if summary else {"company": 0})), "bar"]
+            rows: list[Sequence[Any]] = [
+                [*r.values(), "█" * max(1, round(20 * float(str(r["hours"])) / top))] for r in summary
+            ]
+            _print_table(f"okbx report: {len(summary)} lines", headers, rows)
+            for drift in drifts or []:
+                typer.echo(f"drift: issue {drift.issue_id} item {drift.item_id or '-'}: {drift.what}")
+        if drifts:
+            raise typer.Exit(int(ExitCode.ACTIONS_FAILED))
 
 
 def run() -> None:

@@ -83,6 +83,38 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    """Opt-in (issue 10): an invoice in Bitrix24 for each completion returned to Okdesk."""
+
+    default_rate: float  # per hour, in `currency`
+    rates: Mapping[int, float] = field(default_factory=dict)  # Bitrix24 user id -> rate per hour
+    currency: str = "RUB"
+    round_minutes: int = 1  # each programmer's time is rounded UP to this many minutes before pricing
+    billable_types: tuple[str, ...] = ()  # Okdesk issue type codes; empty = every handed-off issue
+    billable_parameter: str | None = None  # or: an issue parameter (checkbox/text) that must be set
+    company_map: Mapping[int, int] = field(default_factory=dict)  # Okdesk company id -> Bitrix24 company id
+    origin_source: str = "okdesk"  # inferred: the value of originatorId on companies that carry originId
+    inn_parameter: str | None = None  # Okdesk company parameter code holding the INN
+    category_id: int | None = None  # invoice pipeline; None = the default one (crm.category.list)
+    mycompany_id: int | None = None
+    pay_days: int = 7  # closedate = invoice date + pay_days
+    note_public: bool = False
+
+
+@dataclass(frozen=True)
+class DebtConfig:
+    """Opt-in (issue 10): while a company owes money, its open Okdesk issues wait in `status`."""
+
+    status: str
+    grace_days: int = 0
+    exempt_types: tuple[str, ...] = ()
+    exempt_priorities: tuple[str, ...] = ()
+    skip_statuses: tuple[str, ...] = ("completed", "closed")  # never held (finished work)
+    max_changes: int = 10  # more holds + releases in one cycle need --force
+    note_public: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     okdesk: OkdeskConfig
     bitrix24: Bitrix24Config
@@ -90,6 +122,8 @@ class Config:
     time: TimeConfig
     state: StateConfig
     sync: SyncConfig
+    billing: BillingConfig | None = None
+    debt: DebtConfig | None = None
     source: str = ""
 
     def secrets(self) -> list[str]:
@@ -104,7 +138,7 @@ Check = Callable[[Any], str | None]
 
 @dataclass(frozen=True)
 class Key:
-    kind: str  # str | int | float | bool | url | secret | secret_url | int_list | str_list | int_map | path
+    kind: str  # str | int | float | bool | url | secret | secret_url | int_list | str_list | int_map | rate_map | path
     default: Any = REQUIRED
     check: Check | None = None
     choices: tuple[str, ...] = ()
@@ -112,6 +146,10 @@ class Key:
 
 def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be greater than 0"
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must not be negative"
 
 
 def _share(value: Any) -> str | None:
@@ -178,7 +216,38 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
         },
     ),
 }
+SECTIONS["billing"] = (
+    BillingConfig,
+    {
+        "default_rate": Key("float", check=_not_negative),
+        "rates": Key("rate_map", {}),
+        "currency": Key("str", "RUB"),
+        "round_minutes": Key("int", 1, check=_positive),
+        "billable_types": Key("str_list", ()),
+        "billable_parameter": Key("str", None),
+        "company_map": Key("int_map", {}),
+        "origin_source": Key("str", "okdesk"),
+        "inn_parameter": Key("str", None),
+        "category_id": Key("int", None, check=_not_negative),
+        "mycompany_id": Key("int", None, check=_positive),
+        "pay_days": Key("int", 7, check=_not_negative),
+        "note_public": Key("bool", False),
+    },
+)
+SECTIONS["debt"] = (
+    DebtConfig,
+    {
+        "status": Key("str"),
+        "grace_days": Key("int", 0, check=_not_negative),
+        "exempt_types": Key("str_list", ()),
+        "exempt_priorities": Key("str_list", ()),
+        "skip_statuses": Key("str_list", ("completed", "closed")),
+        "max_changes": Key("int", 10, check=_positive),
+        "note_public": Key("bool", False),
+    },
+)
 OPTIONAL_SECTIONS = {"comments", "state", "sync"}
+OPT_IN_SECTIONS = {"billing", "debt"}  # absent = the feature is off
 
 
 # -- conversion -----------------------------------------------------------------------------
@@ -271,6 +340,13 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
         if not isinstance(value, dict):
             raise _Problem(f"must be a mapping of Bitrix24 user id to Okdesk employee id, got {_show(value)}")
         return {_as_int(k): _as_int(v) for k, v in value.items()}
+    if kind == "rate_map":
+        if not isinstance(value, dict):
+            raise _Problem(f"must be a mapping of Bitrix24 user id to a rate per hour, got {_show(value)}")
+        rates = {_as_int(k): v for k, v in value.items()}
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in rates.values()):
+            raise _Problem("every rate must be a number, 0 or more")
+        return {k: float(v) for k, v in rates.items()}
     raise AssertionError(kind)
 
 
@@ -293,6 +369,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
     built: dict[str, Any] = {}
     for section, (cls, keys) in SECTIONS.items():
         values = raw.get(section)
+        if values is None and section in OPT_IN_SECTIONS:
+            continue
         if values is None:
             if section not in OPTIONAL_SECTIONS:
                 problems.append((section, "section is missing"))
@@ -334,9 +412,14 @@ def _cross_checks(raw: dict[str, Any]) -> list[tuple[str, str]]:
     okdesk: dict[str, Any] = raw["okdesk"] if isinstance(raw.get("okdesk"), dict) else {}
     handoff = okdesk.get("handoff_status")
     back = okdesk.get("return_status", SECTIONS["okdesk"][1]["return_status"].default)
+    problems = []
     if isinstance(handoff, str) and isinstance(back, str) and handoff.strip() == back.strip():
-        return [("okdesk.return_status", "must differ from okdesk.handoff_status")]
-    return []
+        problems.append(("okdesk.return_status", "must differ from okdesk.handoff_status"))
+    debt = raw["debt"] if isinstance(raw.get("debt"), dict) else {}
+    hold = debt.get("status")
+    if isinstance(hold, str) and hold.strip() in {str(handoff).strip(), str(back).strip()}:
+        problems.append(("debt.status", "must differ from okdesk.handoff_status and okdesk.return_status"))
+    return problems
 
 
 def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:

@@ -29,6 +29,9 @@ def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
         say(f"    {action.side or 'state':8} {action.__class__.__name__:16} issue {action.issue_id}: {action.detail}")
     for action, error in applied.failed:
         say(f"    FAILED {action.__class__.__name__} issue {action.issue_id}: {error}")
+    billed = result.billing.applied if result.billing else None  # issue 10
+    for done in (billed.done + billed.adopted) if billed else []:
+        say(f"    {done.side or 'state':8} {done.__class__.__name__:16} issue {done.issue_id}: {done.detail}")
     say(
         f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
         f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
@@ -39,7 +42,7 @@ def run_demo(say: Say, keep: bool = False) -> bool:
     workdir = Path(tempfile.mkdtemp(prefix="okbx-demo-"))
     world = World.start()
     try:
-        return _story(world, workdir, say)
+        return _story(world, workdir, say) and _billing_story(world, workdir, say)
     finally:
         world.close()
         if keep:
@@ -116,4 +119,67 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
     }
     failed = [name for name, passed in checks.items() if not passed]
     say("\n" + ("The story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
+    return not failed
+
+
+def _billing_story(world: World, workdir: Path, say: Say) -> bool:
+    """Issue 10: an invoice for finished work, its payment, and a debtor's issue held and released."""
+    from datetime import date, timedelta
+
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    seeded = world.billing_story()
+    billing = {"default_rate": 3000, "rates": {p.bx_olga: 4500}, "round_minutes": 15, "inn_parameter": "inn"}
+    config_path = world.write_config(workdir, billing=billing, debt={"status": "debt", "grace_days": 3})
+    say("\n--- Billing (okbx.yaml now has billing: and debt: sections) ---")
+    say("\n6. Another issue of Romashka LLC is handed off, worked on and completed.")
+    issue = ok.create_issue("Add a discount field", "<p>Please add it</p>", company_id=p.company, contact_id=p.client)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    _sync(config_path, world, say, "creates the task")
+    task_id = int(next(t["ID"] for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}"))
+    bx.log_time(task_id, p.bx_ivan, 6000, "Discount field")
+    bx.log_time(task_id, p.bx_olga, 2000, "Review")
+    bx.complete_task(task_id)
+    _sync(config_path, world, say, "returns the issue, then invoices the client company in Bitrix24")
+    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == f"okbx:invoice:{issue}:1"]
+    for invoice in invoices:
+        say(f"  Bitrix24 invoice No. {invoice['accountNumber']} to CRM company {invoice['companyId']}: ")
+        for row in invoice["rows"]:
+            say(f"    {row['productName']}: {row['quantity']} h x {row['price']:.2f}")
+        say(f"    total {invoice['opportunity']:.2f} {invoice['currencyId']}, pay by {invoice['closedate'][:10]}")
+
+    say("\n7. The accountant marks the invoice paid in Bitrix24.")
+    for invoice in invoices:
+        bx.crm.move_invoice(invoice["id"], "P")
+    _sync(config_path, world, say, "notes the payment in the Okdesk issue")
+
+    say("\n8. Vasilek JSC (matched by INN) has an invoice overdue by 10 days; it has an open issue.")
+    bx.crm.add_invoice(seeded["crm_vasilek"], 12000, closedate=date.today() - timedelta(days=10))
+    debtor_issue = ok.create_issue("Printer offline", "<p>x</p>", company_id=seeded["debtor"], status="in_progress")
+    _sync(config_path, world, say, "holds the debtor's issue")
+    held = ok.status_of(debtor_issue)
+    say(f"  Okdesk issue #{debtor_issue} is now '{held}'")
+    say("\n9. Vasilek pays.")
+    for invoice in bx.crm.invoices():
+        if invoice["companyId"] == seeded["crm_vasilek"]:
+            bx.crm.move_invoice(invoice["id"], "P")
+    _sync(config_path, world, say, "releases the issue to the status it had")
+    say(f"  Okdesk issue #{debtor_issue} is now '{ok.status_of(debtor_issue)}'. Its okbx notes:")
+    for comment in ok.comments(debtor_issue):
+        say(f"  [internal] {html_to_text(comment['content'])[:110]}".replace("\n", " "))
+    notes = [
+        html_to_text(c["content"])
+        for c in ok.comments(issue)
+        if "okbx:invnote" in c["content"] or "okbx:paid" in c["content"]
+    ]
+    say("Notes in the invoiced issue:")
+    for note in notes:
+        say(f"  [internal] {note[:110]}".replace("\n", " "))
+    checks = {
+        "one invoice": len(invoices) == 1,
+        "invoice and payment notes": len(notes) == 2,
+        "debtor's issue held": held == "debt",
+        "and released": ok.status_of(debtor_issue) == "in_progress",
+    }
+    failed = [name for name, passed in checks.items() if not passed]
+    say("\n" + ("The billing story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
     return not failed

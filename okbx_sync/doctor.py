@@ -78,6 +78,10 @@ def run_checks(
         checks += _guarded("Okdesk employees", lambda: _okdesk_employee_checks(config, okdesk))
     checks += _guarded("Bitrix24 webhook", lambda: _bitrix_checks(config, bitrix))
     checks += _guarded("State store", lambda: [_state_check(config.state.path)])
+    if config.billing is not None or config.debt is not None:  # issue 10
+        from .billing.doctor import billing_checks
+
+        checks += _guarded("Billing", lambda: billing_checks(config, okdesk, bitrix))
     checks += _guarded("Clock", lambda: [_clock_check(bitrix, now, seen)])
     return [replace(c, detail=redact(c.detail), fix=redact(c.fix)) for c in checks]
 

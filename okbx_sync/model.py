@@ -24,6 +24,22 @@ class Issue:
     contact: str | None = None
     priority: str | None = None
     deadline_at: datetime | None = None
+    company_id: int | None = None
+    type_code: str | None = None
+    priority_code: str | None = None
+    parameters: tuple[tuple[str, object], ...] = ()  # (code, value) of the issue's custom parameters
+
+
+@dataclass(frozen=True)
+class Company:
+    """An Okdesk client company, with its custom attributes (code -> value)."""
+
+    id: int
+    name: str
+    parameters: tuple[tuple[str, object], ...] = ()
+
+    def parameter(self, code: str) -> object:
+        return dict(self.parameters).get(code)
 
 
 @dataclass(frozen=True)

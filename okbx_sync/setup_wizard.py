@@ -22,7 +22,7 @@ import yaml
 
 from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
-from .config import REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig
+from .config import OPT_IN_SECTIONS, REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig
 from .doctor import list_okdesk_employees
 from .errors import UsageError
 from .secrets import Redactor, Secret, webhook_secret_parts
@@ -215,7 +215,12 @@ def render_config(choices: Mapping[str, Any]) -> str:
     """A complete okbx.yaml.  `choices` maps dotted key paths ("okdesk.url", "time.users", ...) to
     values; every required key except the two secrets must be given, every other key gets its
     default.  The secrets are always written as ${OKDESK_API_TOKEN} / ${BITRIX24_WEBHOOK_URL}."""
-    known = {f"{section}.{key}": spec for section, (_, keys) in SECTIONS.items() for key, spec in keys.items()}
+    known = {
+        f"{section}.{key}": spec
+        for section, (_, keys) in SECTIONS.items()
+        if section not in OPT_IN_SECTIONS  # billing and debt are added by hand (README)
+        for key, spec in keys.items()
+    }
     problems = [f"{path}: unknown key" for path in choices if path not in known]
     problems += [
         f"{path}: the secret stays in the environment, not in the file" for path in choices if path in SECRET_KEYS

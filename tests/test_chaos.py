@@ -11,7 +11,10 @@ state store):
      once each, with the duration rounded to whole minutes);
   5. one summary per completion, one link comment per task;
   6. issues never handed off are never touched;
-  7. after settling, a sync writes nothing.
+  7. after settling, a sync writes nothing;
+  8. billing (issue 10): one invoice per completion at most, each with its note once; a payment
+     or decline note once per invoice in a final stage; a debtor's issues are held while it owes
+     and back in their own status once it paid, each hold and release note once.
 
 Run a longer or different story with `--chaos-steps N --chaos-seed S` (the long version is
 `@pytest.mark.slow`, run with `--runslow`).  Every assertion message carries the seed and the
@@ -31,6 +34,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,7 @@ SUMMARY_LINE = re.compile(r"okbx sync: (\d+) done, (\d+) adopted, (\d+) failed, 
 
 OKDESK_WRITES = ("POST /issues/{id}/comments", "POST /issues/{id}/statuses", "POST /issues/{id}/time_entries")
 BITRIX_WRITES = ("tasks.task.add", "task.commentitem.add", "tasks.task.renew")
+BILLING_WRITES = ("crm.item.add", "crm.item.productrow.set")  # issue 10 (its Okdesk writes are shared)
 BITRIX_READS = ("batch", "tasks.task.list", "tasks.task.get", "task.elapseditem.getlist", "user.get")
 OKDESK_READS = ("GET /issues/list", "GET /issues/{id}", "GET /issues/{id}/comments", "GET /issues/{id}/time_entries")
 # OKBX_CRASH_AFTER=<point>:<n>: SIGKILL right after the n-th commit of that kind (state/store.py)
@@ -123,6 +128,12 @@ class Story:
         self.events: list[str] = []
         self.crashes = 0
         self.syncs = 0
+        # issue 10: a second client company that falls into debt and pays, with its own issues
+        self.debtor = world.okdesk.add_company("Debtor LLC")
+        self.crm_debtor = world.bitrix.crm.add_company("Debtor LLC")
+        world.bitrix.crm.add_company("Romashka LLC")
+        self.debtor_issues: dict[int, str] = {}  # issue -> the status it has when not held
+        self.debts: list[int] = []  # overdue invoices of the debtor, paid or not
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -228,6 +239,7 @@ class Story:
             (self.overlap, 1),
             (self.lose_store, 1),
             (self.second_installation, 2),
+            (self.billing_event, 3),
         ]
         actions, weights = zip(*steps, strict=True)
         for number in range(self.steps):
@@ -338,10 +350,38 @@ class Story:
         self.check(result.exit_code in (0, 1), f"second installation exited {result.exit_code}: {result.output}")
         self.note(f"  second installation synced -> {result.exit_code}")
 
+    def billing_event(self) -> None:
+        crm = self.bx.crm
+        ours = [i for i in crm.invoices() if (i["xmlId"] or "").startswith("okbx:invoice:")]
+        open_ours = [i for i in ours if i["stageId"].endswith(":N")]
+        unpaid = [d for d in self.debts if crm.invoices() and self._stage(d).endswith(":N")]
+        choice = self.rng.choice(["pay", "debt", "settle_debt", "debtor_issue"])
+        if choice == "pay" and open_ours:
+            invoice = self.rng.choice(open_ours)
+            stage = self.rng.choice(["P", "D"])
+            crm.move_invoice(invoice["id"], stage)
+            self.note(f"  invoice {invoice['id']} moved to {stage}")
+        elif choice == "debt" or (choice == "settle_debt" and not unpaid):
+            when = date.today() - timedelta(days=self.rng.choice([5, 40]))
+            self.debts.append(crm.add_invoice(self.crm_debtor, 1000, closedate=when))
+            self.note(f"  debtor owes invoice {self.debts[-1]} (due {when})")
+        elif choice == "settle_debt":
+            paid = self.rng.choice(unpaid)
+            crm.move_invoice(paid, "P")
+            self.note(f"  debt invoice {paid} paid")
+        elif len(self.debtor_issues) < 4:
+            status = self.rng.choice(["opened", "in_progress"])
+            issue = self.ok.create_issue(f"Debtor {self.tok()}", "x", company_id=self.debtor, status=status)
+            self.debtor_issues[issue] = status
+            self.note(f"  debtor issue {issue} ({status})")
+
+    def _stage(self, invoice_id: int) -> str:
+        return next(str(i["stageId"]) for i in self.bx.crm.invoices() if i["id"] == invoice_id)
+
     def lost_answer(self) -> None:
         server, op = self.rng.choice(
             [(self.world.okdesk_server, op) for op in OKDESK_WRITES]
-            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES]
+            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES]
         )
         kind = self.rng.choice(["drop", "html", "json500"])
         response = {"html": Response.html(502, HTML_500), "json500": Response.json(500, {"errors": "boom"})}.get(kind)
@@ -386,7 +426,7 @@ class Story:
         server, op = self.rng.choice(
             [(self.world.bitrix_server, "task.commentitem.add")] * 3
             + [(self.world.okdesk_server, op) for op in OKDESK_WRITES]
-            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES]
+            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES]
         )
         when = self.rng.choice(["before", "after"])
         fault = server.inject(Fault(op=op, when=when, kind="hang", hang_seconds=30))
@@ -429,7 +469,8 @@ class Story:
             self.retry_failed()
             result = self.sync()
             line = SUMMARY_LINE.search(result.stdout)
-            if result.exit_code == 0 and line and line.groups() == ("0", "0", "0", "0"):
+            quiet = "okbx billing:" not in result.stdout  # billing wrote nothing either
+            if result.exit_code == 0 and line and line.groups() == ("0", "0", "0", "0") and quiet:
                 return
         raise AssertionError(f"okbx did not settle in 8 clean syncs\n{self.where()}")
 
@@ -504,6 +545,8 @@ class Story:
             self.check(links == [f"okbx:linkcomment:{m.id}:1"], f"issue {m.id}: link comments {links}")
             self.check(ok.status_of(m.id) == "opened", f"issue {m.id} ends in {ok.status_of(m.id)}")
 
+        self.check_billing()
+
         for quiet in self.untouched.values():
             self.check(
                 [c["id"] for c in ok.comments(quiet.id)] == quiet.comments, f"untouched issue {quiet.id} got comments"
@@ -511,10 +554,41 @@ class Story:
             self.check(ok.time_entries(quiet.id) == [], f"untouched issue {quiet.id} got time entries")
             self.check(ok.status_of(quiet.id) == quiet.status, f"untouched issue {quiet.id} changed status")
 
+    def check_billing(self) -> None:
+        ok, crm = self.ok, self.bx.crm
+        invoices = [i for i in crm.invoices() if (i["xmlId"] or "").startswith("okbx:invoice:")]
+        by_xml = Counter(i["xmlId"] for i in invoices)
+        self.check(all(n == 1 for n in by_xml.values()), f"duplicate invoices: {dict(by_xml)}")
+        for m in self.issues.values():
+            mine = [i for i in invoices if i["xmlId"].startswith(f"okbx:invoice:{m.id}:")]
+            self.check(len(mine) <= m.completions, f"issue {m.id}: {len(mine)} invoices, {m.completions} completions")
+            bot = Counter(self.bot_markers(m.id))
+            notes = {k for k in bot if k.startswith(f"okbx:invnote:{m.id}:")}
+            wanted = {i["xmlId"].replace("okbx:invoice:", "okbx:invnote:") for i in mine}
+            self.check(notes == wanted and all(bot[k] == 1 for k in notes), f"issue {m.id}: notes {bot}")
+            for invoice in mine:
+                total = round(sum(r["price"] * r["quantity"] for r in invoice["rows"]), 2)
+                self.check(invoice["rows"] and invoice["opportunity"] == total, f"invoice without rows: {invoice}")
+                paid = f"okbx:paid:{m.id}:{invoice['id']}"
+                final = invoice["stageId"].split(":")[1] in ("P", "D")
+                self.check(bot[paid] == (1 if final else 0), f"issue {m.id}: {bot[paid]} notes of {paid}")
+        owes = any(
+            i["id"] in self.debts and i["stageId"].endswith(":N") and i["closedate"][:10] < date.today().isoformat()
+            for i in crm.invoices()
+        )
+        for issue, status in self.debtor_issues.items():
+            want = "debt" if owes else status
+            self.check(ok.status_of(issue) == want, f"debtor issue {issue} is {ok.status_of(issue)}, not {want}")
+            marks = Counter(self.bot_markers(issue))
+            self.check(all(n == 1 for n in marks.values()), f"debtor issue {issue}: notes {dict(marks)}")
+            holds = sum(n for k, n in marks.items() if k.startswith("okbx:hold:"))
+            releases = sum(n for k, n in marks.items() if k.startswith("okbx:release:"))
+            self.check(holds - releases == (1 if owes else 0), f"debtor issue {issue}: {dict(marks)}, owes {owes}")
+
 
 def writes(world: World) -> int:
     counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES)
+    return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES + BILLING_WRITES)
 
 
 def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
@@ -523,7 +597,11 @@ def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
         okbx = Okbx(
             world,
             tmp_path,
-            {"sync": {"backoff_seconds": 0.01, "retry_base_seconds": 1, "max_retries": 3}},
+            {
+                "sync": {"backoff_seconds": 0.01, "retry_base_seconds": 1, "max_retries": 3},
+                "billing": {"default_rate": 3000, "round_minutes": 15},
+                "debt": {"status": "debt", "grace_days": 3},
+            },
         )
         story = Story(world, okbx, seed, steps)
         story.play()

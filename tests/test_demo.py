@@ -10,3 +10,5 @@ def test_demo_plays_the_whole_story_and_reports_success():
     assert result.exit_code == 0, result.output
     assert "The story played out as expected." in result.output
     assert "CreateTask" in result.output and "ReturnIssue" in result.output
+    assert "The billing story played out as expected." in result.output  # issue 10
+    assert "CreateInvoice" in result.output and "HoldIssue" in result.output and "ReleaseIssue" in result.output

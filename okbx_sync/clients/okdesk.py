@@ -15,13 +15,15 @@ from typing import Any
 
 from ..config import OkdeskConfig
 from ..errors import ApiError, MalformedResponse, NotFound
-from ..model import Comment, Issue, TimeEntry
+from ..model import Comment, Company, Issue, TimeEntry
 from ..secrets import Redactor
 from ..timeutil import format_duration, okdesk_filter_time, okdesk_logged_at, parse_timezone
 from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport, flatten_errors
 from .okdesk_parse import (
     parse_comment,
     parse_comments,
+    parse_companies,
+    parse_company,
     parse_issue,
     parse_issue_list,
     parse_statuses,
@@ -107,10 +109,15 @@ class OkdeskClient:
 
     # -- issues --------------------------------------------------------------------------
     def list_issues(
-        self, *, status_codes: list[str] | None = None, updated_since: datetime | None = None
+        self,
+        *,
+        status_codes: list[str] | None = None,
+        updated_since: datetime | None = None,
+        company_ids: list[int] | None = None,
     ) -> list[Issue]:
         op = "GET /issues/list"
         params: list[tuple[str, Any]] = [("status_codes[]", code) for code in status_codes or []]
+        params += [("company_ids[]", int(company_id)) for company_id in company_ids or []]
         if updated_since is not None:
             tz = self._tz
             if tz is None:
@@ -224,6 +231,34 @@ class OkdeskClient:
                 raise
             log.info("Okdesk refused the wrapped time-entry body (%s); trying the flat form", error.message)
         self._call("POST", path, op, body=entry, write=True)
+
+    # -- companies -----------------------------------------------------------------------
+    def list_companies(self) -> list[Company]:
+        """Every company, by the documented cursor (`page[from_id]`, forward, 100 a page)."""
+        op = "GET /companies/list"
+        result: list[Company] = []
+        from_id: int | None = None
+        while True:
+            params: list[tuple[str, Any]] = [("page[size]", 100), ("page[direction]", "forward")]
+            if from_id is not None:
+                params.append(("page[from_id]", from_id))
+            page: list[Company] = self._parse(
+                op, parse_companies, self._call("GET", "/companies/list", op, params=params)
+            )
+            result.extend(page)
+            if len(page) < 100:
+                return result
+            from_id = max(c.id for c in page)
+
+    def find_company(self, *, company_id: int | None = None, name: str | None = None) -> Company | None:
+        """`GET /companies/?id=|name=` answers one company (exact match), or 404 when none matches."""
+        op = "GET /companies"
+        params: list[tuple[str, Any]] = [("id", int(company_id))] if company_id is not None else [("name", name)]
+        try:
+            company: Company = self._parse(op, parse_company, self._call("GET", "/companies/", op, params=params))
+        except NotFound:
+            return None
+        return company
 
     # -- people --------------------------------------------------------------------------
     def list_employees(self) -> list[dict[str, Any]]:

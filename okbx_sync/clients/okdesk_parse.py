@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Comment, Issue, Person, TimeEntry
+from ..model import Comment, Company, Issue, Person, TimeEntry
 from .parse import ParseError, integer, items, number, obj, opt_integer, text, timestamp
 
 
@@ -21,6 +21,8 @@ def parse_issue(raw: Any) -> Issue:
     what = f"issue {data.get('id', '?')}"
     status = obj(data.get("status"), f"{what}.status")
     priority = data.get("priority")
+    company = obj(data.get("company"), f"{what}.company") if data.get("company") not in (None, []) else {}
+    company_id = opt_integer(data, "company_id", what) or opt_integer(company, "id", f"{what}.company")
     return Issue(
         id=integer(data, "id", what),
         title=text(data, "title", what, default=""),
@@ -31,7 +33,44 @@ def parse_issue(raw: Any) -> Issue:
         contact=_named(data.get("contact"), f"{what}.contact"),
         priority=_named(priority, f"{what}.priority"),
         deadline_at=timestamp(data, "deadline_at", what),
+        company_id=company_id,
+        type_code=_code(data.get("type"), f"{what}.type"),
+        priority_code=_code(priority, f"{what}.priority"),
+        parameters=parse_parameters(data.get("parameters"), what),
     )
+
+
+def _code(value: Any, what: str) -> str | None:
+    if value in (None, [], {}):
+        return None
+    return text(obj(value, what), "code", what, default="") or None
+
+
+def parse_parameters(raw: Any, what: str) -> tuple[tuple[str, object], ...]:
+    """Custom attributes `[{code, name, field_type, value}]` (issues and companies alike)."""
+    if raw in (None, [], {}):
+        return ()
+    result = []
+    for item in items(raw, f"{what}.parameters"):
+        data = obj(item, f"{what}.parameters[]")
+        result.append((text(data, "code", f"{what}.parameters[]"), data.get("value")))
+    return tuple(result)
+
+
+def parse_company(raw: Any) -> Company:
+    data = obj(raw, "company")
+    what = f"company {data.get('id', '?')}"
+    return Company(
+        id=integer(data, "id", what),
+        name=text(data, "name", what, default=""),
+        parameters=parse_parameters(data.get("parameters"), what),
+    )
+
+
+def parse_companies(raw: Any) -> list[Company]:
+    if not isinstance(raw, list):  # a bare array, like every Okdesk list
+        raise ParseError(f"company list: expected a list, got {type(raw).__name__}")
+    return [parse_company(item) for item in raw]
 
 
 def parse_issue_list(raw: Any) -> list[Issue]:

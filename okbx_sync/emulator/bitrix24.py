@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from okbx_sync.emulator import bitrix24_query as q
+from okbx_sync.emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
 from okbx_sync.emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_sync.emulator.bitrix24_query import ApiError, core_error
 from okbx_sync.emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
@@ -115,6 +116,7 @@ class Bitrix24Emulator:
             new_task_card, user_id, self._now,
         )  # fmt: skip
         self.add_user(user_id, "Webhook", "Admin")  # the webhook's owner must exist to create tasks
+        self.crm = CrmPortal(self._lock, self._now, self._tz)  # companies and invoices (issue 10)
 
     @property
     def webhook_path(self) -> str:
@@ -205,6 +207,17 @@ class Bitrix24Emulator:
                 raise ValueError("time needs a known user and a positive number of seconds")
             now = self._now()
             return self._insert_elapsed(task_id, user_id, seconds, comment, created_date or now, now, now, 2)
+
+    def edit_time(self, item_id: int, seconds: int | None) -> None:
+        """A programmer edits (seconds) or deletes (None) a time record afterwards."""
+        with self._lock:
+            item = next((e for e in self._elapsed if e["ID"] == item_id), None)
+            if item is None:
+                raise ValueError(f"no time record {item_id}")
+            if seconds is None:
+                self._elapsed.remove(item)
+            else:
+                item.update(SECONDS=seconds, MINUTES=(seconds + 30) // 60)
 
     def complete_task(self, task_id: int) -> None:
         self._human_status(task_id, "complete")
@@ -742,6 +755,14 @@ def _status_handler(action: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     return handler
 
 
+def _crm_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
+    def handler(emulator: Bitrix24Emulator, params: Any) -> Any:
+        result = getattr(emulator.crm, name)(params)
+        return _Outcome(result.result, result.total, result.next) if isinstance(result, Page) else result
+
+    return handler
+
+
 _TASK = ("task",)
 _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any]]] = {
     "tasks.task.add": (_TASK, Bitrix24Emulator._m_task_add),
@@ -755,6 +776,7 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "user.get": (("user", "user_brief", "user_basic"), Bitrix24Emulator._m_user_get),
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
     "user.admin": ((), Bitrix24Emulator._m_user_admin),  # scope `basic`: every webhook has it
+    **{method: (("crm",), _crm_handler(name)) for method, name in CRM_METHODS.items()},
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

@@ -38,12 +38,14 @@ PRIORITIES = {"low": ("Низкий", "#5bc0de"), "normal": ("Обычный", "
 SKIP_OPTIONS = ("skip_notifications", "skip_webhooks", "skip_triggers")
 _FINAL_STATUSES = frozenset({"completed", "closed"})
 _ISSUE_TYPE = {"id": 1, "code": "service", "name": "Обслуживание", "available_for_client": True}
+# inferred: a few more type codes seen in real payloads (crm-billing.md §1.3); ids are ours
+ISSUE_TYPES = {"service": (1, "Обслуживание"), "incident": (2, "Инцидент"), "consult": (3, "Консультация")}
 _TIMESTAMPS = ("created_at", "updated_at", "completed_at", "deadline_at")
 # Parts of Okdesk the emulator does not model: present in every answer, always null or empty.
 _ISSUE_NULLS = ["start_execution_until", "planned_reaction_at", "reacted_at", "group_id", "service_object_id"]
 _ISSUE_NULLS += ["parent_id", "rate", "assignee", "agreement"]
 _ISSUE_LISTS = ["equipment_ids", "child_ids", "coexecutors", "observers", "observer_groups", "attachments"]
-_ISSUE_LISTS += ["parameters"]
+
 _BOOL_FORMS = {"true": True, "1": True, "false": False, "0": False}
 _BLANK, _BAD_FORMAT, _NOT_INT = "не может быть пустым", "имеет неверный формат", "должно быть целым числом"
 
@@ -109,6 +111,8 @@ class _Issue:
     old_status: str | None = None
     delayed_to: datetime | None = None
     deleted: bool = False
+    type: str = "service"
+    parameters: dict[str, Any] | None = None  # code -> value, shown as parameters[] (ftstring/ftcheckbox)
 
 
 @dataclass
@@ -272,6 +276,8 @@ _ROUTES = [
         ("GET", "issues/count", "GET /issues/count", "_api_count"),
         ("GET", "issues/statuses", "GET /issues/statuses", "_api_statuses"),
         ("GET", "employees/list", "GET /employees/list", "_api_employees"),
+        ("GET", "companies/list", "GET /companies/list", "_api_companies"),
+        ("GET", "companies", "GET /companies", "_api_company"),
         ("GET", f"issues/{_ID}", "GET /issues/{id}", "_api_issue"),
         ("GET", f"issues/{_ID}/comments", "GET /issues/{id}/comments", "_api_comments"),
         ("POST", f"issues/{_ID}/comments", "POST /issues/{id}/comments", "_api_add_comment"),
@@ -318,6 +324,7 @@ class OkdeskEmulator:
         self.token_employee_id, self.comment_required_for = token_employee_id, frozenset(comment_required_for)
         self._lock = threading.Lock()  # the server is multi-threaded; every state access goes through it
         self._companies: dict[int, str] = {}
+        self._company_extra: dict[int, tuple[str | None, dict[str, Any]]] = {}  # crm_1c_id, parameters
         self._people: dict[str, dict[int, _Person]] = {"employee": {}, "contact": {}}
         self._employees, self._contacts = self._people["employee"], self._people["contact"]
         self._issues: dict[int, _Issue] = {}
@@ -339,12 +346,14 @@ class OkdeskEmulator:
             self._employees[new_id] = _Person(new_id, first_name, last_name, "employee", email, active)
             return new_id
 
-    def add_company(self, name: str) -> int:
+    def add_company(self, name: str, *, crm_1c_id: str | None = None, parameters: dict[str, Any] | None = None) -> int:
+        """A client company; `parameters` are custom attributes (code -> text), e.g. {"inn": "7701..."}."""
         with self._lock:
             if not name.strip():
                 raise ValueError("company name must be non-empty")
             new_id = self._take_id("company")
             self._companies[new_id] = name
+            self._company_extra[new_id] = (crm_1c_id, dict(parameters or {}))
             return new_id
 
     def add_contact(self, first_name: str, last_name: str, company_id: int | None = None) -> int:
@@ -366,10 +375,14 @@ class OkdeskEmulator:
         deadline_at: datetime | None = None,
         status: str = "opened",
         author_employee_id: int | None = None,
+        type: str = "service",
+        parameters: dict[str, Any] | None = None,
     ) -> int:
         with self._lock:
             if not title.strip():
                 raise ValueError("issue title must be non-empty")
+            if type not in ISSUE_TYPES:
+                raise ValueError(f"unknown issue type {type!r}")
             if priority not in PRIORITIES or status not in self._statuses:
                 raise ValueError(f"unknown priority {priority!r} or status {status!r}")
             known: dict[str, dict[int, Any]] = {
@@ -386,7 +399,7 @@ class OkdeskEmulator:
             now, deadline = self._now(), _aware(deadline_at, "deadline_at")
             issue = _Issue(self._take_id("issue"), title, description, status, priority, now, now)
             issue.company_id, issue.contact_id, issue.deadline_at = company_id, contact_id, deadline
-            issue.author_employee_id = author_employee_id
+            issue.author_employee_id, issue.type, issue.parameters = author_employee_id, type, parameters
             issue.completed_at = now if status in _FINAL_STATUSES else None
             self._issues[issue.id] = issue
             return issue.id
@@ -437,6 +450,12 @@ class OkdeskEmulator:
         with self._lock:
             issue = self._live_issue(issue_id)
             return self._new_comment(issue, content_html, 0, "system", public, webhook=True).id
+
+    def delete_time_entry(self, entry_id: int) -> None:
+        """A consultant deletes a time entry in the UI (issue 10: the ledger's --verify notices)."""
+        with self._lock:
+            if self._entries.pop(entry_id, None) is None:
+                raise ValueError(f"no time entry {entry_id}")
 
     def delete_issue(self, issue_id: int) -> None:
         with self._lock:
@@ -546,6 +565,51 @@ class OkdeskEmulator:
             ids = [i for i in ids if (i < from_id if direction == "reverse" else i > from_id)]
         return [self._employee_json(self._employees[i]) for i in ids[:size]]
 
+    def _api_companies(self, request: Request, _ref: str | None, _body: Body) -> list[dict[str, Any]]:
+        """`/companies/list`: a bare array, cursor paging (`page[from_id]`, default direction reverse)."""
+        errors: Errors = {}
+        size = _page_param(request, "size", 50, 100, errors)  # doc: at most 100; inferred: default 50
+        direction = _choice(request, "page", "direction", ("reverse", "forward"), errors, default="reverse")
+        from_id = _page_param(request, "from_id", 0, None, errors)
+        if errors:
+            raise ApiError(400, errors)
+        ids = sorted(self._companies, reverse=direction == "reverse")
+        if from_id:
+            ids = [i for i in ids if (i < from_id if direction == "reverse" else i > from_id)]
+        return [self._company_json(i) for i in ids[:size]]
+
+    def _api_company(self, request: Request, _ref: str | None, _body: Body) -> dict[str, Any]:
+        """`/companies/?id=|name=|crm_1c_id=`: ONE company object (doc); inferred: 404 when none matches."""
+        if (raw_id := request.query_value("id")) is not None:
+            found = [i for i in self._companies if i == _as_int(raw_id)]
+        elif (name := request.query_value("name")) is not None:
+            found = [i for i, n in self._companies.items() if n == name]  # exact, as documented
+        elif (crm_1c_id := request.query_value("crm_1c_id")) is not None:
+            found = [i for i, (c, _) in self._company_extra.items() if crm_1c_id in (c or "")]  # substring
+        else:
+            raise ApiError(400, "Не указаны параметры поиска")  # inferred wording
+        if not found:
+            raise ApiError(404, "Компания не найдена")  # inferred wording
+        return self._company_json(min(found))
+
+    def _company_json(self, company_id: int) -> dict[str, Any]:
+        crm_1c_id, parameters = self._company_extra.get(company_id, (None, {}))
+        unmodelled = dict.fromkeys(("additional_name", "site", "email", "phone", "address", "comment"))
+        return {
+            "id": company_id,
+            "name": self._companies[company_id],
+            **unmodelled,
+            "crm_1c_id": crm_1c_id,
+            "active": True,
+            "coordinates": None,
+            "observers": [],
+            "contacts": [],
+            "default_assignee": None,
+            "category": None,
+            "attachments": [],
+            "parameters": [_parameter_json(code, value) for code, value in parameters.items()],
+        }
+
     def _api_issue(self, _request: Request, ref: str | None, _body: Body) -> dict[str, Any]:
         return self._issue_json(self._issue_ref(ref))
 
@@ -617,6 +681,11 @@ class OkdeskEmulator:
             predicates.append(lambda issue: issue.status in wanted)
         if unwanted := request.query_values(f"{status_param}_not[]"):
             predicates.append(lambda issue: issue.status not in unwanted)
+        if companies := request.query_values("company_ids[]"):
+            wanted_ids = {_as_int(c) for c in companies}
+            if None in wanted_ids:
+                errors["company_ids"] = [_NOT_INT]
+            predicates.append(lambda issue: (issue.company_id or 0) in wanted_ids)  # 0: "without a company"
         for key in ("created_since", "created_until", "updated_since", "updated_until"):
             if (raw_value := request.query_value(key)) is None:
                 continue
@@ -817,7 +886,7 @@ class OkdeskEmulator:
             "reacted_at": None,
             "delay_to": self._ts(issue.delayed_to),  # named delay_to here, delayed_to in the full issue
             "status": self._status_json(issue.status, color=True),
-            "type": {"code": _ISSUE_TYPE["code"], "name": _ISSUE_TYPE["name"]},
+            "type": {"code": issue.type, "name": ISSUE_TYPES[issue.type][1]},
             "priority": {"code": issue.priority, "name": priority_name, "color": priority_color},
             "company": None if company is None else {"id": issue.company_id, "name": company},
             "contact": self._person(self._contacts.get(issue.contact_id or 0)),
@@ -841,7 +910,9 @@ class OkdeskEmulator:
             "source": "from_employee" if issue.author_employee_id else "from_client",  # inferred value names
             "spent_time_total": _hours(sum(e.minutes for e in self._entries_of(issue))),
             "company_id": issue.company_id,
-            "type": dict(_ISSUE_TYPE),
+            "type": _ISSUE_TYPE
+            | {"id": ISSUE_TYPES[issue.type][0], "code": issue.type, "name": ISSUE_TYPES[issue.type][1]},
+            "parameters": [_parameter_json(code, value) for code, value in (issue.parameters or {}).items()],
             "priority": {"code": issue.priority, "name": PRIORITIES[issue.priority][0]},
             "status": self._status_json(issue.status),
             "old_status": self._status_json(issue.old_status) if issue.old_status else None,
@@ -881,3 +952,9 @@ class OkdeskEmulator:
         fields = ("id", "first_name", "last_name", "active", "email", "login")
         unmodelled = dict.fromkeys(("patronymic", "position", "phone", "telephony_number", "comment"), "")
         return {key: getattr(employee, key) for key in fields} | unmodelled | {"groups": [], "roles": []}
+
+
+def _parameter_json(code: str, value: Any) -> dict[str, Any]:
+    """A custom attribute as Okdesk shows it: {code, name, field_type, value} (doc §1.1)."""
+    field_type = "ftcheckbox" if isinstance(value, bool) else "ftstring"
+    return {"code": code, "name": code, "field_type": field_type, "value": value}

@@ -14,7 +14,7 @@ import yaml
 
 from .bitrix24 import Bitrix24Emulator
 from .http import EmulatorServer
-from .okdesk import OkdeskEmulator
+from .okdesk import DEFAULT_STATUSES, OkdeskEmulator
 
 OKDESK_TOKEN = "demo-okdesk-token-5f2a9c"
 WEBHOOK_SECRET = "demo-webhook-secret-8d41b7"
@@ -49,6 +49,8 @@ class World:
     ) -> World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
+        okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, ("debt", "Долг")])  # custom: the debt hold
+        bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm"))  # crm: billing
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
         bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
         world = cls(okdesk, bitrix, EmulatorServer(okdesk).start(), EmulatorServer(bitrix).start())
@@ -67,6 +69,15 @@ class World:
         bx.add_user(p.bx_olga, "Olga", "Sidorova", email="olga@example.com")
         bx.add_user(p.bx_sergey, "Sergey", "Kuznetsov", email="sergey@example.com")
         bx.add_group(GROUP_ID, "Programmers (paid)")
+
+    def billing_story(self) -> dict[str, int]:
+        """Issue 10: the CRM side of the demo. Romashka's CRM company carries its Okdesk id
+        (originatorId/originId); Vasilek is matched by its INN and owes an overdue invoice."""
+        ok, crm = self.okdesk, self.bitrix.crm
+        debtor = ok.add_company("Vasilek JSC", parameters={"inn": "7701234567"})
+        romashka = crm.add_company("ROMASHKA (CRM)", originator_id="okdesk", origin_id=str(self.people.company))
+        vasilek = crm.add_company("Vasilek", inn="7701234567")
+        return {"debtor": debtor, "crm_romashka": romashka, "crm_vasilek": vasilek}
 
     def close(self) -> None:
         self.okdesk_server.stop()

@@ -58,6 +58,7 @@ class Op:
     error: str | None
     attempts: int
     detail: dict[str, Any]
+    updated_at: datetime | None = None
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -283,6 +284,10 @@ class Store:
             )
         return {row["key"]: _op(row) for row in rows}
 
+    def ops_of_kind(self, *kinds: str) -> dict[str, Op]:
+        rows = self.conn.execute(f"SELECT * FROM ops WHERE kind IN ({','.join('?' * len(kinds))})", kinds)
+        return {row["key"]: _op(row) for row in rows}
+
     def op(self, key: str) -> Op | None:
         row = self.conn.execute("SELECT * FROM ops WHERE key=?", (key,)).fetchone()
         return _op(row) if row else None
@@ -321,7 +326,7 @@ class Store:
         with self.tx("finish_op") as conn:
             conn.execute(
                 "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
-                (remote_id, _ts(self.now()), key),
+                (remote_id, _ts_exact(self.now()), key),  # exact: billing tells completions before it apart
             )
             if link_update:
                 self.update_link(issue_id, conn, **link_update)
@@ -395,4 +400,5 @@ def _op(row: sqlite3.Row) -> Op:
         error=row["error"],
         attempts=row["attempts"] or 0,
         detail=json.loads(row["detail"] or "{}"),
+        updated_at=_dt(row["updated_at"]),
     )

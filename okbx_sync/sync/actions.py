@@ -422,7 +422,6 @@ class CopyTimeEntry(Action):
             logged_at=item.created_at or ctx.store.now(),
             comment=self.comment,
         )
-        ctx.remote.time(self.issue_id)[self.key] = ""
         return None, {}
 
 

@@ -49,7 +49,7 @@ def adopt_recent_tasks(
             found = rebuild.link_from_remote(
                 issue_id, task, remote.issue(issue_id), remote.task(task.id), config.bitrix24.done_statuses
             )
-            copied = remote.time(issue_id)
+            copied = remote.time_entries(issue_id)
         except NotFound:
             continue  # the issue was deleted: nothing to copy time into
         except ApiError as error:
@@ -68,10 +68,12 @@ def adopt_recent_tasks(
             summary=f"found task {task.id}: handoff {found.cycle}, {found.state}",
             link_update={**found.link_update(), "dirty": True},
         )
-        for text, entry_id in copied.items():  # time copied before: never planned again, not even as "late"
-            store.begin_op(text, issue_id, "time", cycle=found.cycle, report_key=None)
+        for text, entry in copied.items():  # time copied before: never planned again, not even as "late"
+            # its line in the ledger, as far as the Okdesk entry tells it
+            row = {"seconds": round(entry.spent_hours * 3600), "employee_id": entry.employee_id, "adopted": True}
+            store.begin_op(text, issue_id, "time", cycle=found.cycle, report_key=None, detail=row)
             store.finish_op(
-                text, issue_id, "time", remote_id=entry_id or None, outcome="adopted", summary="time entry found"
+                text, issue_id, "time", remote_id=str(entry.id), outcome="adopted", summary="time entry found"
             )
         adopted.append(issue_id)
     store.set_meta(META, now.isoformat())

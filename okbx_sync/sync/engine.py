@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .. import billing
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.http import RequestBudget
 from ..clients.okdesk import OkdeskClient
@@ -76,10 +77,18 @@ class CycleResult:
     snapshot: Snapshot
     applied: ApplyReport | None = None
     read_errors: dict[int, str] = field(default_factory=dict)
+    billing: billing.BillingResult | None = None  # issue 10; None when billing and debt are off
+    billing_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.read_errors and (self.applied is None or not self.applied.failed)
+        billed = self.billing is None or self.billing.ok
+        return (
+            not self.read_errors
+            and not self.billing_error
+            and billed
+            and (self.applied is None or not self.applied.failed)
+        )
 
 
 def run_cycle(
@@ -125,6 +134,7 @@ def run_cycle(
     plan = build_plan(snapshot, state, config, started)
     result = CycleResult(plan=plan, snapshot=snapshot, read_errors=dict(snapshot.errors))
     if dry_run:
+        _run_billing(result, config, clients, store, started, dry_run=True, force=force)
         return result
     if not force and (why := plan.unusual(state, config)):
         raise UnsafePlan(
@@ -149,7 +159,20 @@ def run_cycle(
     result.applied = applier.apply(plan.by_issue())
 
     _remember(store, snapshot, links, plan, result.applied, started, full_scan)
+    _run_billing(result, config, clients, store, started, dry_run=False, force=force)
     return result
+
+
+def _run_billing(
+    result: CycleResult, config: Config, clients: Clients, store: Store, now: datetime, *, dry_run: bool, force: bool
+) -> None:
+    """Issue 10: billing runs after the sync's own apply, on the same clients and store."""
+    if not billing.enabled(config):
+        return
+    try:
+        result.billing = billing.run(config, clients.okdesk, clients.bitrix, store, now, dry_run=dry_run, force=force)
+    except OkbxError as error:
+        result.billing_error = f"billing: {error}"
 
 
 def _remember(

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
-from ..model import Comment
+from ..model import Comment, TimeEntry
 from . import keys
 
 
@@ -35,7 +35,7 @@ class RemoteMarkers:
         self.bot_employee_id = bot_employee_id
         self._issue: dict[int, dict[str, str]] = {}
         self._task: dict[int, dict[str, str]] = {}
-        self._time: dict[int, dict[str, str]] = {}
+        self._time: dict[int, dict[str, TimeEntry]] = {}
         for issue_id, comments in (issue_comments or {}).items():
             self._issue[issue_id] = self._from_comments(comments)
         self.reads = 0  # requests spent here: reported by the benchmark
@@ -73,12 +73,16 @@ class RemoteMarkers:
 
     def time(self, issue_id: int) -> dict[str, str]:
         """Keys of okbx's time entries in the Okdesk issue -> time entry id."""
+        return {key: str(entry.id) for key, entry in self.time_entries(issue_id).items()}
+
+    def time_entries(self, issue_id: int) -> dict[str, TimeEntry]:
+        """okbx's time entries in the Okdesk issue, by key."""
         if issue_id not in self._time:
             self.reads += 1
-            found: dict[str, str] = {}
+            found: dict[str, TimeEntry] = {}
             for entry in self.okdesk.list_time_entries(issue_id):
                 if key := keys.in_text(entry.comment):
-                    found.setdefault(key.text, str(entry.id))
+                    found.setdefault(key.text, entry)
             self._time[issue_id] = found
         return self._time[issue_id]
 

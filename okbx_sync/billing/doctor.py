@@ -1,0 +1,106 @@
+"""`okbx doctor` checks for billing and the debt hold (issue 10).
+
+The webhook's `crm` scope, the invoice pipeline and its final stages (semantics S and F), the
+debt status in Okdesk, and the company matching of the companies with open handoffs.
+"""
+
+from __future__ import annotations
+
+from ..clients.bitrix24 import Bitrix24Client
+from ..clients.bitrix24_crm import CrmClient
+from ..clients.okdesk import OkdeskClient
+from ..config import Config
+from ..doctor import Check
+from ..errors import OkbxError
+from ..state.store import Store
+from .companies import CompanyMatcher, Unmatched
+
+MAX_MATCHED = 50  # issues read for the matching check; the rest is checked by sync itself
+
+
+def billing_checks(config: Config, okdesk: OkdeskClient, bitrix: Bitrix24Client) -> list[Check]:
+    checks: list[Check] = []
+    scopes = bitrix.scopes()
+    if "crm" not in scopes:
+        return [
+            Check(
+                "Bitrix24 crm scope",
+                False,
+                f"the webhook lacks the crm scope (it has: {', '.join(scopes) or 'none'}); billing checks skipped",
+                "edit the incoming webhook in Bitrix24 (Developer resources) and tick CRM (crm)",
+            )
+        ]
+    checks.append(Check("Bitrix24 crm scope", True, "the webhook has the crm scope"))
+    crm = CrmClient(bitrix)
+    checks.append(_pipeline_check(config, crm))
+    if config.debt is not None:
+        checks.append(_debt_status_check(config, okdesk))
+    if config.billing is not None:
+        checks.append(_matching_check(config, okdesk, crm))
+    return checks
+
+
+def _pipeline_check(config: Config, crm: CrmClient) -> Check:
+    configured = config.billing.category_id if config.billing else None
+    category = configured if configured is not None else crm.default_category()
+    stages = crm.stages(category)
+    kinds = {s.semantics for s in stages}
+    if not stages or not {"S", "F"} <= kinds:
+        return Check(
+            "Bitrix24 invoice pipeline",
+            False,
+            f"pipeline {category} has {len(stages)} stages, none with semantics {'S' if 'S' not in kinds else 'F'}",
+            "set billing.category_id to the smart-invoice pipeline (crm.category.list, entityTypeId 31)",
+        )
+    paid = ", ".join(s.id for s in stages if s.semantics == "S")
+    return Check("Bitrix24 invoice pipeline", True, f"pipeline {category}: {len(stages)} stages; paid = {paid}")
+
+
+def _debt_status_check(config: Config, okdesk: OkdeskClient) -> Check:
+    assert config.debt is not None
+    statuses = dict(okdesk.list_statuses())
+    code = config.debt.status
+    if code not in statuses:
+        return Check(
+            "Okdesk debt status",
+            False,
+            f"debt.status {code!r} is not a status code of this account (known: {', '.join(sorted(statuses))})",
+            "create the status in Okdesk (Settings → Issues → Statuses) or set debt.status to its code",
+        )
+    return Check(
+        "Okdesk debt status",
+        True,
+        f"{code!r} exists ({statuses[code]}); okbx cannot read the allowed transitions: allow the changes "
+        "from your working statuses to it and back in Okdesk's status settings",
+    )
+
+
+def _matching_check(config: Config, okdesk: OkdeskClient, crm: CrmClient) -> Check:
+    store = Store(config.state.path)
+    try:
+        active = [link.issue_id for link in store.links().values() if link.state == "active"][:MAX_MATCHED]
+    finally:
+        store.close()
+    matcher = CompanyMatcher(okdesk, crm, config.billing)
+    companies: dict[int, str] = {}
+    for issue_id in active:
+        try:
+            issue = okdesk.get_issue(issue_id)
+        except OkbxError:
+            continue
+        if issue.company_id is not None:
+            companies[issue.company_id] = issue.company or str(issue.company_id)
+    problems = []
+    for company_id, name in sorted(companies.items()):
+        try:
+            matcher.crm_company(company_id)
+        except Unmatched as why:
+            problems.append(f"{name}: {why}")
+    if problems:
+        return Check(
+            "Company matching",
+            False,
+            "; ".join(problems),
+            "add the companies to billing.company_map, or give the CRM company originId/INN/the same name",
+        )
+    return Check("Company matching", True, f"all {len(companies)} companies with open handoffs match a CRM company")

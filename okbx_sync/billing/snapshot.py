@@ -1,0 +1,78 @@
+"""What the billing planner sees: plain values read from both systems and the state store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from ..model import Issue
+
+
+@dataclass(frozen=True)
+class WorkRow:
+    """Time of one programmer on one completion, from the copied time entries."""
+
+    user_id: int
+    user_name: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A completion okbx returned to Okdesk (its summary op is done) and has not billed yet."""
+
+    issue_id: int
+    cycle: int
+    task_id: int | None
+    work: tuple[WorkRow, ...]
+
+
+@dataclass(frozen=True)
+class BilledInvoice:
+    """An invoice okbx created, as it is now in Bitrix24."""
+
+    issue_id: int
+    invoice_id: int
+    account_number: str
+    stage_semantics: str  # "S" paid, "F" declined, "" still open
+    moved_on: date | None
+
+
+@dataclass(frozen=True)
+class Debt:
+    """A company that owes money: its oldest overdue open invoice names the debt."""
+
+    okdesk_company_id: int
+    oldest_invoice_id: int
+    account_number: str
+    amount: Decimal
+    currency: str
+    pay_by: date | None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An issue okbx moved to the debt status and has not released yet (from the store)."""
+
+    issue_id: int
+    debt_ref: int
+    okdesk_company_id: int
+    previous_status: str
+
+
+@dataclass
+class BillingSnapshot:
+    today: date
+    completions: list[Completion] = field(default_factory=list)
+    issues: dict[int, Issue] = field(default_factory=dict)  # completions' and held issues, read now
+    crm_company: dict[int, int] = field(default_factory=dict)  # Okdesk company id -> CRM company id
+    unmatched: dict[int, str] = field(default_factory=dict)  # Okdesk company id -> why it is not matched
+    invoiced: dict[str, tuple[Decimal, str]] = field(default_factory=dict)  # invoice op key -> (total, currency)
+    billed: list[BilledInvoice] = field(default_factory=list)
+    debts: dict[int, Debt] = field(default_factory=dict)  # by Okdesk company id
+    debtor_issues: dict[int, list[Issue]] = field(default_factory=dict)  # by Okdesk company id
+    holds: list[Hold] = field(default_factory=list)
+    done: frozenset[str] = frozenset()  # keys of done ops
+    unsure: frozenset[str] = frozenset()  # keys of ops begun but not done: maybe written, look first
+    errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read

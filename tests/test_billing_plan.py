@@ -1,0 +1,158 @@
+"""The billing planner, tested with literals: no HTTP, no SQLite (issue 10)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from test_plan import make_config
+
+from okbx_sync.billing.actions import (
+    CreateInvoice,
+    HoldIssue,
+    LeaveAlone,
+    NoteInvoice,
+    NoteInvoicePaid,
+    ReleaseIssue,
+    SkipInvoice,
+)
+from okbx_sync.billing.plan import build_billing_plan, invoice_lines
+from okbx_sync.billing.snapshot import BilledInvoice, BillingSnapshot, Completion, Debt, Hold, WorkRow
+from okbx_sync.errors import ConfigError
+from okbx_sync.model import Issue
+
+TODAY = date(2026, 11, 30)
+BILLING = {"default_rate": 3000, "rates": {8: 4000}, "round_minutes": 15, "pay_days": 10}
+CONFIG = make_config(billing=BILLING, debt={"status": "debt", "exempt_types": ["consult"], "max_changes": 3})
+WORK = (WorkRow(7, "Ivan Petrov", 5400), WorkRow(8, "Olga Sidorova", 2000), WorkRow(7, "Ivan Petrov", 600))
+
+
+def issue(issue_id: int = 10, *, status: str = "opened", company: int | None = 3, **kw: Any) -> Issue:
+    values: dict[str, Any] = {"type_code": "service", "priority_code": "normal", "company": "Romashka LLC"}
+    return Issue(issue_id, f"Issue {issue_id}", status, None, company_id=company, **(values | kw))
+
+
+def snapshot(**kw: Any) -> BillingSnapshot:
+    return BillingSnapshot(today=TODAY, **kw)
+
+
+def test_a_completion_becomes_an_invoice_with_a_line_per_programmer_and_then_a_note():
+    snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: issue()}, crm_company={3: 55})
+    invoice, note = build_billing_plan(snap, CONFIG).actions
+    assert isinstance(invoice, CreateInvoice) and isinstance(note, NoteInvoice)
+    assert invoice.company_id == 55 and invoice.pay_by == date(2026, 12, 10)
+    # Ivan 1 h 40 min -> 1.75 h (up to 15 min) x 3000; Olga 33:20 -> 45 min = 0.75 h x 4000
+    assert [(line.quantity, line.price) for line in invoice.lines] == [
+        (Decimal("1.75"), Decimal("3000")),
+        (Decimal("0.75"), Decimal("4000")),
+    ]
+    assert invoice.total == Decimal("8250.00") and note.total == invoice.total
+    assert invoice.fields()["xmlId"] == "okbx:invoice:10:1" and invoice.key == "invoice:10:1"
+
+
+def test_hours_round_up_to_the_configured_step_and_rates_fall_back_to_the_default():
+    config = make_config(billing={"default_rate": 1000, "round_minutes": 30})
+    (line,) = invoice_lines(Completion(1, 1, 1, (WorkRow(9, "Sergey", 61),)), config.billing)  # type: ignore[arg-type]
+    assert (line.quantity, line.price) == (Decimal("0.50"), Decimal("1000"))
+
+
+def test_an_unmatched_company_blocks_the_invoice_and_says_why():
+    snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: issue()}, unmatched={3: "no CRM company"})
+    plan = build_billing_plan(snap, CONFIG)
+    assert plan.actions == [] and plan.blocked == {
+        "invoice:10:1": (10, "Okdesk company 3 (Romashka LLC): no CRM company")
+    }
+
+
+@pytest.mark.parametrize(
+    ("billing", "kw", "billed"),
+    [
+        ({"billable_types": ["incident"]}, {"type_code": "service"}, False),
+        ({"billable_types": ["incident"]}, {"type_code": "incident"}, True),
+        ({"billable_parameter": "paid"}, {"parameters": (("paid", False),)}, False),
+        ({"billable_parameter": "paid"}, {"parameters": (("paid", True),)}, True),
+    ],
+)
+def test_which_issues_are_billable_is_configurable(billing, kw, billed):
+    config = make_config(billing=BILLING | billing)
+    snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: issue(**kw)}, crm_company={3: 55})
+    first = build_billing_plan(snap, config).actions[0]
+    assert isinstance(first, CreateInvoice if billed else SkipInvoice)
+
+
+def test_a_done_invoice_without_its_note_gets_only_the_note():
+    snap = snapshot(
+        completions=[Completion(10, 1, 100, WORK)],
+        done=frozenset({"invoice:10:1"}),
+        invoiced={"invoice:10:1": (Decimal("100"), "RUB")},
+    )
+    (note,) = build_billing_plan(snap, CONFIG).actions
+    assert isinstance(note, NoteInvoice) and note.total == Decimal("100")
+
+
+def test_paid_and_declined_invoices_get_one_note_each():
+    billed = [
+        BilledInvoice(10, 77, "77", "S", date(2026, 11, 29)),
+        BilledInvoice(11, 78, "78", "F", date(2026, 11, 28)),
+        BilledInvoice(12, 79, "79", "", None),
+        BilledInvoice(13, 80, "80", "S", None),
+    ]
+    plan = build_billing_plan(snapshot(billed=billed, done=frozenset({"paid:13:80"})), CONFIG)
+    assert [(a.issue_id, a.outcome) for a in plan.actions if isinstance(a, NoteInvoicePaid)] == [
+        (10, "paid"),
+        (11, "declined"),
+    ]
+
+
+def _debt(company: int = 3) -> Debt:
+    return Debt(company, 500, "500", Decimal("1200"), "RUB", date(2026, 11, 1))
+
+
+def test_a_debtor_s_open_issues_are_held_except_exempt_finished_and_already_paused_ones():
+    issues = [
+        issue(1, status="in_progress"),
+        issue(2, type_code="consult"),
+        issue(3, status="closed"),
+        issue(4, status="debt"),
+        issue(5),
+    ]
+    snap = snapshot(debts={3: _debt()}, debtor_issues={3: issues}, holds=[Hold(5, 400, 3, "opened")])
+    (hold,) = build_billing_plan(snap, CONFIG).actions
+    assert isinstance(hold, HoldIssue) and hold.issue_id == 1 and hold.from_status == "in_progress"
+    assert hold.key == "hold:1:500" and "invoice No. 500" in hold.reason
+
+
+def test_an_issue_a_person_moved_out_is_not_held_again_for_the_same_debt():
+    snap = snapshot(debts={3: _debt()}, debtor_issues={3: [issue(1)]}, done=frozenset({"hold:1:500"}))
+    assert build_billing_plan(snap, CONFIG).actions == []
+
+
+def test_when_the_debt_clears_held_issues_return_and_moved_ones_are_left_alone():
+    snap = snapshot(
+        holds=[Hold(1, 500, 3, "in_progress"), Hold(2, 500, 3, "opened")],
+        issues={1: issue(1, status="debt"), 2: issue(2, status="completed")},
+    )
+    release, alone = build_billing_plan(snap, CONFIG).actions
+    assert isinstance(release, ReleaseIssue) and release.to_status == "in_progress"
+    assert isinstance(alone, LeaveAlone) and alone.key == "release:2:500"
+
+
+def test_mass_holds_are_unusual_unless_forced():
+    snap = snapshot(debts={3: _debt()}, debtor_issues={3: [issue(n) for n in range(1, 5)]})
+    plan = build_billing_plan(snap, CONFIG)
+    assert len(plan.actions) == 4 and "4 issues would be held or released" in (plan.unusual(CONFIG) or "")
+
+
+def test_billing_keys_are_validated_like_every_other_section():
+    with pytest.raises(ConfigError) as bad:
+        make_config(billing={"default_rate": -1, "rates": {7: "a lot"}, "colour": "red"}, debt={"grace_days": 1})
+    message = str(bad.value)
+    for expected in (
+        "billing.default_rate",
+        "billing.rates",
+        "billing.colour: unknown key",
+        "debt.status: is required",
+    ):
+        assert expected in message
