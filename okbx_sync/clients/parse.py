@@ -35,7 +35,7 @@ def integer(data: dict[str, Any], key: str, what: str) -> int:
         raise ParseError(f"{what}.{key}: missing or not a number")
     try:
         return int(value)  # the APIs send numbers as strings ("3711")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON 1e999 is float("inf")
         raise ParseError(f"{what}.{key}: not a number: {str(value)[:30]!r}") from None
 
 

@@ -13,10 +13,10 @@ from datetime import datetime
 
 from .. import billing
 from ..clients.bitrix24 import Bitrix24Client
-from ..clients.http import RequestBudget
+from ..clients.http import BudgetExhausted, RateLimited, RequestBudget
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
-from ..errors import OkbxError
+from ..errors import ApiError, OkbxError
 from ..secrets import Redactor
 from ..state.store import Link, Store
 from .actions import Action
@@ -105,7 +105,12 @@ def run_cycle(
 ) -> CycleResult:
     started = now or store.now()
     if not dry_run:
-        adopt_recent_tasks(clients.okdesk, clients.bitrix, store, config, started)
+        try:
+            adopt_recent_tasks(clients.okdesk, clients.bitrix, store, config, started)
+        except (RateLimited, BudgetExhausted):
+            raise
+        except ApiError as problem:  # tried again next run; the rest of the cycle does not depend on it
+            log.warning("could not look for recently completed tasks yet: %s", problem)
     links = store.links()
     watermark_text = store.get_meta("okdesk_watermark")
     watermark = datetime.fromisoformat(watermark_text) if watermark_text else None
