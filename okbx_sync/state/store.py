@@ -370,6 +370,12 @@ class Store:
 
 
 def _memory_copy(path: Path) -> sqlite3.Connection:
+    if not path.exists():  # read as empty, but say now what the first real run would run into
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise StateError(f"state store {path} cannot be created: {ancestor} is not a directory")
     memory = sqlite3.connect(":memory:", isolation_level=None)
     if path.exists():
         # A WAL file means a run has the store open: read through it (its files exist already).
