@@ -534,7 +534,8 @@ def _render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, width=None if wide or sys.stdout.isatty() else 80)
+    # not a terminal: 80 columns, or (--wide) no limit at all, so a long error stays on its line
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000 if wide else 80)
     for line in _status_title(rows, last_run):
         console.print(line, overflow="ellipsis", no_wrap=not wide, markup=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
@@ -556,20 +557,26 @@ def _render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, 
     else:
         for header, justify in (("issue", "right"), ("task", "right"), ("state", "left")):
             table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        table.add_column("com", justify="right", no_wrap=True)
-        table.add_column("time", justify="right", no_wrap=True)
-        table.add_column("last activity", no_wrap=True)
-        table.add_column("problem (--wide: all)", overflow="ellipsis", no_wrap=True, max_width=80)
-        for r in rows:
-            table.add_row(
+        for header in ("com.", "time"):
+            table.add_column(header, justify="right", no_wrap=True)
+        table.add_column("activity", no_wrap=True)
+        cells = [
+            (
                 str(r["issue"]),
                 str(r["task"] or "-"),
                 r["state"],
                 str(r["comments_forwarded"]),
                 str(r["time_entries_copied"]),
-                _local(r["updated_at"]),
-                _problem(r),
+                _local(r["updated_at"])[5:],  # MM-DD HH:MM: the year is in the last run's line
             )
+            for r in rows
+        ]
+        fixed = sum(max([len(str(c.header)), *(len(row[i]) for row in cells)]) for i, c in enumerate(table.columns))
+        room = max(12, console.width - fixed - 3 * len(table.columns) - 3)  # padding and separators
+        table.add_column("problem", no_wrap=True, overflow="ellipsis", max_width=room)
+        for row, r in zip(cells, rows, strict=True):
+            problem = _problem(r)
+            table.add_row(*row, problem if len(problem) <= room else problem[: room - 1] + "…")
     console.print(table, markup=False)
 
 
@@ -820,7 +827,11 @@ def _choose(
     shown += ", …" if len(options) > 15 else ""
     if given is None and default in codes and not interactive:
         return str(default)
-    problem = f"{flag} {given!r} is not one of: {shown or '(none found)'}" if given is not None else f"{flag} ({shown})"
+    problem = (
+        f"{flag} {given!r} is not one of: {shown or '(none found)'}"
+        if given is not None
+        else f"{flag} is missing; one of: {shown or '(none found)'}"
+    )
     if not interactive:
         problems.append(problem)
         return ""
@@ -921,16 +932,22 @@ def init(
             return _choose(flag, label, options, given, default=default, interactive=interactive, problems=problems)
 
         one_group = groups[0][0] if len(groups) == 1 else None
-        handoff = choose("--handoff-status", "handoff status", found.statuses, handoff_status, "to_programmers")
+        # the handoff status is a custom one: proposed when asking, never assumed by --yes
+        proposal = "to_programmers" if interactive else None
+        handoff = choose("--handoff-status", "handoff status", found.statuses, handoff_status, proposal)
         back = choose("--return-status", "return status", found.statuses, return_status, "opened")
         bot = choose(
             "--bot-employee", "Okdesk employee okbx writes as (its token's owner)", employees, bot_employee, None
         )
         group_id = choose("--group", "Bitrix24 group for new tasks", groups, group, one_group)
         owner = choose("--responsible", "Bitrix24 user responsible for new tasks", users, responsible, None)
-        fallback = choose(
-            "--default-employee", "Okdesk employee for unmapped programmers' time", employees, default_employee, bot
-        )
+        fallback = (
+            choose(
+                "--default-employee", "Okdesk employee for unmapped programmers' time", employees, default_employee, bot
+            )
+            if bot or default_employee is not None or interactive
+            else ""
+        )  # (it defaults to the missing bot)
         if problems:
             raise UsageError("init --yes: fix these flags:\n  " + "\n  ".join(problems))
         mapping = propose_user_map(found.bitrix_users, found.okdesk_employees)
