@@ -35,28 +35,41 @@ def one_clear_line(result, *words: str) -> None:
 
 
 # -- 6. every bad input is a clear error, exit 2 -------------------------------------------------------
-GOOD = "okdesk:\n  url: {url}\n"
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://[::1", "okdesk.url: must be an http(s) URL, got 'http://[::1': Invalid IPv6 URL"),
+        ("http://host:99999", "okdesk.url: must be an http(s) URL, got 'http://host:99999': Port out of range"),
+        ("https://host:8o80", "okdesk.url: must be an http(s) URL, got 'https://host:8o80': Port could not be cast"),
+        ("http://okdesk.example.com", "okdesk.url: plain http:// to okdesk.example.com would send the secret in clear"),
+    ],
+    ids=["ipv6-bracket", "port-range", "port-letters", "insecure-http"],
+)
+def test_a_bad_url_is_a_configuration_error_at_load_time(okbx, url, words):
+    okbx.reconfigure(okdesk={"url": url})
+    result = okbx("sync")
+    one_clear_line(result, words)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert sum(okbx.world.okdesk_server.counts().values()) == 0  # refused before any request
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "words"),
     [
-        ("okdesk:\n  url: http://[::1\n", ["okdesk.url: must be an http(s) URL, got 'http://[::1': Invalid IPv6 URL"]),
-        ("okdesk:\n  url: http://host:99999\n", ["okdesk.url: must be an http(s) URL", "Port out of range"]),
-        ("okdesk:\n  url: https://host:8o80\n", ["okdesk.url: must be an http(s) URL", "8o80"]),
-        ("a: " + "[" * 5000 + "]" * 5000 + "\n", [f"nested more than {MAX_NESTING} levels deep (line 1)"]),
-        ("".join(f"{'  ' * n}k{n}:\n" for n in range(60)), [f"nested more than {MAX_NESTING} levels deep"]),
-        ("x: " + "y" * (MAX_CONFIG_BYTES + 1) + "\n", ["the file is larger than 256 KiB"]),
-        ("okdesk:\n  url: https://a.okdesk.ru\n  url: https://b.okdesk.ru\n", ["duplicate key 'url' at line 3"]),
-        ("okdesk: [unclosed\n", ["not valid YAML at line 2"]),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", f"nested more than {MAX_NESTING} levels deep (line 1)"),
+        ("".join(f"{'  ' * n}k{n}:\n" for n in range(60)), f"nested more than {MAX_NESTING} levels deep"),
+        ("x: " + "y" * (MAX_CONFIG_BYTES + 1) + "\n", "the file is larger than 256 KiB"),
+        ("okdesk:\n  url: https://a.okdesk.ru\n  url: https://b.okdesk.ru\n", "duplicate key 'url' at line 3"),
+        ("okdesk: [unclosed\n", "not valid YAML at line 2"),
     ],
-    ids=["ipv6-bracket", "port-range", "port-letters", "deep-flow", "deep-block", "enormous", "duplicate", "syntax"],
+    ids=["deep-flow", "deep-block", "enormous", "duplicate", "syntax"],
 )
-def test_a_bad_configuration_file_is_a_clear_error(okbx, tmp_path, yaml_text, words):
+def test_a_malformed_configuration_file_is_one_line(okbx, tmp_path, yaml_text, words):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml_text)
     result = okbx("sync", "--config", str(bad))
-    one_clear_line(result, *words)
+    one_clear_line(result, words)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 @pytest.mark.parametrize("every", ["nan", "inf", "-5m", "0s", "5x", "", "8d", "1e9"])
