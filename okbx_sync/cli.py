@@ -200,10 +200,9 @@ def main(
 
 # -- sync and run ---------------------------------------------------------------------------------
 def _extra(action: Action, outcome: str, **more: Any) -> dict[str, Any]:
-    return {"issue": action.issue_id, "action": action.__class__.__name__, "system": action.side or "local"} | {
-        "outcome": outcome,
-        **more,
-    }
+    """Structured fields of an action's log line (the JSON log's issue/action/system/outcome)."""
+    fields = {"issue": action.issue_id, "action": action.__class__.__name__, "system": action.side or "local"}
+    return {**fields, "outcome": outcome, **more}
 
 
 def _log_action(action: Action, outcome: str) -> None:
@@ -941,13 +940,10 @@ def init(
         )
         group_id = choose("--group", "Bitrix24 group for new tasks", groups, group, one_group)
         owner = choose("--responsible", "Bitrix24 user responsible for new tasks", users, responsible, None)
-        fallback = (
-            choose(
-                "--default-employee", "Okdesk employee for unmapped programmers' time", employees, default_employee, bot
-            )
-            if bot or default_employee is not None or interactive
-            else ""
-        )  # (it defaults to the missing bot)
+        fallback = ""  # defaults to the bot: not worth a complaint of its own while the bot is missing
+        if bot or default_employee is not None or interactive:
+            label = "Okdesk employee for unmapped programmers' time"
+            fallback = choose("--default-employee", label, employees, default_employee, bot)
         if problems:
             raise UsageError("init --yes: fix these flags:\n  " + "\n  ".join(problems))
         mapping = propose_user_map(found.bitrix_users, found.okdesk_employees)

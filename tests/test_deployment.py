@@ -200,6 +200,23 @@ def test_emulate_without_dir_makes_a_fresh_directory_of_its_own(tmp_path, emulat
     assert f"--config {made.name}/okbx.yaml" in lines[2] or f"--config {made}/okbx.yaml" in lines[2], lines
 
 
+def test_emulate_with_force_replaces_the_files_and_drops_the_old_state_store(tmp_path):
+    (tmp_path / "okbx.yaml").write_text("old: config\n")
+    (tmp_path / "okbx.sqlite3").write_bytes(b"another world's state")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "okbx_sync", "emulate", "--dir", str(tmp_path), "--force"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and "Okdesk emulator" in proc.stdout.readline()
+        assert "old: config" not in (tmp_path / "okbx.yaml").read_text()
+        assert not (tmp_path / "okbx.sqlite3").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
 def test_init_refuses_to_overwrite_the_env_file_next_to_another_output(world, tmp_path):
     (tmp_path / "okbx.env").write_text("OKDESK_API_TOKEN=the-real-one\n")
     env = {"OKDESK_API_TOKEN": OKDESK_TOKEN, "BITRIX24_WEBHOOK_URL": world.webhook_url}
