@@ -412,7 +412,7 @@ def _one_cycle(
         return code
 
 
-# -- link, status, retry, show --------------------------------------------------------------------
+# -- link, status, retry ---------------------------------------------------------------------------
 @app.command()
 def link(
     issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
@@ -621,42 +621,7 @@ def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config
             store.close()
 
 
-@app.command()
-def show(
-    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
-) -> None:
-    """The full history of one link: every action, when, with what result, every failure and why."""
-    import json
-
-    run = _Run(config)
-    with _errors(run):
-        store = run.store()
-        try:
-            link_ = store.link(issue)
-            entries = store.journal(issue)
-            store_counts = store.counts().get(issue, {})
-        finally:
-            store.close()
-        if link_ is None and not entries:
-            raise UsageError(f"issue {issue} has no history: it was never linked")
-        if as_json:
-            data = {"link": _link_row(link_, store_counts), "history": entries}
-            typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
-            return
-        if link_ is not None:
-            typer.echo(
-                f"issue {issue} <-> task {link_.task_id or '-'}: {'parked' if link_.parked else link_.state}, "
-                f"handoff #{link_.cycle}, failures {link_.fail_count}"
-                + (f", last error: {link_.last_error}" if link_.last_error else "")
-            )
-        _print_table(
-            f"history of issue {issue} (times in {_zone_name()})",
-            ("when", "what", "result", "detail"),
-            [(_local(e["at"]), e["kind"], e["outcome"], e["detail"]) for e in entries],
-        )
-
-
-# -- demo, doctor, emulate ------------------------------------------------------------------------
+# -- demo, doctor --------------------------------------------------------------------------------
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's config and state directory.")] = False,
@@ -695,70 +660,6 @@ def doctor(config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
             ],
         )
         raise typer.Exit(0 if all(c.ok for c in checks) else int(ExitCode.ACTIONS_FAILED))
-
-
-def _state_files(state_path: Path) -> list[Path]:
-    return [state_path.with_name(state_path.name + suffix) for suffix in ("", "-wal", "-shm", ".lock")]
-
-
-@app.command()
-def emulate(
-    directory: Annotated[
-        Path | None,
-        typer.Option("--dir", help="Where to write okbx.yaml and okbx.env (default: a new okbx-playground-* here)."),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an okbx.yaml, okbx.env and state store already in --dir.")
-    ] = False,
-) -> None:
-    """Run both emulators on 127.0.0.1 with a matching config, to try okbx safely; Ctrl-C stops them."""
-    import signal
-    import tempfile
-    import threading
-
-    from .emulator.world import World
-    from .envfile import ENV_FILE_NAME, render_env_file, write_private_file
-
-    with _errors():
-        if directory is None:
-            directory = Path(tempfile.mkdtemp(prefix="okbx-playground-", dir="."))
-        else:
-            # Never take over someone's configuration: its store would see every link's issue as deleted.
-            found = [
-                p
-                for p in [directory / "okbx.yaml", directory / ENV_FILE_NAME, *_state_files(directory / "okbx.sqlite3")]
-                if p.exists()
-            ]
-            if found and not force:
-                raise UsageError(
-                    f"{directory} already holds {', '.join(p.name for p in found)}; emulate would overwrite them "
-                    "(and a state store of real accounts must never meet the emulators). Choose another --dir, "
-                    "leave --dir out for a fresh directory, or pass --force to replace them"
-                )
-            for path in found:
-                if path.name != "okbx.yaml" and path.name != ENV_FILE_NAME:
-                    path.unlink()  # --force: the old store belongs to another world
-            directory.mkdir(parents=True, exist_ok=True)
-        world = World.start()
-        stopped = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
-            config_file = world.write_config(directory)
-            env = world.env()
-            write_private_file(
-                directory / ENV_FILE_NAME, render_env_file(env["OKDESK_API_TOKEN"], env["BITRIX24_WEBHOOK_URL"])
-            )
-            typer.echo(f"Okdesk emulator:   {world.okdesk_server.url}")
-            typer.echo(f"Bitrix24 emulator: {world.bitrix_server.url} (webhook in {directory / ENV_FILE_NAME})")
-            typer.echo(f"Try: okbx doctor --config {config_file}; okbx sync --dry-run --config {config_file}")
-            typer.echo("The emulators start empty of issues; stop them with Ctrl-C.")
-            try:
-                stopped.wait()
-            except KeyboardInterrupt:
-                pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            world.close()
 
 
 # -- init -----------------------------------------------------------------------------------------
@@ -969,6 +870,70 @@ def init(
     doctor(config=str(output))
 
 
+def _state_files(state_path: Path) -> list[Path]:
+    return [state_path.with_name(state_path.name + suffix) for suffix in ("", "-wal", "-shm", ".lock")]
+
+
+@app.command()
+def emulate(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to write okbx.yaml and okbx.env (default: a new okbx-playground-* here)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an okbx.yaml, okbx.env and state store already in --dir.")
+    ] = False,
+) -> None:
+    """Run both emulators on 127.0.0.1 with a matching config, to try okbx safely; Ctrl-C stops them."""
+    import signal
+    import tempfile
+    import threading
+
+    from .emulator.world import World
+    from .envfile import ENV_FILE_NAME, render_env_file, write_private_file
+
+    with _errors():
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="okbx-playground-", dir="."))
+        else:
+            # Never take over someone's configuration: its store would see every link's issue as deleted.
+            found = [
+                p
+                for p in [directory / "okbx.yaml", directory / ENV_FILE_NAME, *_state_files(directory / "okbx.sqlite3")]
+                if p.exists()
+            ]
+            if found and not force:
+                raise UsageError(
+                    f"{directory} already holds {', '.join(p.name for p in found)}; emulate would overwrite them "
+                    "(and a state store of real accounts must never meet the emulators). Choose another --dir, "
+                    "leave --dir out for a fresh directory, or pass --force to replace them"
+                )
+            for path in found:
+                if path.name != "okbx.yaml" and path.name != ENV_FILE_NAME:
+                    path.unlink()  # --force: the old store belongs to another world
+            directory.mkdir(parents=True, exist_ok=True)
+        world = World.start()
+        stopped = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            config_file = world.write_config(directory)
+            env = world.env()
+            write_private_file(
+                directory / ENV_FILE_NAME, render_env_file(env["OKDESK_API_TOKEN"], env["BITRIX24_WEBHOOK_URL"])
+            )
+            typer.echo(f"Okdesk emulator:   {world.okdesk_server.url}")
+            typer.echo(f"Bitrix24 emulator: {world.bitrix_server.url} (webhook in {directory / ENV_FILE_NAME})")
+            typer.echo(f"Try: okbx doctor --config {config_file}; okbx sync --dry-run --config {config_file}")
+            typer.echo("The emulators start empty of issues; stop them with Ctrl-C.")
+            try:
+                stopped.wait()
+            except KeyboardInterrupt:
+                pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            world.close()
+
+
 # -- the loop -------------------------------------------------------------------------------------
 MAX_EVERY = 7 * 24 * 3600
 
@@ -1033,6 +998,41 @@ def run_loop(
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("okbx run: stopped")
+
+
+@app.command()
+def show(
+    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The full history of one link: every action, when, with what result, every failure and why."""
+    import json
+
+    run = _Run(config)
+    with _errors(run):
+        store = run.store()
+        try:
+            link_ = store.link(issue)
+            entries = store.journal(issue)
+            store_counts = store.counts().get(issue, {})
+        finally:
+            store.close()
+        if link_ is None and not entries:
+            raise UsageError(f"issue {issue} has no history: it was never linked")
+        if as_json:
+            data = {"link": _link_row(link_, store_counts), "history": entries}
+            typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+            return
+        if link_ is not None:
+            typer.echo(
+                f"issue {issue} <-> task {link_.task_id or '-'}: {'parked' if link_.parked else link_.state}, "
+                f"handoff #{link_.cycle}, failures {link_.fail_count}"
+                + (f", last error: {link_.last_error}" if link_.last_error else "")
+            )
+        _print_table(
+            f"history of issue {issue} (times in {_zone_name()})",
+            ("when", "what", "result", "detail"),
+            [(_local(e["at"]), e["kind"], e["outcome"], e["detail"]) for e in entries],
+        )
 
 
 def run() -> None:
