@@ -27,6 +27,10 @@ class EnvFileError(UsageError):
     """The env file cannot be read or has a line that is not KEY=value."""
 
 
+class UnsafeEnvValue(UsageError, ValueError):
+    """A secret that cannot be written as a plain KEY=value line (quotes, spaces, `$`, ...)."""
+
+
 def parse_env_file(text: str, source: str = ENV_FILE_NAME) -> dict[str, str]:
     env: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
@@ -87,8 +91,8 @@ def render_env_file(api_token: str, webhook_url: str) -> str:
     """KEY=value lines for the two secrets, valid unchanged for okbx, systemd and `set -a; . file`."""
     lines = ["# okbx-sync secrets, read by okbx.yaml as ${...}. Keep this file private (mode 0600)."]
     for key, value in ((ENV_TOKEN, api_token.strip()), (ENV_WEBHOOK, webhook_url.strip())):
-        if not value or any(c in value for c in "\n\r\0'\"\\ $`#;"):
-            raise ValueError(f"{key} is empty or contains characters an env file cannot carry safely")
+        if not value or any(c in value for c in "\n\r\0'\"\\ $`"):
+            raise UnsafeEnvValue(f"{key} is empty or contains characters an env file cannot carry safely")
         lines.append(f"{key}={value}")
     return "\n".join(lines) + "\n"
 
