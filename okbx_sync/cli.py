@@ -1,41 +1,44 @@
 """The `okbx` command line.  The only module that prints, and the only one that knows rich.
 
-Exit codes: 0 all done; 1 some actions failed (the others went through), or a plan was
-refused as unsafe; 2 configuration or usage error; 3 the state store cannot be used;
-75 another okbx run holds the lock (try again later).
+Exit codes: 0 all done; 1 some actions failed (the others went through), an issue was parked,
+a plan was refused as unsafe, or (status) a link is failing or parked; 2 configuration or usage
+error; 3 the state store cannot be used; 75 another okbx run holds the lock (try again later).
 """
 
 from __future__ import annotations
 
-import json
-import logging
+# Only what `okbx --help` needs is imported here: the sync engine, requests, sqlite-utils, yaml
+# and rich load inside the commands that use them (help stays well under 0.15 s).
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
-from .config import Config, config_path, load_config
-from .errors import ExitCode, NotFound, OkbxError, UsageError
+from .errors import ExitCode, OkbxError, UsageError
 from .secrets import Redactor
-from .state.binding import ForeignStore, ensure_binding
-from .state.store import Link, Store
-from .sync.engine import Clients, CycleResult, opened, run_cycle
-from .sync.lock import run_lock
 
-log = logging.getLogger("okbx")
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from .config import Config
+    from .state.store import Link, Store
+    from .sync.actions import Action
+    from .sync.engine import Clients, CycleResult
+
 HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     help="okbx-sync: hand Okdesk issues to programmers in Bitrix24 and bring the result back.\n\n" + HELP,
 )
 
@@ -43,18 +46,33 @@ ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="Config file (default: $OKBX_CONFIG, else ./okbx.yaml).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when nothing happened.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="For cron: print nothing unless something failed (then on stderr).")
+]
 LogFileOpt = Annotated[Path | None, typer.Option("--log-file", help="Also append logs to this file.")]
+LogFormatOpt = Annotated[
+    str, typer.Option("--log-format", help="text, or json (one object per line, for log collectors).")
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Apply a plan that stops an unusual share of links.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def _log(name: str = "okbx") -> Any:
+    import logging
+
+    return logging.getLogger(name)
+
+
 def _out() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def _print_table(title: str, headers: Sequence[str], rows: list[Sequence[Any]]) -> None:
     if sys.stdout.isatty():
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for header in headers:
             table.add_column(header, overflow="fold")
@@ -69,23 +87,42 @@ def _print_table(title: str, headers: Sequence[str], rows: list[Sequence[Any]]) 
 
 
 class _Run:
-    """Everything a command needs, built from the options; turns errors into words and exit codes."""
+    """Everything a command needs, built from the options; `_errors` turns its failures into words."""
 
     def __init__(
-        self, config_opt: str | None, *, verbose: bool = False, quiet: bool = False, log_file: Path | None = None
+        self,
+        config_opt: str | None,
+        *,
+        verbose: bool = False,
+        quiet: bool = False,
+        log_file: Path | None = None,
+        log_format: str = "text",
     ) -> None:
         self.redactor = Redactor()
         self.verbose = verbose
+        self._logging = {"verbose": verbose, "quiet": quiet, "log_file": log_file, "log_format": log_format}
+        self._config_opt = config_opt
+        self._config: Config | None = None
+
+    def start(self) -> None:
+        """Logging set up; called by `_errors`, so a log file that cannot be opened is a clear error."""
         from .logsetup import setup_logging
 
-        setup_logging(self.redactor, verbose=verbose, quiet=quiet, log_file=log_file)
-        self.config_file = config_path(config_opt, os.environ)
-        self._config: Config | None = None
+        setup_logging(self.redactor, **self._logging)  # type: ignore[arg-type]
+
+    @property
+    def config_file(self) -> Path:
+        from .config import config_path
+
+        return config_path(self._config_opt, os.environ)
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_file, _environment(self.config_file))
+            from .config import load_config
+            from .envfile import environment
+
+            self._config = load_config(self.config_file, environment(self.config_file, os.environ))
             for secret in self._config.secrets():
                 self.redactor.add(secret)
         return self._config
@@ -95,42 +132,49 @@ class _Run:
         return os.environ.get("OKBX_CRASH_AFTER")  # fault injection for the crash tests only
 
     def store(self) -> Store:
+        from .state.store import Store
+
         return Store(self.config.state.path, crash_after=self.crash_after)
 
     def clients(self) -> Clients:
+        from .sync.engine import Clients
+
         return Clients.build(self.config, self.redactor)
 
 
-def _environment(config_file: Path) -> dict[str, str]:
-    """The process environment, completed by an `okbx.env` next to the config (as `okbx init` writes)."""
-    from .setup_wizard import parse_env_file
-
-    env = dict(os.environ)
-    env_file = config_file.parent / "okbx.env"
-    if env_file.is_file():
-        try:
-            for key, value in parse_env_file(env_file.read_text(encoding="utf-8")).items():
-                if not env.get(key):  # a value set in the environment wins
-                    env[key] = value
-        except OSError:
-            pass  # unreadable: ${VAR} errors will name what is missing
-    return env
+def _silence_stdout() -> None:
+    """After the reader of our stdout went away: nothing more to say, and no noise at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests)
+        pass
 
 
 @contextmanager
 def _errors(run: _Run | None = None) -> Iterator[None]:
     redact: Callable[[str], str] = run.redactor if run else (lambda s: s)
     try:
+        if run is not None:
+            run.start()
         yield
     except typer.Exit:
         raise
+    except BrokenPipeError:  # `okbx status | head`: the reader has what it wanted
+        _silence_stdout()
+        raise typer.Exit(BROKEN_PIPE) from None
     except OkbxError as error:
         typer.echo(f"okbx: {redact(str(error))}", err=True)
         raise typer.Exit(int(error.exit_code)) from None
     except KeyboardInterrupt:
         typer.echo("okbx: interrupted", err=True)
         raise typer.Exit(130) from None
+    except click.exceptions.Abort:  # a prompt got no answer (input ended, or Ctrl-C)
+        typer.echo("okbx: no answer given; stopped (for a run without questions pass --yes and the flags)", err=True)
+        raise typer.Exit(int(ExitCode.USAGE)) from None
     except Exception as error:  # a bug: say so plainly, full detail only with -v, secrets scrubbed
+        import traceback
+
         typer.echo(f"okbx: internal error: {redact(error.__class__.__name__ + ': ' + str(error))}", err=True)
         if run is not None and run.verbose:
             typer.echo(redact("".join(traceback.format_exception(error))), err=True)
@@ -154,49 +198,131 @@ def main(
     """okbx-sync."""
 
 
+# -- sync and run ---------------------------------------------------------------------------------
+def _ensure_binding(store: Store, cfg: Config, *, record: bool = True) -> None:
+    """The store serves the configured accounts (issue 7); else exit 3 before any write."""
+    from .state.binding import ensure_binding
+
+    ensure_binding(store, cfg, record=record)
+
+
+def _extra(action: Action, outcome: str, **more: Any) -> dict[str, Any]:
+    """Structured fields of an action's log line (the JSON log's issue/action/system/outcome)."""
+    fields = {"issue": action.issue_id, "action": action.__class__.__name__, "system": action.side or "local"}
+    return {**fields, "outcome": outcome, **more}
+
+
+def _log_action(action: Action, outcome: str) -> None:
+    """One log line per action as it happens; failures are logged with their reason afterwards."""
+    if outcome != "failed":
+        from .logsetup import ACTION_LOGGER
+
+        _log(ACTION_LOGGER).info(
+            "issue %s: %s %s: %s",
+            action.issue_id,
+            action.__class__.__name__,
+            outcome,
+            action.detail,
+            extra=_extra(action, outcome),
+        )
+
+
 def _report_cycle(
-    result: CycleResult, clients: Clients, *, quiet: bool, emit: Callable[[str], None] | None = None
-) -> int:
+    result: CycleResult,
+    clients: Clients,
+    *,
+    quiet: bool,
+    newly_parked: dict[int, Link],
+    emit: Callable[..., None] | None = None,
+) -> tuple[int, str]:
+    """Failures and new parkings as WARNING/ERROR (stderr and the log file, also with -q); the
+    summary on stdout unless quiet (or through `emit` in the loop), and always in the log file."""
+    from .logsetup import ACTION_LOGGER, ON_STDOUT
+
     applied = result.applied
     assert applied is not None
-    sent = clients.requests_sent()
-    changed = len(applied.done) + len(applied.adopted)
+    action_log = _log(ACTION_LOGGER)
     for action, error in applied.failed:
-        typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
+        action_log.warning(
+            "failed: issue %s: %s: %s",
+            action.issue_id,
+            action.kind,
+            error,
+            extra=_extra(action, "failed", reason=error),
+        )
     for issue_id, error in result.read_errors.items():
-        typer.echo(f"failed: issue {issue_id}: {error}", err=True)
+        action_log.warning("failed: issue %s: %s", issue_id, error, extra={"issue": issue_id, "reason": error})
+    reported = {action.issue_id for action, _ in applied.failed}  # the applier logs those parkings itself
+    for issue_id, link_ in newly_parked.items():
+        if issue_id not in reported:
+            _log().error(
+                "issue %s parked after %s failures: %s; fix the cause, then `okbx retry %s`",
+                issue_id,
+                link_.fail_count,
+                link_.last_error,
+                issue_id,
+                extra={"issue": issue_id, "outcome": "parked", "reason": link_.last_error},
+            )
     _report_billing(result, quiet=quiet, emit=emit)
+    sent = clients.requests_sent()
     left = len(applied.not_reached) + len(result.snapshot.deferred)
     line = (
         f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
-        f"{left} left for the next run; requests: Okdesk {sent['okdesk']}, "
-        f"Bitrix24 {sent['bitrix24']}"
+        f"{left} left for the next run; requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
     )
+    if newly_parked:
+        line += f"; {len(newly_parked)} newly parked"
     if applied.stopped_because:
         line += f"; stopped early: {applied.stopped_because}"
     elif result.snapshot.deferred:
         line += f"; {len(result.snapshot.deferred)} issues deferred: the request budget is spent"
-    if not (quiet and changed == 0 and result.ok and not left):
-        (emit or typer.echo)(line)
-    return int(ExitCode.OK if result.ok else ExitCode.ACTIONS_FAILED)
+    ok = result.ok and not newly_parked
+    fields = {
+        "done": len(applied.done),
+        "adopted": len(applied.adopted),
+        "failed": len(applied.failed),
+        "left": left,
+        "requests": sent,
+        "outcome": "ok" if ok else "failed",
+    }
+    if emit is not None:
+        emit("%s", line, extra=fields)
+    else:
+        printed = not quiet
+        if printed:
+            typer.echo(line)
+        _log().info("%s", line, extra={**fields, ON_STDOUT: printed})
+    return int(ExitCode.OK if ok else ExitCode.ACTIONS_FAILED), line
 
 
-def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[[str], None] | None) -> None:
-    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed."""
+def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[..., None] | None) -> None:
+    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed.
+    Failures go to the log at WARNING like the sync's own (stderr and the log file, also with -q)."""
+    from .logsetup import ACTION_LOGGER, ON_STDOUT
+
+    action_log = _log(ACTION_LOGGER)
     billed = result.billing
     if result.billing_error:
-        typer.echo(f"failed: {result.billing_error}", err=True)
+        action_log.warning("failed: %s", result.billing_error, extra={"reason": result.billing_error})
     if billed is None:
         return
     for action, error in billed.failed:
-        typer.echo(f"failed: issue {action.issue_id}: {action.kind}: {error}", err=True)
+        action_log.warning(
+            "failed: issue %s: %s: %s", action.issue_id, action.kind, error, extra={"issue": action.issue_id}
+        )
     for issue_id, why in billed.blocked.values():
-        typer.echo(f"failed: issue {issue_id}: invoice: {why}", err=True)
+        action_log.warning("failed: issue %s: invoice: %s", issue_id, why, extra={"issue": issue_id, "reason": why})
     if billed.refused:
-        typer.echo(billed.refused, err=True)
+        action_log.warning("%s", billed.refused)
     applied = billed.applied
-    if applied and (applied.done or applied.adopted) and not quiet:
-        (emit or typer.echo)(f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted")
+    if applied and (applied.done or applied.adopted):
+        line = f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted"
+        if emit is not None:
+            emit("%s", line)
+        else:
+            if not quiet:
+                typer.echo(line)
+            _log().info("%s", line, extra={ON_STDOUT: not quiet})
 
 
 def _print_plan(result: CycleResult) -> None:
@@ -218,15 +344,18 @@ def _print_plan(result: CycleResult) -> None:
 @app.command()
 def sync(
     config: ConfigOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere (not even a new state store).")
+    ] = False,
     force: ForceOpt = False,
     wait: Annotated[float, typer.Option("--wait", help="Wait up to SECONDS for another run to finish.")] = 0.0,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_file: LogFileOpt = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Run one sync cycle."""
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format)
     with _errors(run):
         code = _one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet)
         raise typer.Exit(code)
@@ -241,6 +370,7 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
     if not (enabled and sys.stderr.isatty()):
         yield (lambda plan: None), (lambda action, outcome: None)
         return
+    from rich.console import Console
     from rich.progress import Progress
 
     with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -257,6 +387,20 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
         yield on_plan, on_action
 
 
+LAST_RUN = "last_run"  # state-store meta key: when the last (non-dry) run ended and how
+
+
+def _remember_run(store: Store, started: datetime, outcome: str, summary: str) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    record = {"started": started.isoformat(), "ended": datetime.now(UTC).isoformat(), "outcome": outcome}
+    try:
+        store.set_meta(LAST_RUN, json.dumps({**record, "summary": summary}, ensure_ascii=False))
+    except OkbxError:
+        pass  # the store failing is reported by the error that brought us here, or by the next run
+
+
 def _one_cycle(
     run: _Run,
     *,
@@ -265,37 +409,65 @@ def _one_cycle(
     wait: float = 0.0,
     quiet: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
-    emit: Callable[[str], None] | None = None,
+    emit: Callable[..., None] | None = None,
 ) -> int:
+    from datetime import UTC, datetime
+
+    from .sync.engine import opened, run_cycle
+    from .sync.lock import run_lock
+
     cfg = run.config
-    with run_lock(cfg.state.path, wait), opened(cfg, run.redactor, run.crash_after) as (clients, store):
-        ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
-        with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
-            result = run_cycle(
-                cfg,
-                clients,
-                store,
-                dry_run=dry_run,
-                force=force,
-                should_stop=should_stop,
-                on_plan=on_plan,
-                on_action=on_action,
-            )
+    # A dry run writes nothing: no lock file, and the store is an in-memory copy.
+    lock = nullcontext() if dry_run else run_lock(cfg.state.path, wait)
+    with lock, opened(cfg, run.redactor, run.crash_after, read_only=dry_run) as (clients, store):
+        _ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
+        parked_before = {issue_id for issue_id, link_ in store.links().items() if link_.parked}
+        started = datetime.now(UTC)
+        try:
+            with _progress(enabled=not quiet and not dry_run) as (on_plan, on_progress):
+
+                def on_action(action: Action, outcome: str) -> None:
+                    _log_action(action, outcome)
+                    on_progress(action, outcome)
+
+                result = run_cycle(
+                    cfg,
+                    clients,
+                    store,
+                    dry_run=dry_run,
+                    force=force,
+                    should_stop=should_stop,
+                    on_plan=on_plan,
+                    on_action=on_action,
+                )
+        except OkbxError as error:
+            if not dry_run:
+                _remember_run(store, started, "failed", run.redactor(str(error)))
+            raise
         if dry_run:
             _print_plan(result)
             return 0
-        ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
-        return _report_cycle(result, clients, quiet=quiet, emit=emit)
+        _ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
+        links_now = store.links().items()
+        newly_parked = {i: lk for i, lk in links_now if lk.parked and i not in parked_before}
+        code, line = _report_cycle(result, clients, quiet=quiet, newly_parked=newly_parked, emit=emit)
+        _remember_run(store, started, "ok" if code == 0 else "failed", line)
+        return code
 
 
+# -- link, status, retry ---------------------------------------------------------------------------
 @app.command()
 def link(
     issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
     task: Annotated[int, typer.Argument(help="Bitrix24 task id.")],
     config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Link an issue that is not in the handoff status.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Connect an existing Okdesk issue and Bitrix24 task; later cycles sync them like any other link."""
+    from .errors import NotFound
+    from .sync.lock import run_lock
+
     run = _Run(config, verbose=verbose)
     with _errors(run):
         cfg = run.config
@@ -303,7 +475,7 @@ def link(
             store = run.store()
             clients = run.clients()
             try:
-                ensure_binding(store, cfg)
+                _ensure_binding(store, cfg)
                 if (existing := store.link(issue)) is not None:
                     raise UsageError(f"issue {issue} is already linked to task {existing.task_id} ({existing.state})")
                 if (existing := store.link_for_task(task)) is not None:
@@ -312,11 +484,19 @@ def link(
                     found_issue = clients.okdesk.get_issue(issue)
                 except NotFound:
                     raise UsageError(f"Okdesk issue {issue} does not exist") from None
+                handoff = cfg.okdesk.handoff_status
+                if found_issue.status != handoff and not force:
+                    # otherwise the completion would find it "moved by someone" and leave its status alone
+                    raise UsageError(
+                        f"Okdesk issue {issue} is in status '{found_issue.status}', not the handoff status "
+                        f"'{handoff}': hand it off in Okdesk first, or pass --force to link it anyway (its "
+                        "status is then left alone when the task is done)"
+                    )
                 found_task = clients.bitrix.get_task(task)
                 if found_task is None:
                     raise UsageError(f"Bitrix24 task {task} does not exist (or the webhook user cannot see it)")
                 store.create_link(issue, task, status=found_issue.status, origin=f"linked by hand to task {task}")
-                ensure_binding(store, cfg)
+                _ensure_binding(store, cfg)
                 key = f"task:{issue}:1"
                 store.begin_op(key, issue, "task", cycle=1, report_key=None, detail={"detail": "linked by hand"})
                 store.finish_op(
@@ -368,9 +548,103 @@ def _status_rows(store: Store) -> list[dict[str, Any]]:
     return [r for r in rows if r is not None]
 
 
+def _local(moment: str | None, *, with_date: bool = True) -> str:
+    """An ISO time from the store, in this machine's zone (the zone is named once, in the title)."""
+    from datetime import datetime
+
+    if not moment:
+        return "-"
+    local = datetime.fromisoformat(moment).astimezone()
+    return local.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M")
+
+
+def _zone_name() -> str:
+    from datetime import datetime
+
+    now = datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return f"{now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def _status_title(rows: list[dict[str, Any]], last_run: dict[str, Any] | None) -> list[str]:
+    unhealthy = sum(1 for r in rows if r["state"] == "parked" or r["failures"])
+    lines = [f"okbx status: {len(rows)} links, {unhealthy} failing or parked; times in {_zone_name()}"]
+    if last_run:
+        lines.append(f"last run: {_local(last_run.get('ended'))}, {last_run.get('outcome')}: {last_run.get('summary')}")
+    else:
+        lines.append("last run: none recorded yet")
+    return lines
+
+
+def _problem(row: dict[str, Any]) -> str:
+    if not (row["failures"] or row["state"] == "parked"):
+        return ""
+    retry = "" if row["state"] == "parked" else f", retry {_local(row['next_retry_at'], with_date=False)}"
+    return f"{row['failures']}x{retry}: {row['last_error'] or ''}"
+
+
+def _render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, *, wide: bool) -> None:
+    """A table that fits the terminal (80 columns when not a terminal); `--wide` shows every column."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # not a terminal: 80 columns, or (--wide) no limit at all, so a long error stays on its line
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000 if wide else 80)
+    for line in _status_title(rows, last_run):
+        console.print(line, overflow="ellipsis", no_wrap=not wide, markup=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    if wide:
+        columns = ("issue", "task", "state", "handoff", "comments", "time entries", "last activity")
+        for header in (*columns, "failures", "next retry", "last error"):
+            table.add_column(header, overflow="fold")
+        for r in rows:
+            table.add_row(
+                *(str(c) for c in (r["issue"], r["task"] or "-", r["state"], r["cycle"])),
+                str(r["comments_forwarded"]),
+                str(r["time_entries_copied"]),
+                _local(r["updated_at"]),
+                str(r["failures"]),
+                _local(r["next_retry_at"]),
+                r["last_error"] or "",
+                end_section=False,
+            )
+    else:
+        for header, justify in (("issue", "right"), ("task", "right"), ("state", "left")):
+            table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for header in ("com.", "time"):
+            table.add_column(header, justify="right", no_wrap=True)
+        table.add_column("activity", no_wrap=True)
+        cells = [
+            (
+                str(r["issue"]),
+                str(r["task"] or "-"),
+                r["state"],
+                str(r["comments_forwarded"]),
+                str(r["time_entries_copied"]),
+                _local(r["updated_at"])[5:],  # MM-DD HH:MM: the year is in the last run's line
+            )
+            for r in rows
+        ]
+        fixed = sum(max([len(str(c.header)), *(len(row[i]) for row in cells)]) for i, c in enumerate(table.columns))
+        room = max(12, console.width - fixed - 3 * len(table.columns) - 3)  # padding and separators
+        table.add_column("problem", no_wrap=True, overflow="ellipsis", max_width=room)
+        for row, r in zip(cells, rows, strict=True):
+            problem = _problem(r)
+            table.add_row(*row, problem if len(problem) <= room else problem[: room - 1] + "…")
+    console.print(table, markup=False)
+
+
 @app.command()
-def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
-    """Show the links and their state, including failures with their reason."""
+def status(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, long errors in full.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the links, their state and failures, and the last run; exit 1 while any link fails or is parked."""
+    import json
+
     run = _Run(config, verbose=verbose)
     with _errors(run):
         store = run.store()
@@ -378,45 +652,20 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
             rows = _status_rows(store)
             linked = {r["issue"] for r in rows}
             unlinked = {i: e for i, e in _billing_failures(store).items() if i not in linked}  # e.g. a debtor's issue
+            last_run_text = store.get_meta(LAST_RUN)
         finally:
             store.close()
+        last_run = json.loads(last_run_text) if last_run_text else None
         if as_json:
             failures = [{"issue": i, "error": e} for i, e in sorted(unlinked.items())]
-            typer.echo(json.dumps({"links": rows, "billing_failures": failures}, ensure_ascii=False, indent=2))
-            return
-        for issue_id, error in sorted(unlinked.items()):
-            typer.echo(f"billing: issue {issue_id}: {error}")
-        headers = (
-            "issue",
-            "task",
-            "state",
-            "handoff",
-            "comments",
-            "time entries",
-            "last activity",
-            "failures",
-            "next retry",
-            "last error",
-        )
-        _print_table(
-            f"okbx status: {len(rows)} links",
-            headers,
-            [
-                (
-                    r["issue"],
-                    r["task"] or "-",
-                    r["state"],
-                    r["cycle"],
-                    r["comments_forwarded"],
-                    r["time_entries_copied"],
-                    r["updated_at"][:16].replace("T", " "),
-                    r["failures"],
-                    (r["next_retry_at"] or "-")[:16],
-                    r["last_error"] or "",
-                )
-                for r in rows
-            ],
-        )
+            payload = {"links": rows, "last_run": last_run, "billing_failures": failures}
+            typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        else:
+            for issue_id, error in sorted(unlinked.items()):
+                typer.echo(f"billing: issue {issue_id}: {error}")
+            _render_status(rows, last_run, wide=wide)
+        unhealthy = unlinked or any(r["state"] == "parked" or r["failures"] or r.get("billing_error") for r in rows)
+        raise typer.Exit(int(ExitCode.ACTIONS_FAILED if unhealthy else ExitCode.OK))
 
 
 @app.command()
@@ -426,7 +675,7 @@ def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config
     with _errors(run):
         store = run.store()
         try:
-            ensure_binding(store, run.config)
+            _ensure_binding(store, run.config)
             if store.link(issue) is None:
                 raise UsageError(f"issue {issue} is not linked")
             store.update_link(issue, fail_count=0, next_retry_at=None, parked=False, dirty=True)
@@ -450,6 +699,7 @@ def rebind(
     webhook). Never for other accounts: their issues and tasks are not the ones in this store.
     Before asking, a few of the store's tasks are looked up in the configured portal."""
     from .state.binding import Binding, record_binding, stored_binding, tasks_under_their_markers
+    from .sync.lock import run_lock
 
     run = _Run(config)
     with _errors(run):
@@ -473,7 +723,7 @@ def rebind(
                 if not yes and not _confirm("are these the same accounts under a new address?"):
                     raise UsageError("not rebound: the state store still serves what it served")
                 record_binding(store, wanted)
-                log.info("state store %s rebound from %s to %s", cfg.state.path, found, wanted)
+                _log().info("state store %s rebound from %s to %s", cfg.state.path, found, wanted)
                 typer.echo(f"the state store now serves {wanted.describe()}")
             finally:
                 clients.close()
@@ -488,6 +738,7 @@ def _confirm(question: str) -> bool:
         return False
 
 
+# -- demo, doctor --------------------------------------------------------------------------------
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's config and state directory.")] = False,
@@ -515,32 +766,95 @@ def doctor(config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
             checks = run_checks(cfg, clients.okdesk, clients.bitrix, now=lambda: datetime.now(UTC))
         finally:
             clients.close()
+        warnings = sum(c.ok and c.warn for c in checks)
         _print_table(
-            f"okbx doctor: {sum(c.ok for c in checks)} of {len(checks)} checks pass",
+            f"okbx doctor: {sum(c.ok for c in checks)} of {len(checks)} checks pass"
+            + (f", {warnings} with a warning" if warnings else ""),
             ("check", "result", "detail", "how to fix"),
-            [(c.name, "ok" if c.ok else "FAIL", run.redactor(c.detail), run.redactor(c.fix)) for c in checks],
+            [
+                (c.name, ("WARN" if c.warn else "ok") if c.ok else "FAIL", run.redactor(c.detail), run.redactor(c.fix))
+                for c in checks
+            ],
         )
         raise typer.Exit(0 if all(c.ok for c in checks) else int(ExitCode.ACTIONS_FAILED))
 
 
-def _pick(label: str, options: list[tuple[str, str]], given: str | None, interactive: bool) -> str:
-    """One value from a discovered list: the flag's value, else a prompt, else refuse."""
+# -- init -----------------------------------------------------------------------------------------
+def _ask(label: str, *, default: str | None = None, hide: bool = False, check: Callable[[str], str | None]) -> str:
+    """Prompt until `check` accepts the answer (it returns a problem or None); a bad answer is asked again."""
+    while True:
+        answer = str(typer.prompt(label, default=default, hide_input=hide, show_default=not hide)).strip()
+        problem = check(answer)
+        if problem is None:
+            return answer
+        typer.echo(f"  {problem}; try again")
+
+
+def _pick(label: str, options: list[tuple[str, str]], default: str | None = None) -> str:
+    """One value from a discovered list, interactively: a number or a code, Enter for the default."""
     codes = [code for code, _ in options]
-    if given is not None:
-        if given not in codes:
-            raise UsageError(f"{label}: {given!r} is not one of: {', '.join(codes) or '(none found)'}")
-        return given
-    if not interactive:
-        raise UsageError(f"{label}: give it with its flag (choices: {', '.join(codes) or '(none found)'})")
     for number, (code, name) in enumerate(options, 1):
         typer.echo(f"  {number}. {name} [{code}]")
-    while True:
-        answer = typer.prompt(label).strip()
-        if answer in codes:
-            return answer
-        if answer.isdigit() and 1 <= int(answer) <= len(options):
-            return options[int(answer) - 1][0]
-        typer.echo("  pick a number or a code from the list")
+
+    def check(answer: str) -> str | None:
+        if answer in codes or (answer.isdigit() and 1 <= int(answer) <= len(options)):
+            return None
+        return f"{answer!r} is not in the list: pick a number or a code"
+
+    answer = _ask(label, default=default if default in codes else None, check=check)
+    return answer if answer in codes else options[int(answer) - 1][0]
+
+
+def _url_problem(what: str) -> Callable[[str], str | None]:
+    from .config import insecure_http_problem
+
+    def check(answer: str) -> str | None:
+        import re
+
+        if what == "webhook" and not re.match(r"^https?://[^/\s]+/rest/\d+/[^/\s?#]+/?$", answer):
+            return "the webhook URL must look like https://<portal>/rest/<user id>/<secret>/"
+        if what == "okdesk" and not re.match(r"^https?://[^/\s]+", answer):
+            return "the Okdesk URL must look like https://yourcompany.okdesk.ru"
+        problem = insecure_http_problem(answer)
+        return problem.replace("in this section", "in okbx.yaml") if problem else None
+
+    return check
+
+
+def _nonempty(answer: str) -> str | None:
+    return None if answer else "an answer is needed"
+
+
+def _choose(
+    flag: str,
+    label: str,
+    options: list[tuple[str, str]],
+    given: str | None,
+    *,
+    default: str | None,
+    interactive: bool,
+    problems: list[str],
+) -> str:
+    """A flag's value checked against what the accounts offer; asked for when interactive, else
+    every missing or wrong flag is collected in `problems` and reported together."""
+    codes = [code for code, _ in options]
+    if given in codes:
+        return str(given)
+    shown = ", ".join(f"{code} ({name})" if name != code else code for code, name in options[:15])
+    shown += ", …" if len(options) > 15 else ""
+    if given is None and default in codes and not interactive:
+        return str(default)
+    problem = (
+        f"{flag} {given!r} is not one of: {shown or '(none found)'}"
+        if given is not None
+        else f"{flag} is missing; one of: {shown or '(none found)'}"
+    )
+    if not interactive:
+        problems.append(problem)
+        return ""
+    if given is not None:
+        typer.echo(f"  {problem}")
+    return _pick(label, options, default)
 
 
 @app.command()
@@ -549,46 +863,73 @@ def init(
         "okbx.yaml"
     ),
     okdesk_url: Annotated[str | None, typer.Option(help="https://yourcompany.okdesk.ru")] = None,
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Bitrix24 incoming webhook URL (default: $BITRIX24_WEBHOOK_URL).")
-    ] = None,
+    webhook_url: Annotated[str | None, typer.Option(hidden=True)] = None,
     handoff_status: Annotated[str | None, typer.Option(help="Okdesk status code that hands an issue off.")] = None,
-    return_status: Annotated[str | None, typer.Option(help="Okdesk status code set when the task is done.")] = None,
+    return_status: Annotated[
+        str | None, typer.Option(help="Okdesk status code set when the task is done [default: opened].")
+    ] = None,
     bot_employee: Annotated[str | None, typer.Option(help="Okdesk employee id okbx writes as.")] = None,
     group: Annotated[str | None, typer.Option(help="Bitrix24 group id for new tasks.")] = None,
     responsible: Annotated[str | None, typer.Option(help="Bitrix24 user id responsible for new tasks.")] = None,
     default_employee: Annotated[
-        str | None, typer.Option(help="Okdesk employee for unmapped programmers' time.")
+        str | None, typer.Option(help="Okdesk employee for unmapped programmers' time [default: the bot].")
     ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Non-interactive: take the flags and the proposed user mapping.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing configuration.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing configuration and the okbx.env next to it.")
+    ] = False,
 ) -> None:
     """Write a starter okbx.yaml (and okbx.env for the secrets) from what both APIs report, then run doctor.
 
-    The Okdesk token is read from $OKDESK_API_TOKEN or asked for (hidden); it is never a flag."""
-    from .setup_wizard import discover, propose_user_map, render_config, render_env_file, write_private_file
+    The secrets are never flags (a command line is visible to every user in `ps`): the Okdesk token
+    comes from $OKDESK_API_TOKEN and the webhook URL from $BITRIX24_WEBHOOK_URL, else from a hidden prompt."""
+    from .envfile import ENV_TOKEN, ENV_WEBHOOK, env_file_for, render_env_file, write_private_file
+    from .errors import ApiError
+    from .setup_wizard import discover, propose_user_map, render_config
 
     run = _Run(None)
     with _errors(run):
-        interactive = not yes and sys.stdin.isatty()
-        if output.exists() and not force:
-            raise UsageError(f"{output} exists; pass --force to overwrite it")
-
-        def ask(value: str | None, env_key: str | None, label: str, hide: bool = False) -> str:
-            value = value or (os.environ.get(env_key) if env_key else None)
-            if value:
-                return value
-            if not interactive:
-                raise UsageError(f"{label} is needed" + (f" (set ${env_key})" if env_key else ""))
-            return str(typer.prompt(label, hide_input=hide)).strip()
-
-        url = ask(okdesk_url, None, "Okdesk URL")
-        token = ask(None, "OKDESK_API_TOKEN", "Okdesk API token", hide=True)
-        webhook = ask(webhook_url, "BITRIX24_WEBHOOK_URL", "Bitrix24 webhook URL", hide=True)
-        found = discover(url, token, webhook, redactor=run.redactor)
-        statuses = found.statuses
+        if webhook_url is not None:
+            raise UsageError(
+                "--webhook-url is not accepted: the webhook URL holds a secret, and a command line is visible "
+                f"in `ps`. Set ${ENV_WEBHOOK}, or leave it out and paste it at the hidden prompt"
+            )
+        env_path = env_file_for(output)
+        existing = [str(p) for p in (output, env_path) if p.exists()]
+        if existing and not force:
+            raise UsageError(
+                f"init would overwrite {' and '.join(existing)}; pass --force to replace "
+                f"{'them' if len(existing) > 1 else 'it'}, or choose another directory with -o"
+            )
+        interactive = not yes
+        url, token, webhook = okdesk_url, os.environ.get(ENV_TOKEN) or None, os.environ.get(ENV_WEBHOOK) or None
+        if not interactive:
+            missing = [name for name, value in (("--okdesk-url", url), (f"${ENV_TOKEN}", token)) if not value]
+            missing += [f"${ENV_WEBHOOK}"] if not webhook else []
+            if missing:
+                flags = {"--handoff-status": handoff_status, "--bot-employee": bot_employee}
+                flags |= {"--group": group, "--responsible": responsible}
+                missing += [flag for flag, value in flags.items() if value is None]
+                raise UsageError("init --yes needs: " + ", ".join(missing) + " (secrets from the environment)")
+        url = url or _ask("Okdesk URL (https://yourcompany.okdesk.ru)", check=_url_problem("okdesk"))
+        token = token or _ask("Okdesk API token (hidden)", hide=True, check=_nonempty)
+        webhook = webhook or _ask("Bitrix24 incoming webhook URL (hidden)", hide=True, check=_url_problem("webhook"))
+        while True:
+            try:
+                found = discover(url, token, webhook, redactor=run.redactor)
+                break
+            except (ApiError, UsageError) as error:
+                if not interactive:
+                    raise
+                # a wrong answer is asked again; the others are kept
+                typer.echo(f"  {run.redactor(str(error))}")
+                if getattr(error, "system", "") == "Bitrix24" or "webhook" in str(error):
+                    webhook = _ask("Bitrix24 incoming webhook URL (hidden)", hide=True, check=_url_problem("webhook"))
+                else:
+                    url = _ask("Okdesk URL", default=url, check=_url_problem("okdesk"))
+                    token = _ask("Okdesk API token (hidden)", hide=True, check=_nonempty)
         employees = [
             (str(e["id"]), f"{e['name']} <{e.get('email') or '-'}>")
             for e in found.okdesk_employees
@@ -600,14 +941,29 @@ def init(
             if u.get("active", True)
         ]
         groups = [(str(g["id"]), str(g["name"])) for g in found.groups]
-        handoff = _pick("handoff status", statuses, handoff_status, interactive)
-        back = _pick("return status", statuses, return_status or ("opened" if not interactive else None), interactive)
-        bot = _pick("Okdesk employee okbx writes as (its token's owner)", employees, bot_employee, interactive)
-        group_id = _pick("Bitrix24 group for new tasks", groups, group, interactive)
-        owner = _pick("Bitrix24 user responsible for new tasks", users, responsible, interactive)
-        fallback = _pick(
-            "Okdesk employee for unmapped programmers' time", employees, default_employee or bot, interactive
+        problems: list[str] = []
+
+        def choose(
+            flag: str, label: str, options: list[tuple[str, str]], given: str | None, default: str | None
+        ) -> str:
+            return _choose(flag, label, options, given, default=default, interactive=interactive, problems=problems)
+
+        one_group = groups[0][0] if len(groups) == 1 else None
+        # the handoff status is a custom one: proposed when asking, never assumed by --yes
+        proposal = "to_programmers" if interactive else None
+        handoff = choose("--handoff-status", "handoff status", found.statuses, handoff_status, proposal)
+        back = choose("--return-status", "return status", found.statuses, return_status, "opened")
+        bot = choose(
+            "--bot-employee", "Okdesk employee okbx writes as (its token's owner)", employees, bot_employee, None
         )
+        group_id = choose("--group", "Bitrix24 group for new tasks", groups, group, one_group)
+        owner = choose("--responsible", "Bitrix24 user responsible for new tasks", users, responsible, None)
+        fallback = ""  # defaults to the bot: not worth a complaint of its own while the bot is missing
+        if bot or default_employee is not None or interactive:
+            label = "Okdesk employee for unmapped programmers' time"
+            fallback = choose("--default-employee", label, employees, default_employee, bot)
+        if problems:
+            raise UsageError("init --yes: fix these flags:\n  " + "\n  ".join(problems))
         mapping = propose_user_map(found.bitrix_users, found.okdesk_employees)
         typer.echo(f"proposed Bitrix24 -> Okdesk user mapping (by e-mail): {mapping or 'none found'}")
         if interactive and mapping and not typer.confirm("use this mapping?", default=True):
@@ -626,38 +982,64 @@ def init(
             choices["bitrix24.created_by"] = found.webhook_user_id
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(render_config(choices), encoding="utf-8")
-        env_path = output.parent / "okbx.env"
         write_private_file(env_path, render_env_file(token, webhook))
         typer.echo(f"wrote {output} and {env_path} (secrets, mode 600); running okbx doctor")
     doctor(config=str(output))
 
 
+def _state_files(state_path: Path) -> list[Path]:
+    return [state_path.with_name(state_path.name + suffix) for suffix in ("", "-wal", "-shm", ".lock")]
+
+
 @app.command()
 def emulate(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to write okbx.yaml and okbx.env.")] = Path(
-        "okbx-playground"
-    ),
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to write okbx.yaml and okbx.env (default: a new okbx-playground-* here)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an okbx.yaml, okbx.env and state store already in --dir.")
+    ] = False,
 ) -> None:
     """Run both emulators on 127.0.0.1 with a matching config, to try okbx safely; Ctrl-C stops them."""
     import signal
+    import tempfile
     import threading
 
     from .emulator.world import World
-    from .setup_wizard import render_env_file, write_private_file
+    from .envfile import ENV_FILE_NAME, render_env_file, write_private_file
 
     with _errors():
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="okbx-playground-", dir="."))
+        else:
+            # Never take over someone's configuration: its store would see every link's issue as deleted.
+            found = [
+                p
+                for p in [directory / "okbx.yaml", directory / ENV_FILE_NAME, *_state_files(directory / "okbx.sqlite3")]
+                if p.exists()
+            ]
+            if found and not force:
+                raise UsageError(
+                    f"{directory} already holds {', '.join(p.name for p in found)}; emulate would overwrite them "
+                    "(and a state store of real accounts must never meet the emulators). Choose another --dir, "
+                    "leave --dir out for a fresh directory, or pass --force to replace them"
+                )
+            for path in found:
+                if path.name != "okbx.yaml" and path.name != ENV_FILE_NAME:
+                    path.unlink()  # --force: the old store belongs to another world
+            directory.mkdir(parents=True, exist_ok=True)
         world = World.start()
         stopped = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             config_file = world.write_config(directory)
             env = world.env()
             write_private_file(
-                directory / "okbx.env", render_env_file(env["OKDESK_API_TOKEN"], env["BITRIX24_WEBHOOK_URL"])
+                directory / ENV_FILE_NAME, render_env_file(env["OKDESK_API_TOKEN"], env["BITRIX24_WEBHOOK_URL"])
             )
             typer.echo(f"Okdesk emulator:   {world.okdesk_server.url}")
-            typer.echo(f"Bitrix24 emulator: {world.bitrix_server.url} (webhook in {directory / 'okbx.env'})")
+            typer.echo(f"Bitrix24 emulator: {world.bitrix_server.url} (webhook in {directory / ENV_FILE_NAME})")
             typer.echo(f"Try: okbx doctor --config {config_file}; okbx sync --dry-run --config {config_file}")
             typer.echo("The emulators start empty of issues; stop them with Ctrl-C.")
             try:
@@ -669,14 +1051,20 @@ def emulate(
             world.close()
 
 
+# -- the loop -------------------------------------------------------------------------------------
+MAX_EVERY = 7 * 24 * 3600
+
+
 def _parse_every(text: str) -> float:
+    import math
+
     units = {"s": 1, "m": 60, "h": 3600}
     try:
         value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except (ValueError, KeyError):
-        value = 0
-    if value < 1:
-        raise UsageError(f"--every must be a duration like 30s, 5m or 1h, got {text!r}")
+        value = math.nan
+    if not (math.isfinite(value) and 1 <= value <= MAX_EVERY):
+        raise UsageError(f"--every must be a duration from 1s to 7 days like 30s, 5m or 1h, got {text!r}")
     return value
 
 
@@ -688,6 +1076,7 @@ def run_loop(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_file: LogFileOpt = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Run sync cycles in a loop until SIGTERM or Ctrl-C (the action in flight is finished first)."""
     import signal
@@ -695,8 +1084,11 @@ def run_loop(
 
     import schedule
 
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    from .state.binding import ForeignStore
+
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format)
     with _errors(run):
+        log = _log()
         seconds = _parse_every(every)
         run.config  # noqa: B018 - fail on a bad config before looping
         stop: list[str] = []
@@ -734,6 +1126,8 @@ def show(
     issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
 ) -> None:
     """The full history of one link: every action, when, with what result, every failure and why."""
+    import json
+
     run = _Run(config)
     with _errors(run):
         store = run.store()
@@ -756,9 +1150,9 @@ def show(
                 + (f", last error: {link_.last_error}" if link_.last_error else "")
             )
         _print_table(
-            f"history of issue {issue}",
+            f"history of issue {issue} (times in {_zone_name()})",
             ("when", "what", "result", "detail"),
-            [(e["at"], e["kind"], e["outcome"], e["detail"]) for e in entries],
+            [(_local(e["at"]), e["kind"], e["outcome"], e["detail"]) for e in entries],
         )
 
 
@@ -804,7 +1198,16 @@ def report(
 
 
 def run() -> None:
-    app(prog_name="okbx")
+    try:
+        app(prog_name="okbx")
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(BROKEN_PIPE)
+    finally:
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            _silence_stdout()
 
 
 if __name__ == "__main__":

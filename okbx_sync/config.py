@@ -8,6 +8,7 @@ string is replaced from the environment (secrets live there, not in the file).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ class OkdeskConfig:
     full_scan_minutes: int = 60
     requests_per_second: float = 3.0
     timeout_seconds: float = 30.0
+    allow_insecure_http: bool = False  # plain http to a host that is not loopback (the token travels in clear)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Bitrix24Config:
     requests_per_second: float = 2.0
     burst: int = 40
     timeout_seconds: float = 65.0
+    allow_insecure_http: bool = False  # plain http to a host that is not loopback (the secret travels in clear)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "full_scan_minutes": Key("int", 60, check=_positive),
             "requests_per_second": Key("float", 3.0, check=_positive),
             "timeout_seconds": Key("float", 30.0, check=_positive),
+            "allow_insecure_http": Key("bool", False),
         },
     ),
     "bitrix24": (
@@ -185,6 +189,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "requests_per_second": Key("float", 2.0, check=_positive),
             "burst": Key("int", 40, check=_positive),
             "timeout_seconds": Key("float", 65.0, check=_positive),
+            "allow_insecure_http": Key("bool", False),
         },
     ),
     "comments": (
@@ -300,9 +305,13 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
         if key.choices and value not in key.choices:
             raise _Problem(f"must be one of {', '.join(key.choices)}, got {_show(value)}")
         if kind in ("url", "secret_url"):
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                shown = _show(value) if kind == "url" else "a value that is not a URL"
+            shown = _show(value) if kind == "url" else "a value that is not a URL"
+            try:
+                parts = urlsplit(value)
+                parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+            except ValueError as exc:
+                raise _Problem(f"must be an http(s) URL, got {shown}: {exc}") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise _Problem(f"must be an http(s) URL, got {shown}")
             if kind == "secret_url" and not re.search(r"/rest/\d+/[^/]+/?$", parts.path):
                 raise _Problem("must be an incoming-webhook URL of the form https://<portal>/rest/<user id>/<secret>/")
@@ -399,12 +408,41 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
                     problems.append((path, message))
             except _Problem as problem:
                 problems.append((path, str(problem)))
+        if (url_key := _URL_KEYS.get(section)) and url_key in kwargs and not kwargs.get("allow_insecure_http"):
+            if message := insecure_http_problem(kwargs[url_key]):
+                problems.append((f"{section}.{url_key}", message))
         if not any(p.startswith(section + ".") or p == section for p, _ in problems):
             built[section] = cls(**kwargs)
     problems += _cross_checks(raw)
     if problems:
         raise ConfigError(problems, source)
     return Config(**built, source=source)
+
+
+_URL_KEYS = {"okdesk": "url", "bitrix24": "webhook_url"}
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_http_problem(url: Any) -> str | None:
+    """Plain http sends the Okdesk token (in the query) or the webhook secret (in the path) in clear:
+    fine for the emulators on this machine, refused elsewhere unless allow_insecure_http is set."""
+    parts = urlsplit(url.reveal() if isinstance(url, Secret) else str(url))
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return (
+            f"plain http:// to {parts.hostname} would send the secret in clear: use https://, "
+            "or set allow_insecure_http: true in this section if you must"
+        )
+    return None
 
 
 def _cross_checks(raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -431,16 +469,65 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     source = str(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([("", "file not found (give --config PATH or set OKBX_CONFIG)")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([("", f"cannot read the file: {exc.__class__.__name__}")], source) from None
+    except PermissionError:
+        raise ConfigError([("", "cannot read the file: permission denied")], source) from None
+    except IsADirectoryError:
+        raise ConfigError([("", "cannot read the file: it is a directory")], source) from None
+    except UnicodeDecodeError:
+        raise ConfigError([("", "cannot read the file: not UTF-8 text")], source) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.strerror or exc.__class__.__name__}")], source) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
+    except _Problem as problem:
+        raise ConfigError([("", str(problem))], source) from None
+    return parse_config(raw, env=env, base_dir=path.parent.resolve(), source=source)
+
+
+MAX_CONFIG_BYTES = 256 * 1024  # a full configuration is about 5 KiB
+MAX_NESTING = 20  # sections are 2 levels deep; time.users 3
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys (the later one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool | None):  # unhashable keys: PyYAML reports them
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise _Problem(f"duplicate key {_show(key)} at line {mark.line + 1}, column {mark.column + 1}")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """The YAML document, or _Problem: syntax errors with their place, duplicate keys, too deep nesting.
+    The depth is checked on the event stream first: PyYAML builds nested nodes recursively."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise _Problem(f"nested more than {MAX_NESTING} levels deep (line {line})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError([("", f"not valid YAML{where}: {problem}")], source) from None
-    return parse_config(raw, env=env, base_dir=path.parent.resolve(), source=source)
+        raise _Problem(f"not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise _Problem(f"nested more than {MAX_NESTING} levels deep") from None

@@ -42,6 +42,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False  # passes, but deserves a look (shown as WARN; doctor still exits 0)
 
 
 def _fail_text(error: Exception) -> str:
@@ -83,6 +84,8 @@ def run_checks(
 
         checks += _guarded("Billing", lambda: billing_checks(config, okdesk, bitrix))
     checks += _guarded("Clock", lambda: [_clock_check(bitrix, now, seen)])
+    checks += _guarded("Transport", lambda: [_transport_check(config)])
+    checks += _guarded("File permissions", lambda: _permission_checks(config))
     return [replace(c, detail=redact(c.detail), fix=redact(c.fix)) for c in checks]
 
 
@@ -540,3 +543,49 @@ def _http_date(value: str | None) -> datetime | None:
         return None
     # the header has whole seconds, truncated: the mean truncation is half a second
     return moment + timedelta(seconds=0.5) if moment.tzinfo is not None else None
+
+
+def _transport_check(config: Config) -> Check:
+    from urllib.parse import urlsplit
+
+    from .config import is_loopback
+
+    clear = []
+    for name, url in (
+        ("okdesk.url", config.okdesk.url),
+        ("bitrix24.webhook_url", config.bitrix24.webhook_url.reveal()),
+    ):
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            clear.append(f"{name} uses plain http:// to {parts.hostname}")
+    if clear:
+        return Check(
+            "Transport",
+            True,
+            "; ".join(clear) + " (allow_insecure_http: true): the secrets travel in clear",
+            "use https:// and remove allow_insecure_http",
+            warn=True,
+        )
+    return Check("Transport", True, "https, or plain http only to this machine (the emulators)")
+
+
+def _permission_checks(config: Config) -> list[Check]:
+    """The env file holds the secrets, the state store client names and comment titles: owner only."""
+    from .envfile import env_file_for
+
+    checks = []
+    files = [("secrets file", env_file_for(Path(config.source)))] if config.source else []
+    files.append(("state store", config.state.path))
+    for what, path in files:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            continue  # not there (yet): the store is created 0600; no env file means the environment
+        name = f"File permissions: {what}"
+        if mode & 0o077:
+            checks.append(
+                Check(name, True, f"{path} has mode {mode:o}: other users can read it", f"chmod 600 {path}", warn=True)
+            )
+        else:
+            checks.append(Check(name, True, f"{path} has mode {mode:o} (owner only)"))
+    return checks

@@ -30,7 +30,8 @@ class ConfigError(OkbxError):
         self.source = source
         lines = [f"{key}: {message}" if key else message for key, message in problems]
         where = f" in {source}" if source else ""
-        super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(lines))
+        joint = " " if len(lines) == 1 else "\n  "  # one problem, one line
+        super().__init__(f"invalid configuration{where}:{joint}" + "\n  ".join(lines))
 
 
 class UsageError(OkbxError):

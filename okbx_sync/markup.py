@@ -15,24 +15,44 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 ZWSP = "\u200b"
-MAX_TEXT = 20000  # characters of user text forwarded; the rest is cut with a note
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CUT = " … (cut)"
+# Caps on user text, counted in characters before escaping (escaping may add entities and
+# zero-width spaces).  Neither API documents a limit: these keep a hostile or runaway text
+# from becoming a megabyte comment, and stay far below what either system is known to accept.
+MAX_TEXT = 20000  # a forwarded comment, a task description, one issue note
+MAX_LINE = 1000  # one-line texts: a time-entry comment, a row of the summary
+MAX_NAME = 200  # a person's or company's name
+MAX_TITLE = 200  # a Bitrix24 task title after the "[Okdesk #id] " prefix
+# C0 controls except tab/newline/CR, DEL, C1 controls, lone surrogates, and the Unicode
+# bidirectional embeddings/overrides/isolates (a right-to-left override can make
+# "exe.txt" read as "txt.exe").
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
-def clean_text(text: str) -> str:
-    """Drop control characters (binary-looking input) and cap the length."""
+def clean_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Drop control and bidi-override characters and cap the length with a visible "(cut)"."""
     text = _CONTROL.sub("", text)
-    if len(text) > MAX_TEXT:
-        text = text[:MAX_TEXT] + " … (cut)"
+    if len(text) > limit:
+        text = text[:limit] + CUT
     return text
 
 
-def escape_bbcode(text: str) -> str:
-    return clean_text(text).replace("[", "[" + ZWSP)
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """Cleaned, with every run of whitespace (newlines included) folded into one space."""
+    return clean_text(" ".join(_CONTROL.sub("", text).split()), limit)
 
 
-def escape_html(text: str) -> str:
-    return html.escape(clean_text(text), quote=True).replace("\n", "<br>")
+def neutralise_bbcode(text: str) -> str:
+    """Already-clean text made inert in BB-code: a zero-width space after every `[`."""
+    return text.replace("[", "[" + ZWSP)
+
+
+def escape_bbcode(text: str, limit: int = MAX_TEXT) -> str:
+    return neutralise_bbcode(clean_text(text, limit))
+
+
+def escape_html(text: str, limit: int = MAX_TEXT) -> str:
+    return html.escape(clean_text(text, limit), quote=True).replace("\n", "<br>")
 
 
 def safe_url(url: str) -> str | None:

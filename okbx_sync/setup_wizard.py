@@ -4,14 +4,12 @@
 workgroups and users) with nothing but the two secrets and the account URL;
 `propose_user_map` pairs Bitrix24 users with Okdesk employees by e-mail; `render_config`
 writes a complete okbx.yaml (every key of config.example.yaml, with its comments) that keeps
-the secrets in the environment; `render_env_file` and `write_private_file` put the secrets in a
-KEY=value file only its owner can read.
+the secrets in the environment.  The env file for the secrets is `envfile`'s (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,13 +20,12 @@ import yaml
 
 from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
-from .config import OPT_IN_SECTIONS, REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig
+from .config import OPT_IN_SECTIONS, REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig, insecure_http_problem
 from .doctor import list_okdesk_employees
+from .envfile import ENV_TOKEN, ENV_WEBHOOK, parse_env_file, render_env_file, write_private_file  # noqa: F401 - their old home
 from .errors import UsageError
 from .secrets import Redactor, Secret, webhook_secret_parts
 
-ENV_TOKEN = "OKDESK_API_TOKEN"
-ENV_WEBHOOK = "BITRIX24_WEBHOOK_URL"
 SECRET_KEYS = {"okdesk.api_token": "${" + ENV_TOKEN + "}", "bitrix24.webhook_url": "${" + ENV_WEBHOOK + "}"}
 _WEBHOOK = re.compile(r"^https?://[^/\s]+/rest/(\d+)/[^/\s?#]+/?$")
 _PAGE = 50
@@ -59,6 +56,9 @@ def discover(okdesk_url: str, api_token: str, webhook_url: str, *, redactor: Red
     match = _WEBHOOK.match(webhook_url)
     if match is None:
         raise UsageError("the webhook URL must look like https://<portal>/rest/<user id>/<secret>/")
+    for what, url in (("the Okdesk URL", okdesk_url), ("the webhook URL", webhook_url)):
+        if problem := insecure_http_problem(url):  # before a single request carries a secret
+            raise UsageError(f"{what}: {problem.replace('in this section', 'in okbx.yaml')}")
     okdesk, bitrix = build_clients(okdesk_url, api_token, webhook_url, redactor=redactor)
     try:
         statuses = okdesk.list_statuses()
@@ -170,6 +170,8 @@ okdesk:
   full_scan_minutes: 60                   # read the comments of all active links at least this often anyway
   requests_per_second: 3.0                # client-side throttle (Okdesk documents no limit; 2-3/s advised)
   timeout_seconds: 30.0                   # read timeout of one request
+  allow_insecure_http: false              # plain http:// is accepted only for 127.0.0.1/localhost (the emulators);
+                                          #   true allows it elsewhere, sending the token in clear (doctor warns)
 
 bitrix24:
   webhook_url: ${BITRIX24_WEBHOOK_URL}    # required. Incoming webhook: https://portal.bitrix24.ru/rest/<user>/<secret>/
@@ -183,6 +185,7 @@ bitrix24:
   requests_per_second: 2.0                # client-side throttle: 2/s for most plans, 5/s on Enterprise
   burst: 40                               # requests allowed at once (the portal's bucket is 50, or 250)
   timeout_seconds: 65.0                   # read timeout; Bitrix24 may take up to 60 s
+  allow_insecure_http: false              # as for okdesk: plain http:// only to loopback unless true
 
 comments:
   forward_public: true                    # forward public Okdesk comments (client and consultant) to the task
@@ -282,33 +285,3 @@ def _plain(text: str) -> bool:
     if not text or text != text.strip() or not re.fullmatch(r"[\w./:+@-]+", text) or text.startswith(("@", "-")):
         return False
     return yaml.safe_load(text) == text  # "null", "true", "12", "1e3" would change type
-
-
-def render_env_file(api_token: str, webhook_url: str) -> str:
-    """KEY=value lines for the two secrets (write with `write_private_file`: mode 0600)."""
-    lines = ["# okbx-sync secrets, read by okbx.yaml as ${...}. Keep this file private (mode 0600)."]
-    for key, value in ((ENV_TOKEN, api_token.strip()), (ENV_WEBHOOK, webhook_url.strip())):
-        if not value or any(c in value for c in "\n\r\0'\"\\ $`"):
-            raise ValueError(f"{key} is empty or contains characters an env file cannot carry safely")
-        lines.append(f"{key}={value}")
-    return "\n".join(lines) + "\n"
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """The KEY=value pairs of an env file as written by `render_env_file` (comments and blanks skipped)."""
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        env[key.strip().removeprefix("export ").strip()] = value.strip()
-    return env
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write `text` so that only the owner can read it (0600 from creation, also when replacing a file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)

@@ -82,13 +82,16 @@ def test_doctor_passes_on_a_good_setup_and_names_a_wrong_handoff_status(world, o
     assert "FAIL" in bad.stdout and "to_programers" in bad.stdout
 
 
-def test_quiet_sync_prints_nothing_when_nothing_happened(world, okbx):
+def test_quiet_sync_prints_nothing_when_nothing_happened_nor_when_it_did_its_work(world, okbx):
     okbx.sync()
     result = okbx("sync", "-q")
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 0 and result.output == ""
     world.okdesk.set_status(world.okdesk.create_issue("T", "d"), HANDOFF, by_employee_id=world.people.consultant)
-    loud = okbx("sync", "-q")
-    assert loud.stdout.count("\n") == 1 and "2 done" in loud.stdout  # one summary line
+    productive = okbx("sync", "-q")
+    assert productive.exit_code == 0 and productive.output == ""  # no cron mail for work done
+    assert len(world.bitrix.tasks()) == 1
+    loud = okbx("sync")
+    assert loud.stdout.count("\n") == 1 and "0 done" in loud.stdout  # without -q: one summary line
 
 
 def test_run_loop_stopped_by_sigterm_mid_write_leaves_nothing_half_done(world, okbx):

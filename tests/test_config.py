@@ -288,7 +288,7 @@ def test_unreadable_bytes_are_reported(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
-    assert caught.value.problems == [("", "cannot read the file: UnicodeDecodeError")]
+    assert caught.value.problems == [("", "cannot read the file: not UTF-8 text")]
 
 
 def test_config_path_prefers_the_flag_then_the_environment():

@@ -35,6 +35,7 @@ ALL_CHECKS = {
     "Bitrix24 task card",
     "State store",
     "Clock",
+    "Transport",
 }
 WRONG_TOKEN = "wrong-okdesk-token-77c1"
 WRONG_SECRET = "wrong-webhook-secret-3e9f"

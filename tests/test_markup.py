@@ -253,8 +253,9 @@ def test_task_title_and_description_carry_issue_facts_safely():
         deadline_at=WHEN,
     )
     title = render.task_title(issue)
-    assert title.startswith("[Okdesk #12] Printer jams [B]now[/B] xxx")  # titles are plain text in Bitrix24
-    assert len(title) == len("[Okdesk #12] ") + 200
+    # one line, BB-code inert, cut visibly at the documented cap
+    assert title.startswith(f"[Okdesk #12] Printer jams [{ZWSP}B]now[{ZWSP}/B] xxx")
+    assert len(title) == len("[Okdesk #12] ") + 200 and title.endswith("(cut)")
     description = render.task_description(issue, "https://acme.okdesk.ru/")
     assert "[URL=https://acme.okdesk.ru/issues/12]https://acme.okdesk.ru/issues/12[/URL]" in description
     assert f"[B]Company:[/B] [{ZWSP}URL=http://e]C[{ZWSP}/URL]" in description

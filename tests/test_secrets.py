@@ -274,6 +274,7 @@ def test_no_secret_in_configuration_errors(world, okbx, tmp_path, yaml_text):
 def test_no_secret_from_link(world, okbx, tmp_path):
     okbx.reconfigure(sync=FAST)
     issue = world.okdesk.create_issue("Existing", "x")
+    world.okdesk.set_status(issue, "to_programmers", by_employee_id=world.people.consultant)
     task = world.bitrix.create_task("Existing task", responsible_id=world.people.bx_ivan, group_id=42)
     evidence = Evidence(okbx)
     assert evidence.run("link", str(issue), str(task), "-v").exit_code == 0
@@ -283,7 +284,7 @@ def test_no_secret_from_link(world, okbx, tmp_path):
         Fault(op="tasks.task.get", when="before", response=Response.html(502, HTML_500), times=4)
     )
     other = world.okdesk.create_issue("Other", "x")
-    assert evidence.run("link", str(other), "12345", "-v").exit_code == 1
+    assert evidence.run("link", str(other), "12345", "--force", "-v").exit_code == 1
     evidence.assert_clean()
 
 

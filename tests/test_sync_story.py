@@ -218,6 +218,11 @@ def test_link_connects_an_existing_pair_and_refuses_doubles(world, okbx):
     issue = ok.create_issue("Existing", "x")
     task = bx.create_task("Existing task", responsible_id=p.bx_ivan, group_id=42)
     other = bx.create_task("Other", responsible_id=p.bx_ivan, group_id=42)
+    not_handed_off = okbx("link", str(issue), str(task))
+    assert not_handed_off.exit_code == 2 and world.okdesk.status_of(issue) == "opened"
+    assert "is in status 'opened', not the handoff status 'to_programmers'" in not_handed_off.stderr
+    assert "--force" in not_handed_off.stderr
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
     assert okbx("link", str(issue), str(task)).exit_code == 0
     again = okbx("link", str(issue), str(other))
     assert again.exit_code == 2 and "already linked" in again.stderr

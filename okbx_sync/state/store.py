@@ -134,7 +134,12 @@ MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
 
 
 class Store:
-    def __init__(self, path: Path, *, clock: Any = None, crash_after: str | None = None) -> None:
+    """`read_only=True` (a dry run) works on an in-memory copy: the file, its directory, WAL and
+    lock stay untouched, and a missing store reads as an empty one instead of being created."""
+
+    def __init__(
+        self, path: Path, *, clock: Any = None, crash_after: str | None = None, read_only: bool = False
+    ) -> None:
         self.path = path
         self._clock = clock or (lambda: datetime.now(UTC))
         # Fault injection for the crash tests ("finish_op:2" = SIGKILL ourselves right after the
@@ -142,10 +147,15 @@ class Store:
         self._crash_point, _, count = (crash_after or "").partition(":")
         self._crash_countdown = int(count or 1) if self._crash_point else 0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+            if read_only:
+                self.conn = _memory_copy(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():  # it holds client names and comment titles: owner only
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+                self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")  # its -wal/-shm files copy the 0600 mode
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -366,6 +376,26 @@ class Store:
         for row in self.conn.execute("SELECT issue_id, kind, COUNT(*) AS n FROM ops WHERE state='done' GROUP BY 1, 2"):
             result.setdefault(row["issue_id"], {})[row["kind"]] = row["n"]
         return result
+
+
+def _memory_copy(path: Path) -> sqlite3.Connection:
+    if not path.exists():  # read as empty, but say now what the first real run would run into
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise StateError(f"state store {path} cannot be created: {ancestor} is not a directory")
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    if path.exists():
+        # A WAL file means a run has the store open: read through it (its files exist already).
+        # Otherwise "immutable" reads the file alone and creates no -shm/-wal beside it.
+        mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "mode=ro&immutable=1"
+        source = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=10)
+        try:
+            source.backup(memory)
+        finally:
+            source.close()
+    return memory
 
 
 def _link(row: sqlite3.Row) -> Link:

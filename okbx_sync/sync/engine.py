@@ -58,9 +58,12 @@ class Clients:
 
 
 @contextmanager
-def opened(config: Config, redactor: Redactor, crash_after: str | None = None) -> Iterator[tuple[Clients, Store]]:
-    """The clients and the state store for one cycle, closed afterwards whatever happens."""
-    store = Store(config.state.path, crash_after=crash_after)
+def opened(
+    config: Config, redactor: Redactor, crash_after: str | None = None, *, read_only: bool = False
+) -> Iterator[tuple[Clients, Store]]:
+    """The clients and the state store for one cycle, closed afterwards whatever happens.
+    `read_only` (a dry run): the store is an in-memory copy, and nothing is written to disk."""
+    store = Store(config.state.path, crash_after=crash_after, read_only=read_only)
     try:
         clients = Clients.build(config, redactor)
         try:
