@@ -245,7 +245,7 @@ def test_a_first_run_against_a_mistyped_address_does_not_bind_the_store(world, o
     ],
 )
 def test_the_binding_is_the_normalised_addresses_and_the_webhook_user(world, tmp_path, okdesk_url, webhook, expected):
-    okbx = Okbx(world, tmp_path, {"okdesk": {"url": okdesk_url}})
+    okbx = Okbx(world, tmp_path, {"okdesk": {"url": okdesk_url, "allow_insecure_http": True}})
     okbx.env["BITRIX24_WEBHOOK_URL"] = webhook
     binding = Binding.of(okbx.config())
     assert (binding.okdesk_account, binding.bitrix_portal, binding.bitrix_user) == expected
