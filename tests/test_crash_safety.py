@@ -225,14 +225,20 @@ def test_after_okbx_retry_a_completed_link_shows_no_old_error(world, okbx):
     assert row["last_error"] is None, row["last_error"]
 
 
-@pytest.mark.parametrize(("name", "when"), [("task_note", "before"), ("link_comment", "after")])
-def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during_the_wait(world, okbx, name, when):
+@pytest.mark.parametrize(("name", "refused"), [("task_note", False), ("link_comment", True)])
+def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during_the_wait(world, okbx, name, refused):
     # A sync during the wait skips the issue; it must keep it marked for a full read afterwards.
     okbx.reconfigure(sync={"retry_base_seconds": 4, "backoff_seconds": 0.05})
     scenario = scenario_named(name)
     story = scenario.prepare(world, okbx)
-    scenario.server(world).inject(Fault(scenario.op, when=when, kind="drop"))
-    assert okbx.sync().exit_code == 1
+    if refused:  # a clear refusal: nothing was written, and the wait starts at once
+        response = Response.json(422, {"errors": "refused for the test"})
+        scenario.server(world).inject(Fault(scenario.op, when="before", response=response))
+        assert okbx.sync().exit_code == 1
+    else:  # lost answers: the first is looked up and retried at the very next run, the second waits
+        scenario.server(world).inject(Fault(scenario.op, when="before", kind="drop", times=2))
+        assert okbx.sync().exit_code == 1
+        assert okbx.sync().exit_code == 1
     assert okbx.sync().exit_code == 0  # cron runs again while the issue waits: it is skipped
     wait_for_retry(okbx, story.issue)
     sync_ok(okbx)

@@ -547,7 +547,12 @@ def test_links_waiting_for_a_retry_or_parked_are_skipped_with_the_reason():
     assert plan.skipped[ISSUE].startswith("waiting to retry at 12:05")
     assert plan.skipped[11] == "parked after repeated failures"
     assert 12 not in plan.skipped
-    assert keys(plan) == ["comment:12:1:701"]  # the retry time has passed
+    # the retry time of 12 has passed; 11 is parked and the consultant has not been told yet
+    assert keys(plan) == ["inote:stuck:11:1:0", "comment:12:1:701"]
+    stuck = next(a for a in plan.actions if a.key.startswith("inote:stuck:"))
+    assert "okbx retry 11" in stuck.html and "5 failures" in stuck.html
+    told = plan_for(snap, state_of(links, [*ops, op("inote:stuck:11:1:0", issue_id=11)]))
+    assert keys(told) == ["comment:12:1:701"]  # one note per parking
 
 
 def test_issues_that_could_not_be_read_are_skipped_this_cycle():

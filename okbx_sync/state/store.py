@@ -265,18 +265,26 @@ class Store:
             for issue_id, at in comments_read_at.items():
                 conn.execute("UPDATE links SET issue_updated_at=? WHERE issue_id=?", (_ts_exact(at), issue_id))
 
-    def record_failure(self, issue_id: int, error: str, *, max_retries: int, base_seconds: int) -> Link | None:
+    def record_failure(
+        self, issue_id: int, error: str, *, max_retries: int, base_seconds: int, transient: bool = False
+    ) -> Link | None:
+        """One more failure of the link.  A first transient failure (a lost answer, a 5xx, a read
+        that failed) is tried again at the very next run; repeated failures wait longer each time,
+        and after `max_retries` the link is parked."""
         link = self.link(issue_id)
         if link is None:
             return None
         count = link.fail_count + 1
-        delay = timedelta(seconds=base_seconds * 2 ** (count - 1))
+        if transient and count == 1:
+            retry_at = None
+        else:
+            retry_at = self.now() + timedelta(seconds=base_seconds * 2 ** (count - (2 if transient else 1)))
         self.update_link(
             issue_id,
             fail_count=count,
             last_error=error[:500],
             dirty=True,
-            next_retry_at=self.now() + delay,
+            next_retry_at=retry_at,
             parked=count >= max_retries,
         )
         return self.link(issue_id)

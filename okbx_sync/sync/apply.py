@@ -23,6 +23,7 @@ from ..model import Comment
 from ..state.store import Store
 from . import rebuild
 from .actions import Action, Context, CreateTask, Found, LocalAction
+from .plan import stuck_note
 from .remote import RemoteMarkers
 
 log = logging.getLogger(__name__)
@@ -103,24 +104,40 @@ class Applier:
                     report.failed.append((action, str(error)))
                     report.not_reached.extend(actions[index + 1 :])
                     self.on_action(action, "failed")
-                    link = self.store.record_failure(
-                        issue_id,
-                        str(error),
-                        max_retries=self.config.sync.max_retries,
-                        base_seconds=self.config.sync.retry_base_seconds,
-                    )
-                    if link and link.parked:
-                        log.warning("issue %s parked after %s failures: %s", issue_id, link.fail_count, error)
+                    self.record_failure(issue_id, str(error), transient=error.ambiguous)
                     break
                 (report.adopted if outcome == "adopted" else report.done).append(action)
                 self.on_action(action, outcome)
             else:
                 link = self.store.link(issue_id)
-                if link and (link.fail_count or link.dirty or link.last_error):
+                if link and not link.parked and (link.fail_count or link.dirty or link.last_error):
                     self.store.update_link(
                         issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
                     )
         return report
+
+    def record_failure(self, issue_id: int, error: str, *, transient: bool) -> None:
+        """A failure of the link; a link that becomes parked gets one note in the issue at once."""
+        link = self.store.link(issue_id)
+        if link is None or link.parked:  # a parked link's own note failing adds nothing
+            return
+        link = self.store.record_failure(
+            issue_id,
+            error,
+            max_retries=self.config.sync.max_retries,
+            base_seconds=self.config.sync.retry_base_seconds,
+            transient=transient,
+        )
+        if link is None or not link.parked:
+            return
+        log.warning("issue %s parked after %s failures: %s", issue_id, link.fail_count, error)
+        note = stuck_note(link, self.config)
+        try:
+            self._apply_one(note)
+        except (ApiError, BudgetExhausted, _Replan) as problem:  # planned again next run (plan.py)
+            log.warning("issue %s: could not post the note that it is parked: %s", issue_id, problem)
+        else:
+            self.on_action(note, "done")
 
     def _issue_gone(self, issue_id: int) -> bool:
         """A write answered 404: only a direct "not found" for the issue itself means deleted."""

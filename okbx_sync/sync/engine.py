@@ -149,11 +149,6 @@ def run_cycle(
             f"refused: {why}. Nothing was written. Check both systems; if the change is real, run `okbx sync --force`."
         )
 
-    for issue_id, error in snapshot.errors.items():
-        if issue_id in links:
-            store.record_failure(
-                issue_id, error, max_retries=config.sync.max_retries, base_seconds=config.sync.retry_base_seconds
-            )
     on_plan(plan)
     applier = Applier(
         clients.okdesk,
@@ -164,6 +159,9 @@ def run_cycle(
         on_action=on_action,
         issue_comments=snapshot.comments,
     )
+    for issue_id in snapshot.errors:  # a read that failed: tried again at the next run, then later
+        if issue_id in links:
+            applier.record_failure(issue_id, snapshot.errors[issue_id], transient=True)
     result.applied = applier.apply(plan.by_issue())
 
     _remember(store, snapshot, links, plan, result.applied, started, full_scan)

@@ -88,6 +88,8 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
                 else f"waiting to retry at {link.next_retry_at:%H:%M} UTC"
             )
             plan.skipped[issue_id] = why
+            if link.parked and (note := stuck_note(link, config)).key not in state.ops:
+                plan.actions.append(note)  # parked, and the consultant was not told yet (a crash)
             continue
         if issue_id in snapshot.errors:
             plan.skipped[issue_id] = snapshot.errors[issue_id]
@@ -97,6 +99,18 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
             continue
         plan.actions.extend(_plan_issue(issue_id, link, snapshot, state, config, now))
     return plan
+
+
+def stuck_note(link: Link, config: Config) -> IssueNote:
+    """The one note a consultant finds in an issue whose link okbx parked (one per parking)."""
+    stamp = int(link.next_retry_at.timestamp()) if link.next_retry_at else 0
+    note = f"stuck:{link.issue_id}:{link.cycle}:{stamp}"
+    text = (
+        f"okbx could not sync this issue with the programmers' Bitrix24 task and stopped trying after "
+        f"{link.fail_count} failures. The last one: {link.last_error}. Nothing is lost: an administrator "
+        f"sees the cause with `okbx status` and resumes with `okbx retry {link.issue_id}` once it is fixed."
+    )
+    return IssueNote(link.issue_id, note=note, html=render.issue_note(text, keys.issue_note(note).marker))
 
 
 def _plan_issue(
