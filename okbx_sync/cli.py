@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .clock import Clock
 from .config import Config, config_path, load_config
 from .errors import ExitCode, NotFound, OkbxError, UsageError
 from .secrets import Redactor
@@ -71,7 +72,13 @@ class _Run:
     """Everything a command needs, built from the options; turns errors into words and exit codes."""
 
     def __init__(
-        self, config_opt: str | None, *, verbose: bool = False, quiet: bool = False, log_file: Path | None = None
+        self,
+        config_opt: str | None,
+        *,
+        verbose: bool = False,
+        quiet: bool = False,
+        log_file: Path | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.redactor = Redactor()
         self.verbose = verbose
@@ -80,6 +87,7 @@ class _Run:
         setup_logging(self.redactor, verbose=verbose, quiet=quiet, log_file=log_file)
         self.config_file = config_path(config_opt, os.environ)
         self._config: Config | None = None
+        self.clock = clock or Clock()
 
     @property
     def config(self) -> Config:
@@ -94,10 +102,15 @@ class _Run:
         return os.environ.get("OKBX_CRASH_AFTER")  # fault injection for the crash tests only
 
     def store(self) -> Store:
-        return Store(self.config.state.path, crash_after=self.crash_after)
+        return Store(self.config.state.path, clock=self.clock.now, crash_after=self.crash_after)
 
     def clients(self) -> Clients:
-        return Clients.build(self.config, self.redactor)
+        return Clients.build(self.config, self.redactor, self.clock)
+
+
+def _given_clock(context: typer.Context) -> Clock:
+    """The clock passed in as the context object (tests pass one they advance), else the real one."""
+    return context.obj if isinstance(context.obj, Clock) else Clock()
 
 
 def _environment(config_file: Path) -> dict[str, str]:
@@ -194,6 +207,7 @@ def _print_plan(result: CycleResult) -> None:
 
 @app.command()
 def sync(
+    context: typer.Context,
     config: ConfigOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere.")] = False,
     force: ForceOpt = False,
@@ -203,7 +217,7 @@ def sync(
     log_file: LogFileOpt = None,
 ) -> None:
     """Run one sync cycle."""
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, clock=_given_clock(context))
     with _errors(run):
         code = _one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet)
         raise typer.Exit(code)
@@ -245,7 +259,10 @@ def _one_cycle(
     emit: Callable[[str], None] | None = None,
 ) -> int:
     cfg = run.config
-    with run_lock(cfg.state.path, wait), opened(cfg, run.redactor, run.crash_after) as (clients, store):
+    with (
+        run_lock(cfg.state.path, wait, run.clock),
+        opened(cfg, run.redactor, run.crash_after, run.clock) as (clients, store),
+    ):
         with _progress(enabled=not quiet and not dry_run) as (on_plan, on_action):
             result = run_cycle(
                 cfg,
@@ -265,13 +282,14 @@ def _one_cycle(
 
 @app.command()
 def link(
+    context: typer.Context,
     issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
     task: Annotated[int, typer.Argument(help="Bitrix24 task id.")],
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Connect an existing Okdesk issue and Bitrix24 task; later cycles sync them like any other link."""
-    run = _Run(config, verbose=verbose)
+    run = _Run(config, verbose=verbose, clock=_given_clock(context))
     with _errors(run):
         cfg = run.config
         with run_lock(cfg.state.path):
@@ -377,9 +395,11 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False, verbose: VerboseO
 
 
 @app.command()
-def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None) -> None:
+def retry(
+    context: typer.Context, issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None
+) -> None:
     """Clear an issue's failure backoff (or parking) so the next sync tries it at once."""
-    run = _Run(config)
+    run = _Run(config, clock=_given_clock(context))
     with _errors(run):
         store = run.store()
         try:
@@ -585,6 +605,7 @@ def _parse_every(text: str) -> float:
 
 @app.command("run")
 def run_loop(
+    context: typer.Context,
     every: Annotated[str, typer.Option("--every", help="Interval between cycles: 30s, 5m, 1h.")] = "5m",
     config: ConfigOpt = None,
     force: ForceOpt = False,
@@ -594,11 +615,8 @@ def run_loop(
 ) -> None:
     """Run sync cycles in a loop until SIGTERM or Ctrl-C (the action in flight is finished first)."""
     import signal
-    import time
 
-    import schedule
-
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file)
+    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, clock=_given_clock(context))
     with _errors(run):
         seconds = _parse_every(every)
         run.config  # noqa: B018 - fail on a bad config before looping
@@ -618,13 +636,15 @@ def run_loop(
 
         try:
             log.info("okbx run: a cycle every %s; stop with SIGTERM or Ctrl-C", every)
-            schedule.every(max(1, round(seconds))).seconds.do(cycle)
-            cycle()
+            clock = run.clock
+            next_cycle = clock.monotonic()
             while not stop:
-                schedule.run_pending()
-                time.sleep(min(1.0, max(0.05, schedule.idle_seconds() or 1.0)))
+                if clock.monotonic() >= next_cycle:
+                    cycle()
+                    next_cycle = clock.monotonic() + seconds  # the interval counts from the end of a cycle
+                else:  # short naps, so a stop request is noticed within a second
+                    clock.sleep(min(1.0, next_cycle - clock.monotonic()))
         finally:
-            schedule.clear()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("okbx run: stopped")
@@ -632,10 +652,13 @@ def run_loop(
 
 @app.command()
 def show(
-    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
+    context: typer.Context,
+    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The full history of one link: every action, when, with what result, every failure and why."""
-    run = _Run(config)
+    run = _Run(config, clock=_given_clock(context))
     with _errors(run):
         store = run.store()
         try:

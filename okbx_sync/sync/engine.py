@@ -14,6 +14,7 @@ from datetime import datetime
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.http import RequestBudget
 from ..clients.okdesk import OkdeskClient
+from ..clock import REAL_CLOCK, Clock
 from ..config import Config
 from ..errors import OkbxError
 from ..secrets import Redactor
@@ -38,12 +39,12 @@ class Clients:
     budget: RequestBudget
 
     @classmethod
-    def build(cls, config: Config, redactor: Redactor) -> Clients:
+    def build(cls, config: Config, redactor: Redactor, clock: Clock = REAL_CLOCK) -> Clients:
         budget = RequestBudget(config.sync.max_requests_per_cycle)
         backoff_seconds = config.sync.backoff_seconds
         return cls(
-            OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds),
-            Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds),
+            OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
+            Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
             budget,
         )
 
@@ -56,11 +57,13 @@ class Clients:
 
 
 @contextmanager
-def opened(config: Config, redactor: Redactor, crash_after: str | None = None) -> Iterator[tuple[Clients, Store]]:
+def opened(
+    config: Config, redactor: Redactor, crash_after: str | None = None, clock: Clock = REAL_CLOCK
+) -> Iterator[tuple[Clients, Store]]:
     """The clients and the state store for one cycle, closed afterwards whatever happens."""
-    store = Store(config.state.path, crash_after=crash_after)
+    store = Store(config.state.path, clock=clock.now, crash_after=crash_after)
     try:
-        clients = Clients.build(config, redactor)
+        clients = Clients.build(config, redactor, clock)
         try:
             yield clients, store
         finally:
