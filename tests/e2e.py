@@ -141,6 +141,11 @@ class Okbx:
     def reconfigure(self, **overrides: dict[str, Any]) -> None:
         self.config_path = self.world.write_config(self.directory, **overrides)
 
+    def spawn_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a real `okbx` process: this one's, without stray OKBX_ settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OKBX_")}
+        return {**env, **self.env, **(extra or {})}
+
     def status_rows(self) -> dict[int, dict[str, Any]]:
         result = self("status", "--json")
         assert result.exit_code == 0, result.output
@@ -171,10 +176,8 @@ def okbx_command() -> list[str]:
 
 def spawn_okbx(okbx: Okbx, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The real CLI in its own process (real clock), for signals and kill -9."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OKBX_")}
-    full_env.update({**okbx.env, **(env or {})})
     return subprocess.Popen(
-        [*okbx_command(), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*okbx_command(), *args], env=okbx.spawn_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 

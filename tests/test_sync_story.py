@@ -23,8 +23,14 @@ def only_task(world):
 def posts(world):
     """Write requests seen by both emulators so far."""
     counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    writes = ("POST /issues/{id}/comments", "POST /issues/{id}/statuses", "POST /issues/{id}/time_entries",
-              "tasks.task.add", "tasks.task.renew", "task.commentitem.add")
+    writes = (
+        "POST /issues/{id}/comments",
+        "POST /issues/{id}/statuses",
+        "POST /issues/{id}/time_entries",
+        "tasks.task.add",
+        "tasks.task.renew",
+        "task.commentitem.add",
+    )
     return sum(counts[w] for w in writes)
 
 
