@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ class TestClock:
     def __init__(self) -> None:
         self.offset = 0.0
         self.slept: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None  # e.g. a signal that arrives while okbx waits
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -72,6 +74,8 @@ class TestClock:
         with self._lock:
             self.slept.append(seconds)
             self.offset += max(0.0, seconds)
+        if self.on_sleep is not None:
+            self.on_sleep()
 
     def advance(self, seconds: float = 0.0, *, minutes: float = 0.0) -> None:
         with self._lock:

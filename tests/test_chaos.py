@@ -24,10 +24,8 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Okbx
+from e2e import (
+    BITRIX_WRITES,
+    HTML_TAG,
+    ISSUE_MARKER,
+    OKDESK_WRITES,
+    TASK_MARKER,
+    TIME_MARKER,
+    Okbx,
+    expected_hours,
+    okbx_command,
+    own_output,
+    start_world,
+    writes,
+)
 
 from okbx_sync.emulator.http import HTML_500, Fault, Response
 from okbx_sync.emulator.world import HANDOFF, World
@@ -46,14 +57,8 @@ LONG_STEPS = 200
 LONG_SEEDS = (101, 202, 303)
 MAX_ISSUES = 7
 
-TASK_MARKER = re.compile(r"\[I\](okbx:[^\[\]\s]+)\[/I\]\s*$")  # the last line of a comment okbx wrote to a task
-TIME_MARKER = re.compile(r"\[okbx:time:(\d+)\]\s*$")
-TAG = re.compile(r"<[^>]*>")
-ISSUE_MARKER = re.compile(r"(okbx:[\w:]+)\s*$")
 SUMMARY_LINE = re.compile(r"okbx sync: (\d+) done, (\d+) adopted, (\d+) failed, (\d+) left")
 
-OKDESK_WRITES = ("POST /issues/{id}/comments", "POST /issues/{id}/statuses", "POST /issues/{id}/time_entries")
-BITRIX_WRITES = ("tasks.task.add", "task.commentitem.add", "tasks.task.renew")
 BITRIX_READS = ("batch", "tasks.task.list", "tasks.task.get", "task.elapseditem.getlist", "user.get")
 OKDESK_READS = ("GET /issues/list", "GET /issues/{id}", "GET /issues/{id}/comments", "GET /issues/{id}/time_entries")
 # OKBX_CRASH_AFTER=<point>:<n>: SIGKILL right after the n-th commit of that kind (state/store.py)
@@ -78,25 +83,6 @@ COMMENT_TEXTS = (
     "emoji 🚀👍🏽 {tok}",
     "bin\x01\x02\x1b[0m {tok}",
 )
-
-
-# The emulator's server threads print a traceback when a client drops a connection (a SIGKILL, a
-# timeout); in-process runs capture it with okbx's stderr, but it is not okbx's output.
-_THREAD_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+\S.*\n?")
-
-
-def own_output(text: str) -> str:
-    return _THREAD_TRACEBACK.sub(lambda m: "" if "socketserver.py" in m.group(0) else m.group(0), text)
-
-
-def _okbx_command() -> list[str]:
-    found = shutil.which("okbx")
-    return [found] if found else [sys.executable, "-m", "okbx_sync.cli"]
-
-
-def expected_hours(seconds: int) -> float:
-    """Okdesk's spent_time for an elapsed item: whole minutes (at least one), in hours, two places."""
-    return round(max(1, round(seconds / 60)) / 60, 2)
 
 
 @dataclass
@@ -165,7 +151,7 @@ class Story:
         found = []
         for comment in self.ok.comments(issue_id):
             if comment["author"]["type"] == "employee" and comment["author"]["id"] == self.p.bot:
-                match = ISSUE_MARKER.search(TAG.sub("", comment["content"]))
+                match = ISSUE_MARKER.search(HTML_TAG.sub("", comment["content"]))
                 if match:
                     found.append(match.group(1))
         return found
@@ -191,7 +177,7 @@ class Story:
     def subprocess(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         full_env = {**os.environ, **self.okbx.env, **(env or {})}
         return subprocess.Popen(
-            [*_okbx_command(), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*okbx_command(), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
     @staticmethod
@@ -494,13 +480,8 @@ class Story:
             self.check(ok.status_of(quiet.id) == quiet.status, f"untouched issue {quiet.id} changed status")
 
 
-def writes(world: World) -> int:
-    counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES)
-
-
 def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
-    world = World.start()
+    world = start_world()  # the real clock: runs in killed processes mix with in-process ones
     try:
         okbx = Okbx(
             world,
