@@ -34,8 +34,10 @@ from typer.testing import CliRunner
 from okbx_sync.cli import app
 from okbx_sync.clock import Clock
 from okbx_sync.config import Config, load_config
+from okbx_sync.emulator.bitrix24 import Bitrix24Emulator
 from okbx_sync.emulator.http import EmulatorServer, Response
-from okbx_sync.emulator.world import HANDOFF, World
+from okbx_sync.emulator.okdesk import OkdeskEmulator
+from okbx_sync.emulator.world import HANDOFF, People, World
 from okbx_sync.state.store import Store
 
 # Retries come at once and a failed issue waits one (virtual) second.
@@ -88,6 +90,26 @@ class TestClock:
     @property
     def for_okbx(self) -> Clock:
         return Clock(now=self.now, monotonic=self.monotonic, sleep=self.sleep)
+
+
+class OnWorld:
+    """Shortcuts for a story played on `self.world`: its Okdesk, its Bitrix24, its people."""
+
+    world: World
+
+    @property
+    def ok(self) -> OkdeskEmulator:
+        return self.world.okdesk
+
+    @property
+    def bx(self) -> Bitrix24Emulator:
+        return self.world.bitrix
+
+    @property
+    def people(self) -> People:
+        return self.world.people
+
+    p = people
 
 
 def start_world(clock: TestClock | None = None, **options: Any) -> World:

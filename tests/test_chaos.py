@@ -41,6 +41,7 @@ from e2e import (
     TASK_MARKER,
     TIME_MARKER,
     Okbx,
+    OnWorld,
     expected_hours,
     okbx_command,
     own_output,
@@ -99,7 +100,7 @@ class Untouched:
     status: str = "opened"
 
 
-class Story:
+class Story(OnWorld):
     def __init__(self, world: World, okbx: Okbx, seed: int, steps: int) -> None:
         self.world, self.okbx, self.seed, self.steps = world, okbx, seed, steps
         self.rng = random.Random(seed)
@@ -111,18 +112,6 @@ class Story:
         self.syncs = 0
 
     # -- helpers -----------------------------------------------------------------------------
-    @property
-    def ok(self) -> Any:
-        return self.world.okdesk
-
-    @property
-    def bx(self) -> Any:
-        return self.world.bitrix
-
-    @property
-    def p(self) -> Any:
-        return self.world.people
-
     def tok(self, prefix: str = "tok") -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"

@@ -45,7 +45,7 @@ from typing import Any
 
 import e2e
 import pytest
-from e2e import TASK_MARKER, TIME_MARKER, expected_hours
+from e2e import TASK_MARKER, TIME_MARKER, OnWorld, expected_hours
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -92,7 +92,7 @@ class Clock:
         self.now += timedelta(minutes=minutes)
 
 
-class Sandbox:
+class Sandbox(OnWorld):
     """Both emulators on loopback, a config and a state file, and in-process sync cycles."""
 
     def __init__(self) -> None:
@@ -104,18 +104,6 @@ class Sandbox:
         self.forced = 0  # cycles refused as unusual and then forced, as a person would after checking
         p = self.world.people
         self.employee_of = {p.bx_ivan: p.ok_ivan, p.bx_olga: p.ok_olga, p.bx_sergey: p.bot}
-
-    @property
-    def ok(self) -> Any:
-        return self.world.okdesk
-
-    @property
-    def bx(self) -> Any:
-        return self.world.bitrix
-
-    @property
-    def people(self) -> Any:
-        return self.world.people
 
     def close(self) -> None:
         # Stopping a server waits for its 0.5 s poll; nothing needs to wait for that here.
