@@ -98,6 +98,7 @@ class Seeder:
         self.config = load_config(config, env=world.env())
         self.store = Store(self.config.state.path)
         self.store.conn.execute("PRAGMA synchronous=OFF")  # seeding only: no fsync per small transaction
+        self.last_item = 0  # the newest elapsed item: okbx's elapsed watermark once all are copied
 
     def close(self) -> None:
         self.store.close()
@@ -152,6 +153,7 @@ class Seeder:
         for n in range(count):
             issue, task = self.handed_off(n)
             item = bx.log_time(task, p.bx_ivan, 1800, "fixed")
+            self.last_item = max(self.last_item, item)
             bx.complete_task(task)
             self._op(f"time:{item}", issue, "time", str(item))
             summary = f"<p>Done: 0:30</p><p>okbx:summary:{issue}:1</p>"
@@ -177,8 +179,7 @@ class Seeder:
         self.store.set_meta("okdesk_watermark", now)
         self.store.set_meta("last_full_scan", now)
         self.store.set_meta("full_scan_cursor", "0")
-        items = [e["ID"] for t in self.world.bitrix.tasks() for e in self.world.bitrix.elapsed(int(t["ID"]))]
-        self.store.set_meta("elapsed_watermark", str(max((int(i) for i in items), default=0)))
+        self.store.set_meta("elapsed_watermark", str(self.last_item))
 
 
 # -- the figures ---------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def help_seconds(times: int = 5) -> float:
 def timed(label: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     result = work()
-    print(f"  {label}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(f"  {label}: measured in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
     return result
 
 
@@ -274,7 +275,18 @@ def main() -> None:
     for size in args.sizes:
         print(f"{size} links:", file=sys.stderr)
         opened[size] = timed("open links", lambda size=size: measure_open(size, base / f"open-{size}"))
+        idle, scan = opened[size]["idle"], opened[size]["scan"]
+        print(
+            f"  no-change cycle: Okdesk {idle.okdesk} + Bitrix24 {idle.bitrix24} requests, {idle.cpu:.2f}s CPU; "
+            f"scan cycle: {scan.okdesk} + {scan.bitrix24} requests, {scan.wall:.1f}s",
+            file=sys.stderr,
+        )
         done[size] = timed("done links", lambda size=size: measure_done(size, base / f"done-{size}"))
+        idle = done[size]["idle"]
+        print(
+            f"  no-change cycle over done links: {idle.cpu:.2f}s CPU, {idle.okdesk} + {idle.bitrix24} requests",
+            file=sys.stderr,
+        )
     creates = timed("creates", lambda: measure_creates(args.handoffs, base / "creates"))
     help_time = help_seconds()
 
