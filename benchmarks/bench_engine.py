@@ -43,6 +43,7 @@ from okbx_sync.state.store import Store
 
 SUMMARY = re.compile(r"(\d+) left for the next run; requests: Okdesk (\d+), Bitrix24 (\d+)")
 FAST_CLIENT = {"requests_per_second": 5000, "burst": 5000}  # measure okbx, not its throttle
+HISTORY_AGO = timedelta(hours=2)  # when the seeded handoffs were handled
 
 
 # -- running okbx ------------------------------------------------------------------------------------
@@ -90,13 +91,26 @@ def assert_nothing_planned(world: World, config: Path, what: str) -> None:
 
 
 # -- seeding -----------------------------------------------------------------------------------------
+class SeedingClock:
+    """Real time, or earlier: the seeded history happens `offset` ago, as in a steady state where
+    the links were handled in earlier cycles (and fall outside the next cycle's change window)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) - self.offset
+
+
 class Seeder:
     """Both systems and the state store as okbx leaves them after handling N handoffs."""
 
-    def __init__(self, world: World, config: Path) -> None:
+    def __init__(self, world: World, config: Path, clock: SeedingClock) -> None:
         self.world = world
+        self.clock = clock
+        clock.offset = HISTORY_AGO
         self.config = load_config(config, env=world.env())
-        self.store = Store(self.config.state.path)
+        self.store = Store(self.config.state.path, clock=clock)
         self.store.conn.execute("PRAGMA synchronous=OFF")  # seeding only: no fsync per small transaction
         self.last_item = 0  # the newest elapsed item: okbx's elapsed watermark once all are copied
 
@@ -145,11 +159,11 @@ class Seeder:
         self.settled()
         return issues
 
-    def done_links(self, count: int, done_days_ago: float = 1.0) -> list[int]:
+    def done_links(self, count: int) -> list[int]:
         """Handed off, time logged, task completed, the time copied, the summary posted with the return."""
         ok, bx, p = self.world.okdesk, self.world.bitrix, self.world.people
         issues = []
-        done_at = datetime.now(UTC) - timedelta(days=done_days_ago)
+        done_at = self.clock()  # hours ago: well within the late-time window
         for n in range(count):
             issue, task = self.handed_off(n)
             item = bx.log_time(task, p.bx_ivan, 1800, "fixed")
@@ -170,6 +184,7 @@ class Seeder:
 
     def settled(self) -> None:
         """What the end of okbx's last cycle records: statuses and read marks, the watermarks."""
+        self.clock.offset = timedelta(0)  # the history is over; okbx's last cycle ran just now
         ok = self.world.okdesk
         links = self.store.links()
         statuses = {i: ok.status_of(i) for i in links}
@@ -183,22 +198,23 @@ class Seeder:
 
 
 # -- the figures ---------------------------------------------------------------------------------------
-def world_and_config(directory: Path, **sync: Any) -> tuple[World, Path]:
+def world_and_config(directory: Path, **sync: Any) -> tuple[World, Path, SeedingClock]:
     directory.mkdir(parents=True, exist_ok=True)
-    world = World.start()
+    clock = SeedingClock()
+    world = World.start(okdesk_clock=clock, bitrix_clock=clock)
     config = world.write_config(
         directory,
         okdesk={"requests_per_second": FAST_CLIENT["requests_per_second"]},
         bitrix24=dict(FAST_CLIENT),
         sync={"max_requests_per_cycle": 10**6, **sync},
     )
-    return world, config
+    return world, config, clock
 
 
 def measure_open(size: int, directory: Path) -> dict[str, Any]:
-    world, config = world_and_config(directory)
+    world, config, clock = world_and_config(directory)
     try:
-        seeder = Seeder(world, config)
+        seeder = Seeder(world, config, clock)
         seeded = time.perf_counter()
         seeder.open_links(size)
         seeded = time.perf_counter() - seeded
@@ -219,9 +235,9 @@ def measure_open(size: int, directory: Path) -> dict[str, Any]:
 
 
 def measure_done(size: int, directory: Path) -> dict[str, Any]:
-    world, config = world_and_config(directory)
+    world, config, clock = world_and_config(directory)
     try:
-        seeder = Seeder(world, config)
+        seeder = Seeder(world, config, clock)
         seeder.done_links(size)
         seeder.close()
         assert_nothing_planned(world, config, f"{size} done links")
@@ -232,7 +248,7 @@ def measure_done(size: int, directory: Path) -> dict[str, Any]:
 
 
 def measure_creates(handoffs: int, directory: Path) -> dict[str, Any]:
-    world, config = world_and_config(directory)
+    world, config, _ = world_and_config(directory)
     try:
         ok, p = world.okdesk, world.people
         for n in range(handoffs):
