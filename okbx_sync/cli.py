@@ -20,6 +20,7 @@ import click
 import typer
 
 from . import __version__
+from .clock import Clock
 from .errors import ExitCode, OkbxError, UsageError
 from .secrets import Redactor
 
@@ -97,12 +98,14 @@ class _Run:
         quiet: bool = False,
         log_file: Path | None = None,
         log_format: str = "text",
+        clock: Clock | None = None,
     ) -> None:
         self.redactor = Redactor()
         self.verbose = verbose
         self._logging = {"verbose": verbose, "quiet": quiet, "log_file": log_file, "log_format": log_format}
         self._config_opt = config_opt
         self._config: Config | None = None
+        self.clock = clock or Clock()
 
     def start(self) -> None:
         """Logging set up; called by `_errors`, so a log file that cannot be opened is a clear error."""
@@ -134,12 +137,17 @@ class _Run:
     def store(self) -> Store:
         from .state.store import Store
 
-        return Store(self.config.state.path, crash_after=self.crash_after)
+        return Store(self.config.state.path, clock=self.clock.now, crash_after=self.crash_after)
 
     def clients(self) -> Clients:
         from .sync.engine import Clients
 
-        return Clients.build(self.config, self.redactor)
+        return Clients.build(self.config, self.redactor, self.clock)
+
+
+def _given_clock(context: typer.Context) -> Clock:
+    """The clock passed in as the context object (tests pass one they advance), else the real one."""
+    return context.obj if isinstance(context.obj, Clock) else Clock()
 
 
 def _silence_stdout() -> None:
@@ -343,6 +351,7 @@ def _print_plan(result: CycleResult) -> None:
 
 @app.command()
 def sync(
+    context: typer.Context,
     config: ConfigOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and print; write nothing anywhere (not even a new state store).")
@@ -355,7 +364,9 @@ def sync(
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Run one sync cycle."""
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format)
+    run = _Run(
+        config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format, clock=_given_clock(context)
+    )
     with _errors(run):
         code = _one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet)
         raise typer.Exit(code)
@@ -411,18 +422,17 @@ def _one_cycle(
     should_stop: Callable[[], bool] = lambda: False,
     emit: Callable[..., None] | None = None,
 ) -> int:
-    from datetime import UTC, datetime
 
     from .sync.engine import opened, run_cycle
     from .sync.lock import run_lock
 
     cfg = run.config
     # A dry run writes nothing: no lock file, and the store is an in-memory copy.
-    lock = nullcontext() if dry_run else run_lock(cfg.state.path, wait)
-    with lock, opened(cfg, run.redactor, run.crash_after, read_only=dry_run) as (clients, store):
+    lock = nullcontext() if dry_run else run_lock(cfg.state.path, wait, run.clock)
+    with lock, opened(cfg, run.redactor, run.crash_after, run.clock, read_only=dry_run) as (clients, store):
         _ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
         parked_before = {issue_id for issue_id, link_ in store.links().items() if link_.parked}
-        started = datetime.now(UTC)
+        started = run.clock.now()
         try:
             with _progress(enabled=not quiet and not dry_run) as (on_plan, on_progress):
 
@@ -458,6 +468,7 @@ def _one_cycle(
 # -- link, status, retry ---------------------------------------------------------------------------
 @app.command()
 def link(
+    context: typer.Context,
     issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
     task: Annotated[int, typer.Argument(help="Bitrix24 task id.")],
     config: ConfigOpt = None,
@@ -468,10 +479,10 @@ def link(
     from .errors import NotFound
     from .sync.lock import run_lock
 
-    run = _Run(config, verbose=verbose)
+    run = _Run(config, verbose=verbose, clock=_given_clock(context))
     with _errors(run):
         cfg = run.config
-        with run_lock(cfg.state.path):
+        with run_lock(cfg.state.path, clock=run.clock):
             store = run.store()
             clients = run.clients()
             try:
@@ -669,9 +680,11 @@ def status(
 
 
 @app.command()
-def retry(issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None) -> None:
+def retry(
+    context: typer.Context, issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None
+) -> None:
     """Clear an issue's failure backoff (or parking) so the next sync tries it at once."""
-    run = _Run(config)
+    run = _Run(config, clock=_given_clock(context))
     with _errors(run):
         store = run.store()
         try:
@@ -704,7 +717,7 @@ def rebind(
     run = _Run(config)
     with _errors(run):
         cfg = run.config
-        with run_lock(cfg.state.path):
+        with run_lock(cfg.state.path, clock=run.clock):
             store, clients = run.store(), run.clients()
             try:
                 wanted, found = Binding.of(cfg), stored_binding(store)
@@ -1070,6 +1083,7 @@ def _parse_every(text: str) -> float:
 
 @app.command("run")
 def run_loop(
+    context: typer.Context,
     every: Annotated[str, typer.Option("--every", help="Interval between cycles: 30s, 5m, 1h.")] = "5m",
     config: ConfigOpt = None,
     force: ForceOpt = False,
@@ -1080,13 +1094,12 @@ def run_loop(
 ) -> None:
     """Run sync cycles in a loop until SIGTERM or Ctrl-C (the action in flight is finished first)."""
     import signal
-    import time
-
-    import schedule
 
     from .state.binding import ForeignStore
 
-    run = _Run(config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format)
+    run = _Run(
+        config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format, clock=_given_clock(context)
+    )
     with _errors(run):
         log = _log()
         seconds = _parse_every(every)
@@ -1109,13 +1122,15 @@ def run_loop(
 
         try:
             log.info("okbx run: a cycle every %s; stop with SIGTERM or Ctrl-C", every)
-            schedule.every(max(1, round(seconds))).seconds.do(cycle)
-            cycle()
+            clock = run.clock
+            next_cycle = clock.monotonic()
             while not stop:
-                schedule.run_pending()
-                time.sleep(min(1.0, max(0.05, schedule.idle_seconds() or 1.0)))
+                if clock.monotonic() >= next_cycle:
+                    cycle()
+                    next_cycle = clock.monotonic() + seconds  # the interval counts from the end of a cycle
+                else:  # short naps, so a stop request is noticed within a second
+                    clock.sleep(min(1.0, next_cycle - clock.monotonic()))
         finally:
-            schedule.clear()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("okbx run: stopped")
@@ -1123,12 +1138,15 @@ def run_loop(
 
 @app.command()
 def show(
-    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")], config: ConfigOpt = None, as_json: JsonOpt = False
+    context: typer.Context,
+    issue: Annotated[int, typer.Argument(help="Okdesk issue id.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The full history of one link: every action, when, with what result, every failure and why."""
     import json
 
-    run = _Run(config)
+    run = _Run(config, clock=_given_clock(context))
     with _errors(run):
         store = run.store()
         try:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from e2e import Okbx, hand_off
+from test_sync_story import only_task
+
 from okbx_sync.emulator.world import HANDOFF
-from tests.conftest import Okbx
-from tests.test_sync_story import hand_off, only_task
 
 
 def lose_store(okbx: Okbx) -> None:

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
+from e2e import SYNC, kill_during, sync_ok
 
 from okbx_sync.billing.actions import BillingAction
 from okbx_sync.emulator.http import Fault
 from okbx_sync.emulator.world import HANDOFF, World
 
-pytest.register_assert_rewrite("helpers_crash")
-from helpers_crash import SYNC, close_world_fast, kill_during, start_world_fast, sync_ok  # noqa: E402
-
 COMMENTS, STATUS = "POST /issues/{id}/comments", "POST /issues/{id}/statuses"
 BILLING = {"default_rate": 3000, "round_minutes": 15}
 DEBT = {"status": "debt", "grace_days": 0}
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    w = start_world_fast()
-    yield w
-    close_world_fast(w)
 
 
 @dataclass
@@ -156,7 +147,7 @@ def _check_converged(world: World, okbx, case: Case, scenario: Scenario) -> None
 def test_killed_after_the_server_committed_a_billing_write(world, okbx, scenario: Scenario):
     case = scenario.prepare(world, okbx)
     server = world.okdesk_server if scenario.system == "okdesk" else world.bitrix_server
-    kill_during(world, okbx, server, scenario.op)
+    kill_during(okbx, server, scenario.op)
     for _ in range(3):
         sync_ok(okbx)
     _check_converged(world, okbx, case, scenario)

@@ -27,10 +27,8 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Okbx
+from e2e import (
+    BITRIX_WRITES,
+    HTML_TAG,
+    ISSUE_MARKER,
+    OKDESK_WRITES,
+    TASK_MARKER,
+    TIME_MARKER,
+    Okbx,
+    OnWorld,
+    expected_hours,
+    okbx_command,
+    own_output,
+    start_world,
+)
 
 from okbx_sync.emulator.http import HTML_500, Fault, Response
 from okbx_sync.emulator.world import HANDOFF, World
@@ -50,14 +61,8 @@ LONG_STEPS = 200
 LONG_SEEDS = (101, 202, 303)
 MAX_ISSUES = 7
 
-TASK_MARKER = re.compile(r"\[I\](okbx:[^\[\]\s]+)\[/I\]\s*$")  # the last line of a comment okbx wrote to a task
-TIME_MARKER = re.compile(r"\[okbx:time:(\d+)\]\s*$")
-TAG = re.compile(r"<[^>]*>")
-ISSUE_MARKER = re.compile(r"(okbx:[\w:]+)\s*$")
 SUMMARY_LINE = re.compile(r"okbx sync: (\d+) done, (\d+) adopted, (\d+) failed, (\d+) left")
 
-OKDESK_WRITES = ("POST /issues/{id}/comments", "POST /issues/{id}/statuses", "POST /issues/{id}/time_entries")
-BITRIX_WRITES = ("tasks.task.add", "task.commentitem.add", "tasks.task.renew")
 BILLING_WRITES = ("crm.item.add", "crm.item.productrow.set")  # issue 10 (its Okdesk writes are shared)
 BITRIX_READS = ("batch", "tasks.task.list", "tasks.task.get", "task.elapseditem.getlist", "user.get")
 OKDESK_READS = ("GET /issues/list", "GET /issues/{id}", "GET /issues/{id}/comments", "GET /issues/{id}/time_entries")
@@ -85,25 +90,6 @@ COMMENT_TEXTS = (
 )
 
 
-# The emulator's server threads print a traceback when a client drops a connection (a SIGKILL, a
-# timeout); in-process runs capture it with okbx's stderr, but it is not okbx's output.
-_THREAD_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+\S.*\n?")
-
-
-def own_output(text: str) -> str:
-    return _THREAD_TRACEBACK.sub(lambda m: "" if "socketserver.py" in m.group(0) else m.group(0), text)
-
-
-def _okbx_command() -> list[str]:
-    found = shutil.which("okbx")
-    return [found] if found else [sys.executable, "-m", "okbx_sync.cli"]
-
-
-def expected_hours(seconds: int) -> float:
-    """Okdesk's spent_time for an elapsed item: whole minutes (at least one), in hours, two places."""
-    return round(max(1, round(seconds / 60)) / 60, 2)
-
-
 @dataclass
 class IssueModel:
     id: int
@@ -118,7 +104,7 @@ class Untouched:
     status: str = "opened"
 
 
-class Story:
+class Story(OnWorld):
     def __init__(self, world: World, okbx: Okbx, seed: int, steps: int) -> None:
         self.world, self.okbx, self.seed, self.steps = world, okbx, seed, steps
         self.rng = random.Random(seed)
@@ -136,18 +122,6 @@ class Story:
         self.debts: list[int] = []  # overdue invoices of the debtor, paid or not
 
     # -- helpers -----------------------------------------------------------------------------
-    @property
-    def ok(self) -> Any:
-        return self.world.okdesk
-
-    @property
-    def bx(self) -> Any:
-        return self.world.bitrix
-
-    @property
-    def p(self) -> Any:
-        return self.world.people
-
     def tok(self, prefix: str = "tok") -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
@@ -176,7 +150,7 @@ class Story:
         found = []
         for comment in self.ok.comments(issue_id):
             if comment["author"]["type"] == "employee" and comment["author"]["id"] == self.p.bot:
-                match = ISSUE_MARKER.search(TAG.sub("", comment["content"]))
+                match = ISSUE_MARKER.search(HTML_TAG.sub("", comment["content"]))
                 if match:
                     found.append(match.group(1))
         return found
@@ -202,7 +176,7 @@ class Story:
     def subprocess(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         full_env = {**os.environ, **self.okbx.env, **(env or {})}
         return subprocess.Popen(
-            [*_okbx_command(), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*okbx_command(), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
     @staticmethod
@@ -586,13 +560,13 @@ class Story:
             self.check(holds - releases == (1 if owes else 0), f"debtor issue {issue}: {dict(marks)}, owes {owes}")
 
 
-def writes(world: World) -> int:
+def writes_with_billing(world: World) -> int:
     counts = world.okdesk_server.counts() + world.bitrix_server.counts()
     return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES + BILLING_WRITES)
 
 
 def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
-    world = World.start()
+    world = start_world()  # the real clock: runs in killed processes mix with in-process ones
     try:
         okbx = Okbx(
             world,
@@ -608,9 +582,9 @@ def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
         story.settle()
         story.complete_everything()
         story.settle()
-        before = writes(world)
+        before = writes_with_billing(world)
         story.sync()
-        story.check(writes(world) == before, "a sync right after settling wrote something")
+        story.check(writes_with_billing(world) == before, "a sync right after settling wrote something")
         story.check_invariants()
         print(
             f"chaos seed {seed}: {steps} steps, {len(story.issues)} issues, {story.syncs} syncs, "

@@ -94,6 +94,28 @@ def test_quiet_sync_prints_nothing_when_nothing_happened_nor_when_it_did_its_wor
     assert loud.stdout.count("\n") == 1 and "0 done" in loud.stdout  # without -q: one summary line
 
 
+def test_run_loop_runs_a_cycle_every_interval_of_its_clock_until_sigterm(world, okbx, clock):
+    issue = world.okdesk.create_issue("Loop", "d")
+    log_file = okbx.directory / "run.log"
+
+    def cycles() -> int:
+        return log_file.read_text().count("okbx sync:") if log_file.exists() else 0
+
+    def between_cycles() -> None:  # while the loop naps: hand off an issue after the first cycle, stop after 3
+        if cycles() == 1 and world.okdesk.status_of(issue) != HANDOFF:
+            world.okdesk.set_status(issue, HANDOFF, by_employee_id=world.people.consultant)
+        if cycles() == 3:
+            signal.raise_signal(signal.SIGTERM)
+
+    clock.on_sleep = between_cycles
+    result = okbx("run", "--every", "5m", "--log-file", str(log_file))
+    assert result.exit_code == 0, result.output
+    assert "SIGTERM received" in log_file.read_text() and "okbx run: stopped" in log_file.read_text()
+    assert cycles() == 3
+    assert 600 <= sum(clock.slept) < 601 and max(clock.slept) <= 1.0  # two intervals, in naps of a second
+    assert [t["XML_ID"] for t in world.bitrix.tasks()] == [f"okdesk:{issue}"]  # the second cycle's work
+
+
 def test_run_loop_stopped_by_sigterm_mid_write_leaves_nothing_half_done(world, okbx):
     issue = world.okdesk.create_issue("Loop", "d")
     world.okdesk.set_status(issue, HANDOFF, by_employee_id=world.people.consultant)

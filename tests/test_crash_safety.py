@@ -6,49 +6,203 @@ itself right after the commit.  Then for every kind of write the answer is lost 
 error page, a dropped connection, an answer after the client's timeout).  In all cases the
 following syncs must adopt or finish the work: nothing duplicated, nothing missing.
 
-The coverage tests at the top make sure a new write (an Action with a `side`, or a new
-`self.tx("...")` point in the store) cannot be added without a crash test for it.
+A *scenario* builds the world up to the point where one particular remote write is the next
+thing `okbx sync` does; `Story` says what both systems must hold once everything converged, and
+`check_converged` (e2e.py) proves it.
+
+The coverage tests make sure a new write (an Action with a `side`, or a new `self.tx("...")`
+point in the store) cannot be added without a crash test for it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
-
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
-from okbx_sync.sync.actions import Action
-
-pytest.register_assert_rewrite("helpers_crash")
-from helpers_crash import (  # noqa: E402
-    SCENARIOS,
-    Scenario,
+from e2e import (
+    STATUS_OP,
+    SYNC,
+    Okbx,
     Story,
-    assert_recovered_by_looking,
     check_converged,
-    close_world_fast,
-    configure,
-    crash_at_point,
     hand_off,
     kill_during,
-    retry_failed,
-    scenario_named,
-    start_world_fast,
-    store_points,
+    spawn_okbx,
     sync_ok,
     task_of,
-    wait_for_retry,
     wait_logged,
 )
 
+from okbx_sync.emulator.http import EmulatorServer, Fault, Response
+from okbx_sync.emulator.world import HANDOFF, World
+from okbx_sync.sync.actions import Action
 
-@pytest.fixture
-def world() -> Iterator[World]:
-    w = start_world_fast()
-    yield w
-    close_world_fast(w)
+STORE_SOURCE = Path(__file__).resolve().parents[1] / "okbx_sync" / "state" / "store.py"
+
+
+def configure(okbx: Okbx, *, timeout: float | None = None) -> None:
+    overrides: dict[str, dict[str, Any]] = {"sync": dict(SYNC)}
+    if timeout is not None:
+        overrides["okdesk"] = {"timeout_seconds": timeout}
+        overrides["bitrix24"] = {"timeout_seconds": timeout}
+    okbx.reconfigure(**overrides)
+
+
+def crash_at_point(okbx: Okbx, point: str) -> bool:
+    """Run `okbx sync` with OKBX_CRASH_AFTER=point; True if it killed itself there."""
+    proc = spawn_okbx(okbx, "sync", env={"OKBX_CRASH_AFTER": point})
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == -signal.SIGKILL:
+        return True
+    assert proc.returncode in (0, 1), (proc.returncode, out, err)
+    return False
+
+
+def store_points() -> set[str]:
+    """Every write point of the state store, read from its source (`self.tx()` is "write": the migration)."""
+    names = re.findall(r"""self\.tx\(\s*(?:["'](\w+)["'])?\s*\)""", STORE_SOURCE.read_text(encoding="utf-8"))
+    return {name or "write" for name in names}
+
+
+# -- scenarios: the world up to the write under test -------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    action: str  # the Action subclass whose write is next
+    system: str  # "okdesk" | "bitrix"
+    op: str
+    prepare: Callable[[World, Okbx], Story]
+    key: str  # how the key of the write under test starts (its op in the state store)
+
+    def server(self, world: World) -> EmulatorServer:
+        return world.okdesk_server if self.system == "okdesk" else world.bitrix_server
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _fresh(world: World, okbx: Okbx) -> Story:
+    ok, p = world.okdesk, world.people
+    issue = hand_off(world, comment="Please look at the export code.")
+    ok.add_comment(issue, "Any news?", author_id=p.client, author_type="contact")
+    return Story(issue, final_status=HANDOFF)
+
+
+def _linked(world: World, okbx: Okbx) -> Story:
+    story = _fresh(world, okbx)
+    sync_ok(okbx)
+    story.task = task_of(world, story.issue)
+    return story
+
+
+def _new_comment(world: World, okbx: Okbx) -> Story:
+    story = _linked(world, okbx)
+    world.okdesk.add_comment(story.issue, "Checked on staging", author_id=world.people.consultant, public=False)
+    return story
+
+
+def _left_handoff(world: World, okbx: Okbx) -> Story:
+    story = _linked(world, okbx)
+    world.okdesk.set_status(story.issue, "in_progress", by_employee_id=world.people.consultant)
+    story.notes.add(f"okbx:note:left:{story.issue}:1")
+    story.final_status = "in_progress"
+    return story
+
+
+def _task_deleted(world: World, okbx: Okbx) -> Story:
+    story = _linked(world, okbx)
+    world.bitrix.delete_task(task_of(world, story.issue))
+    story.task, story.task_deleted, story.link_state = None, True, "gone_task"
+    story.issue_notes.add(f"okbx:inote:taskdeleted:{story.issue}:1")
+    return story
+
+
+def _completed(world: World, okbx: Okbx) -> Story:
+    story = _linked(world, okbx)
+    bx, p, task = world.bitrix, world.people, task_of(world, story.issue)
+    bx.log_time(task, p.bx_ivan, 5400, "Fixed encoding")
+    bx.log_time(task, p.bx_sergey, 1200, "")
+    bx.complete_task(task)
+    story.completed, story.returns, story.final_status, story.link_state = 1, 1, "opened", "done"
+    return story
+
+
+def _completed_elsewhere(world: World, okbx: Okbx) -> Story:
+    """Completed while a person had moved the issue on: the summary goes alone, the status stays."""
+    story = _left_handoff(world, okbx)
+    sync_ok(okbx)  # the task learns that the issue left the handoff status
+    bx, p, task = world.bitrix, world.people, task_of(world, story.issue)
+    bx.log_time(task, p.bx_ivan, 5400, "Fixed encoding")
+    bx.complete_task(task)
+    story.completed, story.link_state = 1, "done"
+    return story
+
+
+def _closed(world: World, okbx: Okbx) -> Story:
+    story = _completed(world, okbx)
+    sync_ok(okbx)
+    return story
+
+
+def _handed_off_again(world: World, okbx: Okbx) -> Story:
+    story = _closed(world, okbx)
+    world.okdesk.set_status(story.issue, HANDOFF, by_employee_id=world.people.consultant, comment="Still broken")
+    story.renews, story.final_status, story.link_state = 1, HANDOFF, "active"
+    story.notes.add(f"okbx:note:renew:{story.issue}:2")
+    return story
+
+
+def _late_time(world: World, okbx: Okbx) -> Story:
+    story = _closed(world, okbx)
+    task = task_of(world, story.issue)
+    story.late_after = max(int(e["ID"]) for e in world.bitrix.elapsed(task))
+    world.bitrix.log_time(task, world.people.bx_olga, 900, "forgot to log this")
+    return story
+
+
+COMMENTS = "POST /issues/{id}/comments"
+TIME = "POST /issues/{id}/time_entries"
+SCENARIOS = [
+    Scenario("task", "CreateTask", "bitrix", "tasks.task.add", _fresh, "task:"),
+    Scenario("link_comment", "PostLinkComment", "okdesk", COMMENTS, _fresh, "linkcomment:"),
+    Scenario("comment", "ForwardComment", "bitrix", "task.commentitem.add", _new_comment, "comment:"),
+    Scenario("task_note", "TaskNote", "bitrix", "task.commentitem.add", _left_handoff, "note:left:"),
+    Scenario("issue_note", "IssueNote", "okdesk", COMMENTS, _task_deleted, "inote:"),
+    Scenario("time", "CopyTimeEntry", "okdesk", TIME, _completed, "time:"),
+    # the summary travels with the status change when the issue goes back, and alone otherwise
+    Scenario("summary", "PostReport", "okdesk", COMMENTS, _completed_elsewhere, "summary:"),
+    Scenario("status", "ReturnIssue", "okdesk", STATUS_OP, _completed, "return:"),
+    Scenario("renew", "RenewTask", "bitrix", "tasks.task.renew", _handed_off_again, "renew:"),
+    Scenario("late_time", "CopyTimeEntry", "okdesk", TIME, _late_time, "time:"),
+    Scenario("late_note", "PostReport", "okdesk", COMMENTS, _late_time, "late:"),
+]
+
+
+def assert_recovered_by_looking(okbx: Okbx, scenario: Scenario) -> None:
+    """The write under test was found by its marker and adopted, not sent again.
+
+    A status change is the exception: once the issue left the handoff status the planner does
+    not plan it again at all (`check_converged` counts the status requests instead).
+    """
+    if scenario.action == "ReturnIssue":
+        return
+    store = okbx.store()
+    try:
+        adopted = [row["key"] for row in store.journal() if row["outcome"] == "adopted"]
+    finally:
+        store.close()
+    assert any(key.startswith(scenario.key) for key in adopted), adopted
+
+
+def scenario_named(name: str) -> Scenario:
+    (scenario,) = [s for s in SCENARIOS if s.name == name]
+    return scenario
 
 
 # -- every write point is listed -----------------------------------------------------------------
@@ -94,7 +248,7 @@ def test_every_state_store_write_point_has_a_crash_test():
 def test_killed_after_the_server_committed_the_write(world, okbx, scenario: Scenario):
     configure(okbx)
     story = scenario.prepare(world, okbx)
-    kill_during(world, okbx, scenario.server(world), scenario.op)
+    kill_during(okbx, scenario.server(world), scenario.op)
     for _ in range(3):
         sync_ok(okbx)
     if story.task is None and not story.task_deleted:
@@ -140,12 +294,12 @@ def test_killed_right_after_a_state_store_commit(world, okbx, point: str):
     for index, stage in enumerate(STAGES):
         stage(world, issues)
         if not crashed and index >= FIRST_STAGE.get(point.split(":")[0], 0):
-            crashed = settle = crash_at_point(world, okbx, point)
+            crashed = settle = crash_at_point(okbx, point)
         else:
             settle = okbx.sync().exit_code != 0
         world.bitrix_server.clear_faults()
         if settle or index == 1:  # after a crash or the failing stage: retry, then sync until all is done
-            retry_failed(okbx)
+            okbx.retry_failed()
             sync_ok(okbx)
             sync_ok(okbx)
     assert crashed, f"no run reached {point}"
@@ -166,7 +320,8 @@ LOST = {
     "html502": lambda op: Fault(op, when="after", kind="response"),  # the default answer: nginx's 502 page
     "html500": lambda op: Fault(op, when="after", kind="response", response=Response.html(500, HTML_500)),
     "drop": lambda op: Fault(op, when="after", kind="drop"),
-    "timeout": lambda op: Fault(op, when="after", kind="delay", delay_seconds=1.2),  # client gives up at 0.5 s
+    # the answer is held until the client gave up (at 0.5 s), then sent into the closed connection
+    "timeout": lambda op: Fault(op, when="after", kind="hang", hang_seconds=10),
 }
 # Each write kind loses its answer in three ways; the two HTML pages alternate between the kinds.
 LOST_CASES = [
@@ -182,6 +337,7 @@ def test_a_lost_answer_fails_the_sync_and_the_next_syncs_adopt_the_write(world, 
     story = scenario.prepare(world, okbx)
     fault = scenario.server(world).inject(LOST[lost](scenario.op))
     first = okbx.sync()
+    fault.release()
     assert fault.hit.is_set()
     assert first.exit_code == 1, first.output
     wait_logged(scenario.server(world), scenario.op)
@@ -205,7 +361,7 @@ def test_a_garbled_200_answer_after_the_commit_is_looked_for_before_sending_agai
     fault = scenario.server(world).inject(Fault(scenario.op, when="after", kind="response", response=garbled))
     okbx.sync()
     assert fault.hit.is_set()
-    retry_failed(okbx)
+    okbx.retry_failed()
     sync_ok(okbx)
     sync_ok(okbx)
     if story.task is None and not story.task_deleted:
@@ -240,7 +396,7 @@ def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during
         assert okbx.sync().exit_code == 1
         assert okbx.sync().exit_code == 1
     assert okbx.sync().exit_code == 0  # cron runs again while the issue waits: it is skipped
-    wait_for_retry(okbx, story.issue)
+    okbx.wait_for_retry(story.issue)
     sync_ok(okbx)
     sync_ok(okbx)
     check_converged(world, okbx, [story])

@@ -43,7 +43,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import e2e
 import pytest
+from e2e import TASK_MARKER, TIME_MARKER, OnWorld, expected_hours
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -55,10 +57,6 @@ from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Store
 from okbx_sync.sync.engine import Clients, CycleResult, UnsafePlan, run_cycle
 
-TASK_MARKER = re.compile(r"\[I\](okbx:[^\[\]\s]+)\[/I\]\s*$")  # last line of a comment okbx wrote to a task
-TIME_MARKER = re.compile(r"\[okbx:time:(\d+)\]\s*$")
-HTML_TAG = re.compile(r"<[^>]*>")
-ISSUE_MARKER = re.compile(r"(okbx:[\w:]+)\s*$")
 OK_TOKEN = re.compile(r"tok\d+")  # every Okdesk comment this file writes carries one
 BX_TOKEN = re.compile(r"bxsay\d+")  # every Bitrix24 comment a programmer writes carries one
 BITRIX_WRITES = ("add", "renew", "complete", "start", "defer", "update", "delete")
@@ -94,12 +92,7 @@ class Clock:
         self.now += timedelta(minutes=minutes)
 
 
-def expected_hours(seconds: int) -> float:
-    """Okdesk's spent_time for an item of `seconds`: whole minutes (at least one), in hours, two places."""
-    return round(max(1, round(seconds / 60)) / 60, 2)
-
-
-class Sandbox:
+class Sandbox(OnWorld):
     """Both emulators on loopback, a config and a state file, and in-process sync cycles."""
 
     def __init__(self) -> None:
@@ -111,18 +104,6 @@ class Sandbox:
         self.forced = 0  # cycles refused as unusual and then forced, as a person would after checking
         p = self.world.people
         self.employee_of = {p.bx_ivan: p.ok_ivan, p.bx_olga: p.ok_olga, p.bx_sergey: p.bot}
-
-    @property
-    def ok(self) -> Any:
-        return self.world.okdesk
-
-    @property
-    def bx(self) -> Any:
-        return self.world.bitrix
-
-    @property
-    def people(self) -> Any:
-        return self.world.people
 
     def close(self) -> None:
         # Stopping a server waits for its 0.5 s poll; nothing needs to wait for that here.
@@ -144,21 +125,15 @@ class Sandbox:
         assert result.applied is not None
         return result
 
-    # -- reading both systems the way a person would --------------------------------------------
+    # -- reading both systems the way a person would (e2e.py) ---------------------------------------
     def is_bot(self, comment: dict[str, Any]) -> bool:
-        author = comment["author"]
-        return author["type"] == "employee" and author["id"] == self.people.bot
+        return e2e.is_bot(self.world, comment)
 
     def tasks_of(self, issue_id: int) -> list[dict[str, Any]]:
-        return [t for t in self.bx.tasks() if t.get("XML_ID") == f"okdesk:{issue_id}"]
+        return e2e.tasks_of(self.world, issue_id)
 
     def task_markers(self, task_id: int) -> list[str]:
-        found = []
-        for comment in self.bx.comments(task_id):
-            match = TASK_MARKER.search(comment["POST_MESSAGE"])
-            if match:
-                found.append(match.group(1))
-        return found
+        return e2e.comment_markers(self.world, task_id)
 
     def forwarded(self, task_id: int) -> dict[int, list[str]]:
         """Okdesk comment id -> the task comments forwarding it."""
@@ -170,21 +145,10 @@ class Sandbox:
         return result
 
     def bot_markers(self, issue_id: int) -> list[str]:
-        found = []
-        for comment in self.ok.comments(issue_id):
-            if self.is_bot(comment):
-                match = ISSUE_MARKER.search(HTML_TAG.sub("", comment["content"]))
-                assert match, f"a bot comment in issue {issue_id} carries no marker: {comment['content']!r}"
-                found.append(match.group(1))
-        return found
+        return e2e.bot_markers(self.world, issue_id)
 
     def time_markers(self, issue_id: int) -> list[int]:
-        found = []
-        for entry in self.ok.time_entries(issue_id):
-            match = TIME_MARKER.search(entry["comment"] or "")
-            assert match, f"a time entry in issue {issue_id} carries no marker: {entry['comment']!r}"
-            found.append(int(match.group(1)))
-        return found
+        return e2e.time_markers(self.world, issue_id)
 
     def status_posts(self, issue_id: int) -> int:
         path = re.compile(rf"/issues/{issue_id}/statuses/?$")

@@ -9,63 +9,26 @@ against the emulator's real leaky bucket finishes over one or several cycles wit
 
 from __future__ import annotations
 
-import json
-import re
-import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, Okbx
-from test_sync_story import hand_off
+from e2e import FAST, Okbx, TestClock, clean, hand_off, in_task, query_limit, start_world, summary
 
 from okbx_sync.emulator.http import HTML_500, Fault, Response
 from okbx_sync.emulator.world import World
 
-SUMMARY = re.compile(
-    r"okbx sync: (\d+) done, (\d+) adopted, (\d+) failed, (\d+) left for the next run; "
-    r"requests: Okdesk (\d+), Bitrix24 (\d+)"
-)
-FAST = {"backoff_seconds": 0.01, "retry_base_seconds": 1}
 
-
-# The emulator's server threads print a traceback when a client drops a connection (a SIGKILL, a
-# timeout); in-process runs capture it with okbx's stderr, but it is not okbx's output.
-_THREAD_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+\S.*\n?")
-
-
-def own_output(text: str) -> str:
-    return _THREAD_TRACEBACK.sub(lambda m: "" if "socketserver.py" in m.group(0) else m.group(0), text)
-
-
-def query_limit() -> Response:
-    return Response.json(503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
+@pytest.fixture
+def okbx(world: World, tmp_path: Path, clock: TestClock) -> Okbx:
+    return Okbx(world, tmp_path, {"sync": FAST}, clock=clock)
 
 
 def operation_limit() -> Response:
     return Response.json(
         429, {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."}
     )
-
-
-@pytest.fixture
-def okbx(world: World, tmp_path: Path) -> Okbx:
-    return Okbx(world, tmp_path, {"sync": FAST})
-
-
-def summary(result: CliResult) -> dict[str, int]:
-    match = SUMMARY.search(result.stdout + result.stderr)
-    assert match, result.output
-    keys = ("done", "adopted", "failed", "left", "okdesk", "bitrix24")
-    return dict(zip(keys, map(int, match.groups()), strict=True))
-
-
-def clean(result: CliResult) -> CliResult:
-    own = own_output(result.output)
-    assert "Traceback" not in own and "internal error" not in own, result.output
-    return result
 
 
 def statuses(server: Any, op: str) -> list[int]:
@@ -78,16 +41,11 @@ def assert_one_task_per_issue(world: World, issues: list[int]) -> None:
 
 
 def forwarded_once(world: World, issue: int, phrase: str) -> bool:
-    [task] = [t for t in world.bitrix.tasks() if t["XML_ID"] == f"okdesk:{issue}"]
-    return sum(phrase in c["POST_MESSAGE"] for c in world.bitrix.comments(int(task["ID"]))) == 1
+    return in_task(world, issue, phrase) == 1
 
 
 def okbx_status(okbx: Okbx) -> list[dict[str, Any]]:
-    result = okbx("status", "--json")
-    rows: list[dict[str, Any]] = json.loads(result.stdout)["links"]
-    unhealthy = any(row["failures"] or row["state"] == "parked" for row in rows)
-    assert result.exit_code == (1 if unhealthy else 0), result.output
-    return rows
+    return list(okbx.status_rows().values())
 
 
 # -- Bitrix24 503 QUERY_LIMIT_EXCEEDED -------------------------------------------------------------
@@ -166,22 +124,11 @@ def test_comments_left_by_a_stopped_cycle_are_forwarded_by_the_next_run(world, o
     assert [forwarded_once(world, issue, f"news {issue}") for issue in issues] == [True] * 4
 
 
-class ShiftedClock:
-    """Real time plus an offset the test moves forward (the portal's 10-minute window)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-def test_the_portal_operating_limit_blocks_methods_until_their_window_passes(tmp_path):
-    clock = ShiftedClock()
+def test_the_portal_operating_limit_blocks_methods_until_their_window_passes(tmp_path, clock):
     # 0.05 s charged per call, blocked above 0.1 s: the 4th call of a method within 10 minutes is refused
-    world = World.start(bitrix_clock=clock, bitrix_operating_limit_seconds=0.1)
+    world = start_world(clock, bitrix_operating_limit_seconds=0.1)
     try:
-        okbx = Okbx(world, tmp_path, {"sync": FAST})
+        okbx = Okbx(world, tmp_path, {"sync": FAST}, clock=clock)
         issues = [hand_off(world, f"Issue {n}", comment=f"words {n}") for n in range(5)]
         outputs = []
         for _ in range(12):
@@ -192,7 +139,7 @@ def test_the_portal_operating_limit_blocks_methods_until_their_window_passes(tmp
             assert all(n == 1 for n in by_xml.values()), f"duplicate tasks: {by_xml}"
             if result.exit_code == 0 and summary(result)["done"] == 0 and summary(result)["left"] == 0:
                 break
-            clock.offset += timedelta(minutes=11)  # the blocked method's window passes
+            clock.advance(minutes=11)  # the blocked method's window passes
             for row in okbx_status(okbx):  # read failures during the block back off; do not wait for it
                 if row["failures"]:
                     assert okbx("retry", str(row["issue"])).exit_code == 0
@@ -207,16 +154,15 @@ def test_the_portal_operating_limit_blocks_methods_until_their_window_passes(tmp
 
 
 # -- Okdesk 429 with Retry-After, 5xx on reads ------------------------------------------------------
-def test_okdesk_429_with_retry_after_on_a_read_is_honoured_and_the_read_succeeds(world, okbx):
+def test_okdesk_429_with_retry_after_on_a_read_is_honoured_and_the_read_succeeds(world, okbx, clock):
     issue = hand_off(world, comment="Please look")
     too_many = Response.json(429, {"errors": "Превышен лимит запросов"}, headers={"Retry-After": "1"})
     world.okdesk_server.inject(Fault(op="GET /issues/{id}/comments", when="before", response=too_many, times=2))
-    started = time.monotonic()
     result = clean(okbx("sync"))
-    took = time.monotonic() - started
     assert result.exit_code == 0 and summary(result)["failed"] == 0
     assert statuses(world.okdesk_server, "GET /issues/{id}/comments")[:3] == [429, 429, 200]
-    assert took >= 1.8, f"Retry-After: 1 twice, but the sync took {took:.2f}s"
+    waited = sum(clock.slept)
+    assert waited >= 1.8, f"Retry-After: 1 twice, but the sync waited {waited:.2f}s"
     assert forwarded_once(world, issue, "Please look")
 
 
@@ -253,10 +199,11 @@ def test_okdesk_5xx_and_dropped_reads_are_retried_and_succeed(world, okbx, op, r
     assert forwarded_once(world, issue, "Please look")
 
 
-def test_okdesk_real_rate_limit_is_waited_out(tmp_path):
-    world = World.start(okdesk_rate=5)  # 5 requests/s, bursts of 10; okbx asks for 50/s
+def test_okdesk_real_rate_limit_is_waited_out(tmp_path, clock):
+    # 5 requests/s, bursts of 10; okbx asks for 50/s. Both measure time on the test clock.
+    world = start_world(clock, okdesk_rate=5, okdesk_rate_clock=clock.monotonic)
     try:
-        okbx = Okbx(world, tmp_path, {"sync": FAST})
+        okbx = Okbx(world, tmp_path, {"sync": FAST}, clock=clock)
         issues = [hand_off(world, f"Issue {n}", comment=f"words {n}") for n in range(5)]
         result = clean(okbx("sync"))
         assert result.exit_code == 0 and summary(result)["left"] == 0, result.output
@@ -310,10 +257,13 @@ def test_a_budget_smaller_than_the_reads_of_the_backlog_still_makes_progress(wor
         pytest.param(200, 40, 50, 600, id="200-handoffs", marks=pytest.mark.slow),
     ],
 )
-def test_a_first_run_over_a_backlog_finishes_without_duplicates(tmp_path, handoffs, portal_rate, client_rate, budget):
+def test_a_first_run_over_a_backlog_finishes_without_duplicates(
+    tmp_path, clock, handoffs, portal_rate, client_rate, budget
+):
     # The portal drains `portal_rate` requests/s from a bucket of 50; okbx is configured a bit
     # faster (a misconfigured client), so some requests are rejected with 503 and waited out.
-    world = World.start(bitrix_rate=portal_rate, bitrix_bucket_size=50)
+    # Both sides measure time on the test clock: okbx's waits move it, the bucket drains by it.
+    world = start_world(clock, bitrix_rate=portal_rate, bitrix_bucket_size=50)
     try:
         okbx = Okbx(
             world,
@@ -323,9 +273,10 @@ def test_a_first_run_over_a_backlog_finishes_without_duplicates(tmp_path, handof
                 "bitrix24": {"requests_per_second": client_rate, "burst": 50},
                 "sync": {"backoff_seconds": 0.2, "retry_base_seconds": 1, "max_requests_per_cycle": budget},
             },
+            clock=clock,
         )
         issues = [hand_off(world, f"Backlog {n}", comment=f"words {n}" if n % 2 else None) for n in range(handoffs)]
-        started = time.monotonic()
+        started = clock.monotonic()
         reported: Counter[str] = Counter()
         cycles = 0
         while cycles < 20:
@@ -336,7 +287,7 @@ def test_a_first_run_over_a_backlog_finishes_without_duplicates(tmp_path, handof
             reported.update(okdesk=counts["okdesk"], bitrix24=counts["bitrix24"])
             if counts["left"] == 0:
                 break
-        took = time.monotonic() - started
+        took = clock.monotonic() - started
         codes = Counter(entry.status for entry in world.bitrix_server.log)
         total_bitrix, rejected = sum(codes.values()), codes[503]
         total_okdesk = len(world.okdesk_server.log)
@@ -355,13 +306,14 @@ def test_a_first_run_over_a_backlog_finishes_without_duplicates(tmp_path, handof
         world.close()
 
 
-def test_a_client_configured_under_the_portal_rate_is_never_rejected(tmp_path):
-    world = World.start(bitrix_rate=20, bitrix_bucket_size=50)
+def test_a_client_configured_under_the_portal_rate_is_never_rejected(tmp_path, clock):
+    world = start_world(clock, bitrix_rate=20, bitrix_bucket_size=50)
     try:
         okbx = Okbx(
             world,
             tmp_path,
             {"okdesk": {"requests_per_second": 500}, "bitrix24": {"requests_per_second": 18, "burst": 40}},
+            clock=clock,
         )
         issues = [hand_off(world, f"Backlog {n}") for n in range(30)]
         result = clean(okbx("sync"))

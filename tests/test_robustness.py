@@ -16,83 +16,44 @@ import json
 import os
 import random
 import re
-import shutil
 import sqlite3
 import subprocess
-import sys
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, Okbx
-from test_sync_story import hand_off
+from e2e import (
+    FAST,
+    Okbx,
+    TestClock,
+    bot_comments,
+    clean,
+    hand_off,
+    in_task,
+    okbx_command,
+    own_output,
+    spawn_okbx,
+    start_world,
+    task_of,
+    writes,
+)
+from typer.testing import CliRunner
 
+from okbx_sync.cli import app
 from okbx_sync.emulator.http import HTML_500, Fault, Response
 from okbx_sync.emulator.okdesk import DEFAULT_STATUSES
 from okbx_sync.emulator.world import HANDOFF, World
 
-FAST = {"backoff_seconds": 0.01, "retry_base_seconds": 1}
-WRITES = (
-    "POST /issues/{id}/comments",
-    "POST /issues/{id}/statuses",
-    "POST /issues/{id}/time_entries",
-    "tasks.task.add",
-    "tasks.task.renew",
-    "task.commentitem.add",
-)
-
-
-# The emulator's server threads print a traceback when a client drops a connection (a SIGKILL, a
-# timeout); in-process runs capture it with okbx's stderr, but it is not okbx's output.
-_THREAD_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+\S.*\n?")
-
-
-def own_output(text: str) -> str:
-    return _THREAD_TRACEBACK.sub(lambda m: "" if "socketserver.py" in m.group(0) else m.group(0), text)
-
 
 @pytest.fixture
-def okbx(world: World, tmp_path: Path) -> Okbx:
-    return Okbx(world, tmp_path, {"sync": FAST})
-
-
-def clean(result: CliResult) -> CliResult:
-    own = own_output(result.output)
-    assert "Traceback" not in own and "internal error" not in own, result.output
-    return result
-
-
-def writes(world: World) -> int:
-    counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    return sum(counts[op] for op in WRITES)
-
-
-def task_of(world: World, issue: int) -> int:
-    [task] = [t for t in world.bitrix.tasks() if t["XML_ID"] == f"okdesk:{issue}"]
-    return int(task["ID"])
-
-
-def in_task(world: World, issue: int, phrase: str) -> int:
-    return sum(phrase in c["POST_MESSAGE"] for c in world.bitrix.comments(task_of(world, issue)))
-
-
-def bot_comments(world: World, issue: int, marker: str = "") -> list[str]:
-    return [
-        c["content"]
-        for c in world.okdesk.comments(issue)
-        if c["author"]["type"] == "employee" and c["author"]["id"] == world.people.bot and marker in c["content"]
-    ]
+def okbx(world: World, tmp_path: Path, clock: TestClock) -> Okbx:
+    return Okbx(world, tmp_path, {"sync": FAST}, clock=clock)
 
 
 def status_rows(okbx: Okbx) -> dict[int, dict[str, Any]]:
-    result = okbx("status", "--json")
-    rows = {row["issue"]: row for row in json.loads(result.stdout)["links"]}
-    unhealthy = any(row["failures"] or row["state"] == "parked" for row in rows.values())
-    assert result.exit_code == (1 if unhealthy else 0), result.output  # for monitoring checks
-    return rows
+    return okbx.status_rows()
 
 
 def store_snapshot(okbx: Okbx) -> tuple[Any, ...]:
@@ -107,11 +68,6 @@ def store_snapshot(okbx: Okbx) -> tuple[Any, ...]:
         )
     finally:
         store.close()
-
-
-def okbx_command() -> list[str]:
-    found = shutil.which("okbx")
-    return [found] if found else [sys.executable, "-m", "okbx_sync.cli"]
 
 
 # -- malformed answers to a per-issue read ------------------------------------------------------------
@@ -138,7 +94,7 @@ TOLERATED_ISSUE = {
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_ISSUE))
-def test_a_malformed_issue_read_is_an_error_on_that_link_and_the_others_still_sync(world, okbx, case):
+def test_a_malformed_issue_read_is_an_error_on_that_link_and_the_others_still_sync(world, okbx, clock, case):
     ok, bx, p = world.okdesk, world.bitrix, world.people
     spoiled, healthy = hand_off(world, "Spoiled"), hand_off(world, "Healthy")
     okbx.sync()
@@ -221,7 +177,7 @@ def test_tolerated_answer_variants_sync_normally(world, okbx, case):
     ],
     ids=["html", "object-not-list", "garbled-author", "public-not-bool"],
 )
-def test_a_malformed_comments_read_is_recorded_against_that_link(world, okbx, case, make, times, words):
+def test_a_malformed_comments_read_is_recorded_against_that_link(world, okbx, clock, case, make, times, words):
     ok, p = world.okdesk, world.people
     spoiled, healthy = hand_off(world, "Spoiled"), hand_off(world, "Healthy")
     okbx.sync()
@@ -236,12 +192,12 @@ def test_a_malformed_comments_read_is_recorded_against_that_link(world, okbx, ca
     row = status_rows(okbx)[spoiled]
     assert row["failures"] == 1 and words in row["last_error"]
 
-    time.sleep(1.2)
+    clock.advance(1.2)  # sync.retry_base_seconds
     assert clean(okbx("sync")).exit_code == 0
     assert in_task(world, spoiled, "wait for me") == 1 and in_task(world, healthy, "still here") == 1
 
 
-def test_isolated_transient_read_errors_do_not_add_up_to_parking_a_healthy_link(world, okbx):
+def test_isolated_transient_read_errors_do_not_add_up_to_parking_a_healthy_link(world, okbx, clock):
     ok, p = world.okdesk, world.people
     okbx.reconfigure(sync={**FAST, "max_retries": 3})
     issue = hand_off(world)
@@ -253,7 +209,7 @@ def test_isolated_transient_read_errors_do_not_add_up_to_parking_a_healthy_link(
         )
         assert clean(okbx("sync")).exit_code == 1
         world.okdesk_server.clear_faults()
-        time.sleep(1.05 * 2**round_)  # past the retry time
+        clock.advance(1.05 * 2**round_)  # past the retry time
         assert clean(okbx("sync")).exit_code == 0  # read fine: the error is over
     row = status_rows(okbx)[issue]
     assert row["state"] == "active" and row["failures"] == 0 and row["last_error"] is None
@@ -355,32 +311,25 @@ def test_an_empty_object_as_the_listing_is_an_error_too(world, okbx):
 # -- overlapping runs ----------------------------------------------------------------------------------
 def test_overlapping_runs_exit_75_at_once_or_wait_and_then_succeed(world, okbx):
     issue = hand_off(world, comment="words")
-    env = {**os.environ, **okbx.env}
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            okbx_command() + list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
     hold = world.okdesk_server.inject(Fault(op="GET /issues/list", when="before", kind="hang", hang_seconds=30))
-    first = start("sync")
+    first = spawn_okbx(okbx, "sync")
     try:
         assert hold.hit.wait(20), "the first run never reached Okdesk"
         sent_by_first = len(world.okdesk_server.log) + len(world.bitrix_server.log)
-        started = time.monotonic()
-        second = subprocess.run([*okbx_command(), "sync"], env=env, capture_output=True, text=True, timeout=30)
-        assert second.returncode == 75, second
-        assert time.monotonic() - started < 5  # at once, not after the first run
+        second = subprocess.run(
+            [*okbx_command(), "sync"], env=okbx.spawn_env(), capture_output=True, text=True, timeout=30
+        )
+        assert second.returncode == 75, second  # at once: the test would hang on `hold` otherwise
         assert f"another okbx run (pid {first.pid})" in second.stderr and "--wait" in second.stderr
         assert second.stdout == "" and "Traceback" not in second.stderr
 
-        impatient, patient = start("sync", "--wait", "1"), start("sync", "--wait", "8")
-        started = time.monotonic()
-        out, err = impatient.communicate(timeout=30)
-        assert impatient.returncode == 75 and "another okbx run" in err, out + err
-        assert 0.9 <= time.monotonic() - started < 6  # it did wait, then gave up
-        assert patient.poll() is None  # still waiting for the lock
-        assert len(world.okdesk_server.log) + len(world.bitrix_server.log) == sent_by_first  # refused runs sent nothing
+        # A run that may wait polls the lock on its clock, then gives up (its own clock: it sends nothing)
+        impatient_clock = TestClock()
+        impatient = CliRunner().invoke(app, ["sync", "--wait", "1"], env=okbx.env, obj=impatient_clock.for_okbx)
+        assert impatient.exit_code == 75 and "another okbx run" in impatient.stderr, impatient.output
+        assert 1.0 <= sum(impatient_clock.slept) < 1.5  # it did wait, then gave up
+        patient = spawn_okbx(okbx, "sync", "--wait", "20")
+        assert len(world.okdesk_server.log) + len(world.bitrix_server.log) == sent_by_first  # refused: nothing sent
         hold.release()
         out, err = first.communicate(timeout=30)
         assert first.returncode == 0, out + err
@@ -389,9 +338,8 @@ def test_overlapping_runs_exit_75_at_once_or_wait_and_then_succeed(world, okbx):
         assert "0 done" in out and "Traceback" not in err
     finally:
         hold.release()
-        for process in (first,):
-            if process.poll() is None:
-                process.kill()
+        if first.poll() is None:
+            first.kill()
     assert [t["XML_ID"] for t in world.bitrix.tasks()] == [f"okdesk:{issue}"]
     assert in_task(world, issue, "words") == 1
 
@@ -404,13 +352,13 @@ def _no_return_to_opened() -> dict[str, set[str]]:
     return transitions
 
 
-def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_keep_syncing(tmp_path):
-    world = World.start(okdesk_transitions=_no_return_to_opened())
+def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_keep_syncing(tmp_path, clock):
+    world = start_world(clock, okdesk_transitions=_no_return_to_opened())
     try:
         ok, bx, p = world.okdesk, world.bitrix, world.people
         # a first wait of 3 s: long enough that the sync right after a failure (line below) still
         # falls inside it on a loaded CI machine
-        okbx = Okbx(world, tmp_path, {"sync": {**FAST, "max_retries": 3, "retry_base_seconds": 3}})
+        okbx = Okbx(world, tmp_path, {"sync": {**FAST, "max_retries": 3, "retry_base_seconds": 3}}, clock=clock)
         poison, healthy = hand_off(world, "Poison"), hand_off(world, "Healthy")
         okbx.sync()
         bx.log_time(task_of(world, poison), p.bx_ivan, 600, "fixed")
@@ -435,7 +383,8 @@ def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_kee
             if round_ < 3:
                 assert clean(okbx("sync")).exit_code == 0  # waiting for its retry time: not tried
                 assert attempts() == round_
-                time.sleep(max(0.0, (retry_at - datetime.now(retry_at.tzinfo)).total_seconds()) + 1.05)
+                clock.advance_to(retry_at)
+                clock.advance(1.05)
         assert delays[0] < delays[1] < delays[2], delays  # growing delays (3 s, 6 s, 12 s)
 
         ok.add_comment(healthy, "after parking", author_id=p.client, author_type="contact")
@@ -459,20 +408,20 @@ def test_a_poison_item_backs_off_is_parked_and_revived_by_retry_while_others_kee
 
 
 # -- lost answers -------------------------------------------------------------------------------------
-def test_a_lost_answer_to_the_return_is_adopted_not_repeated(world, okbx):
+def test_a_lost_answer_to_the_return_is_adopted_not_repeated(world, okbx, clock):
     issue = hand_off(world)
     okbx.sync()
     world.bitrix.complete_task(task_of(world, issue))
     world.okdesk_server.inject(Fault(op="POST /issues/{id}/statuses", when="after", kind="drop"))
     assert clean(okbx("sync")).exit_code == 1  # applied, but no answer
     assert world.okdesk.status_of(issue) == "opened"
-    time.sleep(1.1)
+    clock.advance(1.1)  # sync.retry_base_seconds
     assert clean(okbx("sync")).exit_code == 0
     assert world.okdesk_server.count("POST /issues/{id}/statuses") == 1  # found done, not sent again
     assert status_rows(okbx)[issue]["state"] == "done"
 
 
-def test_a_handoff_right_after_a_lost_return_answer_is_not_undone(world, okbx):
+def test_a_handoff_right_after_a_lost_return_answer_is_not_undone(world, okbx, clock):
     ok, bx = world.okdesk, world.bitrix
     issue = hand_off(world)
     okbx.sync()
@@ -482,14 +431,14 @@ def test_a_handoff_right_after_a_lost_return_answer_is_not_undone(world, okbx):
     assert clean(okbx("sync")).exit_code == 1  # the return went through; its answer was lost
     assert ok.status_of(issue) == "opened" and len(bot_comments(world, issue, "okbx:summary")) == 1
     ok.set_status(issue, HANDOFF, by_employee_id=world.people.consultant, comment="Still broken, please look again")
-    time.sleep(1.1)  # sync.retry_base_seconds
+    clock.advance(1.1)  # sync.retry_base_seconds
     for _ in range(3):
         clean(okbx("sync"))
     assert ok.status_of(issue) == HANDOFF  # the consultant's handoff stands
     assert int(bx.task(task)["STATUS"]) != 5  # and the programmers got the task back
 
 
-def test_a_completion_right_after_a_lost_renew_answer_is_not_undone(world, okbx):
+def test_a_completion_right_after_a_lost_renew_answer_is_not_undone(world, okbx, clock):
     ok, bx = world.okdesk, world.bitrix
     issue = hand_off(world)
     okbx.sync()
@@ -503,9 +452,9 @@ def test_a_completion_right_after_a_lost_renew_answer_is_not_undone(world, okbx)
     # Bitrix24 timestamps have second precision; okbx recognises its own renewal by a closedDate
     # other than the one it saw at the completion, so the second completion must be a second later
     # (a person completing a task within the same second as okbx's renewal is not a real case).
-    time.sleep(1.1)
+    clock.advance(1.1)
     bx.complete_task(task)  # the programmer closes it again: already fixed
-    time.sleep(1.1)  # sync.retry_base_seconds
+    clock.advance(1.1)  # sync.retry_base_seconds
     for _ in range(3):
         clean(okbx("sync"))
     assert world.bitrix_server.count("tasks.task.renew") == 1
@@ -514,7 +463,7 @@ def test_a_completion_right_after_a_lost_renew_answer_is_not_undone(world, okbx)
 
 
 # -- outages are not deletions --------------------------------------------------------------------------
-def test_issues_missing_from_the_listings_are_read_directly_and_never_marked_gone(world, okbx):
+def test_issues_missing_from_the_listings_are_read_directly_and_never_marked_gone(world, okbx, clock):
     issues = [hand_off(world, f"Issue {n}") for n in range(3)]
     okbx.sync()
     world.okdesk_server.inject(Fault(op="GET /issues/list", when="before", response=Response.json(200, []), times=2))
@@ -530,7 +479,7 @@ def test_issues_missing_from_the_listings_are_read_directly_and_never_marked_gon
     assert not any("okbx:note:" in c["POST_MESSAGE"] for i in issues for c in world.bitrix.comments(task_of(world, i)))
 
     world.okdesk.delete_issue(issues[0])  # a direct not-found is the one proof
-    time.sleep(1.2)
+    clock.advance(1.2)  # sync.retry_base_seconds
     assert clean(okbx("sync")).exit_code == 0
     assert status_rows(okbx)[issues[0]]["state"] == "gone_issue"
     assert {status_rows(okbx)[i]["state"] for i in issues[1:]} == {"active"}
@@ -547,7 +496,7 @@ def _empty_task_listing() -> Response:
     return Response.json(200, {"result": result, "time": {}})
 
 
-def test_tasks_missing_from_the_bitrix24_listing_are_never_marked_gone(world, okbx):
+def test_tasks_missing_from_the_bitrix24_listing_are_never_marked_gone(world, okbx, clock):
     issues = [hand_off(world, f"Issue {n}") for n in range(3)]
     okbx.sync()
     world.bitrix_server.inject(Fault(op="batch", when="after", response=_empty_task_listing()))
@@ -564,7 +513,7 @@ def test_tasks_missing_from_the_bitrix24_listing_are_never_marked_gone(world, ok
     assert len(world.bitrix.tasks()) == 3
 
     world.bitrix.delete_task(task_of(world, issues[0]))
-    time.sleep(1.2)
+    clock.advance(1.2)  # sync.retry_base_seconds
     assert clean(okbx("sync")).exit_code == 0
     assert status_rows(okbx)[issues[0]]["state"] == "gone_task"
     assert len(bot_comments(world, issues[0], "okbx:inote:taskdeleted")) == 1

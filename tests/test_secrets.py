@@ -12,39 +12,23 @@ from Bitrix24 (elapsed-item comments, user names) is HTML-escaped in Okdesk.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from conftest import CliResult, Okbx
-from test_sync_story import hand_off
+from e2e import FAST, CliResult, Okbx, hand_off, own_output, query_limit
 
 from okbx_sync.emulator.bitrix24 import Bitrix24Emulator
 from okbx_sync.emulator.http import HTML_500, EmulatorServer, Fault, Response
 from okbx_sync.emulator.okdesk import OkdeskEmulator
 from okbx_sync.emulator.world import OKDESK_TOKEN, WEBHOOK_SECRET, World
 
-FAST = {"backoff_seconds": 0.01, "retry_base_seconds": 1}
 TASK_MARKER = re.compile(r"\[I\](okbx:[^\[\]\s]+)\[/I\]\s*$")
 OUR_BB_TAGS = {"B", "/B", "I", "/I", "URL", "/URL", "QUOTE", "/QUOTE", "U", "/U", "S", "/S"}
-
-
-# The emulator's server threads print a traceback when a client drops a connection (a SIGKILL, a
-# timeout); in-process runs capture it with okbx's stderr, but it is not okbx's output.
-_THREAD_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+\S.*\n?")
-
-
-def own_output(text: str) -> str:
-    return _THREAD_TRACEBACK.sub(lambda m: "" if "socketserver.py" in m.group(0) else m.group(0), text)
 
 
 def secret_forms(*secrets: str) -> set[str]:
@@ -101,10 +85,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def query_limit() -> Response:
-    return Response.json(503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
 
 
 SCENARIOS: dict[str, list[tuple[str, Fault]]] = {
@@ -179,8 +159,8 @@ SCENARIOS: dict[str, list[tuple[str, Fault]]] = {
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_no_secret_in_any_output_log_or_state_file_under_failures(world, okbx, tmp_path, scenario):
-    okbx.reconfigure(sync=FAST, okdesk={"timeout_seconds": 0.5})
+def test_no_secret_in_any_output_log_or_state_file_under_failures(world, okbx, clock, tmp_path, scenario):
+    okbx.reconfigure(sync=FAST, okdesk={"timeout_seconds": 0.3})
     p = world.people
     issue = hand_off(world, comment="Please look")
     log_file = tmp_path / "okbx.log"
@@ -196,7 +176,7 @@ def test_no_secret_in_any_output_log_or_state_file_under_failures(world, okbx, t
     evidence.run("show", str(second))
     world.okdesk_server.clear_faults()
     world.bitrix_server.clear_faults()
-    time.sleep(1.1)
+    clock.advance(1.1)  # sync.retry_base_seconds
     evidence.run_everything(second, log_file=log_file)
     evidence.assert_clean()
 
@@ -288,35 +268,24 @@ def test_no_secret_from_link(world, okbx, tmp_path):
     evidence.assert_clean()
 
 
-def test_no_secret_from_the_run_loop_and_its_log_file(world, okbx, tmp_path):
+def test_no_secret_from_the_run_loop_and_its_log_file(world, okbx, clock, tmp_path):
     okbx.reconfigure(sync=FAST)
     hand_off(world, comment="Please look")
     world.bitrix_server.inject(Fault(op="tasks.task.add", when="after", kind="drop"))
     log_file = tmp_path / "run.log"
-    command = [shutil.which("okbx") or sys.executable, *([] if shutil.which("okbx") else ["-m", "okbx_sync.cli"])]
-    process = subprocess.Popen(
-        [*command, "run", "--every", "1s", "-v", "--log-file", str(log_file)],
-        env={**os.environ, **okbx.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if log_file.exists() and log_file.read_text().count("okbx sync:") >= 2:
-                break
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, out + err
+
+    def stop_after_two_cycles() -> None:  # as systemd would, while the loop waits for the next cycle
+        if log_file.exists() and log_file.read_text().count("okbx sync:") >= 2:
+            signal.raise_signal(signal.SIGTERM)  # handled by `okbx run`: it stops after the nap
+
+    clock.on_sleep = stop_after_two_cycles
+    result = okbx("run", "--every", "1s", "-v", "--log-file", str(log_file))
+    assert result.exit_code == 0, result.output
+    assert "SIGTERM received" in result.stderr
     assert log_file.read_text().count("okbx sync:") >= 2
     evidence = Evidence(okbx)
-    evidence.add("run stdout", out)
-    evidence.add("run stderr", err)
+    evidence.add("run stdout", result.stdout)
+    evidence.add("run stderr", result.stderr)
     evidence.add("run log", log_file.read_text())
     evidence.run("status", "--json")
     evidence.assert_clean()
@@ -408,7 +377,7 @@ def test_hostile_okdesk_comments_are_forwarded_once_and_neutralised(world, okbx)
     assert "emoji 👍🏽🚀 ✓ — «ёж»" in by_name["emoji"]
 
 
-def test_a_forged_marker_cannot_make_okbx_skip_a_comment_whose_write_was_lost(world, okbx):
+def test_a_forged_marker_cannot_make_okbx_skip_a_comment_whose_write_was_lost(world, okbx, clock):
     ok, bx, p = world.okdesk, world.bitrix, world.people
     okbx.reconfigure(sync=FAST)
     issue = hand_off(world)
@@ -423,7 +392,7 @@ def test_a_forged_marker_cannot_make_okbx_skip_a_comment_whose_write_was_lost(wo
     assert victim == forger + 1
     world.bitrix_server.inject(Fault(op="task.commentitem.add", when="before", kind="drop"))
     assert okbx("sync").exit_code == 1  # the victim's write got no answer: the next run looks for its marker
-    time.sleep(1.1)  # sync.retry_base_seconds
+    clock.advance(1.1)  # sync.retry_base_seconds
     assert okbx.sync().exit_code == 0
     texts = [c["POST_MESSAGE"] for c in bx.comments(int(bx.tasks()[0]["ID"]))]
     assert sum("the real comment" in t for t in texts) == 1  # looked for, not found, written once

@@ -16,8 +16,10 @@ def test_a_version_1_database_is_migrated_and_keeps_its_links(tmp_path):
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     store_module._migrate_1(sqlite_utils.Database(conn))
-    conn.execute("INSERT INTO links(issue_id, task_id, state, cycle, created_at, updated_at) "
-                 "VALUES(7, 70, 'active', 1, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')")
+    conn.execute(
+        "INSERT INTO links(issue_id, task_id, state, cycle, created_at, updated_at) "
+        "VALUES(7, 70, 'active', 1, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')"
+    )
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

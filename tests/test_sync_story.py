@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import json
 
+from e2e import hand_off, writes
+
 from okbx_sync.emulator.world import HANDOFF
-
-
-def hand_off(world, title="Report export fails", comment=None):
-    ok, p = world.okdesk, world.people
-    issue = ok.create_issue(title, "<p>Export <b>fails</b></p>", company_id=p.company, contact_id=p.client)
-    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant, comment=comment)
-    return issue
 
 
 def only_task(world):
     tasks = world.bitrix.tasks()
     assert len(tasks) == 1, tasks
     return int(tasks[0]["ID"])
-
-
-def posts(world):
-    """Write requests seen by both emulators so far."""
-    counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    writes = ("POST /issues/{id}/comments", "POST /issues/{id}/statuses", "POST /issues/{id}/time_entries",
-              "tasks.task.add", "tasks.task.renew", "task.commentitem.add")
-    return sum(counts[w] for w in writes)
 
 
 def test_a_handoff_creates_exactly_one_task_with_marker_description_and_link_comment(world, okbx):
@@ -194,10 +181,10 @@ def test_issues_never_handed_off_are_never_touched(world, okbx):
 def test_a_sync_with_no_changes_writes_nothing(world, okbx):
     hand_off(world)
     okbx.sync()
-    before = posts(world)
+    before = writes(world)
     okbx.sync()
     okbx.sync()
-    assert posts(world) == before
+    assert writes(world) == before
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing_anywhere(world, okbx):
@@ -205,7 +192,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing_anywhere(world, okbx):
     result = okbx.sync("--dry-run")
     assert result.exit_code == 0
     assert "CreateTask" in result.stdout and "ForwardComment" in result.stdout and str(issue) in result.stdout
-    assert world.bitrix.tasks() == [] and posts(world) == 0
+    assert world.bitrix.tasks() == [] and writes(world) == 0
     store = okbx.store()
     try:
         assert store.links() == {} and store.journal() == []

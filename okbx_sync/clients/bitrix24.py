@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from ..clock import REAL_CLOCK, Clock
 from ..config import Bitrix24Config
 from ..errors import ApiError, MalformedResponse
 from ..model import ElapsedItem, Task, TaskComment
@@ -72,17 +73,19 @@ class Bitrix24Client:
         *,
         budget: RequestBudget | None = None,
         backoff_seconds: float = 1.0,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.config = config
         self.base = config.webhook_url.reveal().rstrip("/") + "/"
         self.transport = Transport(
             SYSTEM,
-            throttle=Throttle(config.requests_per_second, config.burst),
+            throttle=Throttle(config.requests_per_second, config.burst, clock=clock.monotonic, sleep=clock.sleep),
             redactor=redactor,
             timeout=(5.0, config.timeout_seconds),
             classify=_classify,
             policy=RetryPolicy(backoff_seconds=backoff_seconds),
             budget=budget,
+            sleep=clock.sleep,
         )
 
     def portal_url(self) -> str:

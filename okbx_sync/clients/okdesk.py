@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from ..clock import REAL_CLOCK, Clock
 from ..config import OkdeskConfig
 from ..errors import ApiError, MalformedResponse, NotFound
 from ..model import Comment, Company, Issue, TimeEntry
@@ -49,17 +50,24 @@ class OkdeskClient:
         *,
         budget: RequestBudget | None = None,
         backoff_seconds: float = 1.0,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.config = config
         self.base = config.url.rstrip("/") + "/api/v1"
         self.transport = Transport(
             SYSTEM,
-            throttle=Throttle(config.requests_per_second, max(1, int(config.requests_per_second * 2))),
+            throttle=Throttle(
+                config.requests_per_second,
+                max(1, int(config.requests_per_second * 2)),
+                clock=clock.monotonic,
+                sleep=clock.sleep,
+            ),
             redactor=redactor,
             timeout=(5.0, config.timeout_seconds),
             classify=_classify,
             policy=RetryPolicy(backoff_seconds=backoff_seconds),
             budget=budget,
+            sleep=clock.sleep,
         )
         self._tz: tzinfo | None = parse_timezone(config.timezone) if config.timezone else None
 

@@ -302,6 +302,7 @@ class OkdeskEmulator:
         comment_touches_issue: bool = True,  # inferred: a new comment bumps updated_at
         clock: Callable[[], datetime] | None = None,
         rate_limit_per_second: float | None = None,
+        rate_clock: Callable[[], float] = time.monotonic,  # seconds; tests pass their clock's
         token_employee_id: int = 1,  # the employee the api_token belongs to
         comment_required_for: Iterable[str] = ("delayed",),  # doc §4: mandatory for delayed by default
     ) -> None:
@@ -320,7 +321,8 @@ class OkdeskEmulator:
         self.time_entry_body, self.comment_touches_issue = time_entry_body, comment_touches_issue
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rate = rate_limit_per_second
-        self._tokens, self._stamp = max(1.0, 2 * (rate_limit_per_second or 0)), time.monotonic()
+        self._rate_clock = rate_clock
+        self._tokens, self._stamp = max(1.0, 2 * (rate_limit_per_second or 0)), rate_clock()
         self.token_employee_id, self.comment_required_for = token_employee_id, frozenset(comment_required_for)
         self._lock = threading.Lock()  # the server is multi-threaded; every state access goes through it
         self._companies: dict[int, str] = {}
@@ -499,10 +501,10 @@ class OkdeskEmulator:
                 return Response.json(error.status, {"errors": error.errors}, headers=error.headers)
 
     def _throttled(self) -> bool:
-        """Token bucket (bursts of twice the rate) on real time, so a frozen test clock cannot stall it."""
+        """Token bucket (bursts of twice the rate) on its own clock: a frozen test `clock` cannot stall it."""
         if self._rate is None:
             return False
-        now = time.monotonic()
+        now = self._rate_clock()
         self._tokens = min(max(1.0, 2 * self._rate), self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
         if self._tokens < 1:

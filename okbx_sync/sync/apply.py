@@ -161,11 +161,11 @@ class Applier:
         if isinstance(action, LocalAction):
             action.apply_locally(ctx)
             return "done"
-        self._check_handoff_number(action.issue_id)
-        action.prepare(ctx)
         op = self.store.op(action.key)
         if op is not None and op.state == "done":
             return "skipped"
+        self._check_handoff_number(action.issue_id)
+        action.prepare(ctx)
         # Look before every write, whatever the store says: it may be lost, restored, or one of two.
         found = action.find(ctx, op)
         if found is not None:

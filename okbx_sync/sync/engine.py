@@ -15,6 +15,7 @@ from .. import billing
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.http import BudgetExhausted, RateLimited, RequestBudget
 from ..clients.okdesk import OkdeskClient
+from ..clock import REAL_CLOCK, Clock
 from ..config import Config
 from ..errors import ApiError, OkbxError
 from ..secrets import Redactor
@@ -40,12 +41,12 @@ class Clients:
     budget: RequestBudget
 
     @classmethod
-    def build(cls, config: Config, redactor: Redactor) -> Clients:
+    def build(cls, config: Config, redactor: Redactor, clock: Clock = REAL_CLOCK) -> Clients:
         budget = RequestBudget(config.sync.max_requests_per_cycle)
         backoff_seconds = config.sync.backoff_seconds
         return cls(
-            OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds),
-            Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds),
+            OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
+            Bitrix24Client(config.bitrix24, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
             budget,
         )
 
@@ -59,13 +60,18 @@ class Clients:
 
 @contextmanager
 def opened(
-    config: Config, redactor: Redactor, crash_after: str | None = None, *, read_only: bool = False
+    config: Config,
+    redactor: Redactor,
+    crash_after: str | None = None,
+    clock: Clock = REAL_CLOCK,
+    *,
+    read_only: bool = False,
 ) -> Iterator[tuple[Clients, Store]]:
     """The clients and the state store for one cycle, closed afterwards whatever happens.
     `read_only` (a dry run): the store is an in-memory copy, and nothing is written to disk."""
-    store = Store(config.state.path, crash_after=crash_after, read_only=read_only)
+    store = Store(config.state.path, clock=clock.now, crash_after=crash_after, read_only=read_only)
     try:
-        clients = Clients.build(config, redactor)
+        clients = Clients.build(config, redactor, clock)
         try:
             yield clients, store
         finally:

@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..clock import REAL_CLOCK, Clock
 from ..errors import LockedError, StateError
 
 
 @contextmanager
-def run_lock(state_path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+def run_lock(state_path: Path, wait_seconds: float = 0.0, clock: Clock = REAL_CLOCK) -> Iterator[None]:
     lock_path = state_path.with_name(state_path.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StateError(f"cannot create the lock file {lock_path}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + wait_seconds
+    deadline = clock.monotonic() + wait_seconds
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
                     raise LockedError(
                         f"another okbx run (pid {holder}) is using {state_path}; try again later or pass --wait SECONDS"
                     ) from None
-                time.sleep(0.2)
+                clock.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

@@ -116,9 +116,7 @@ def test_a_wrong_webhook_secret_or_user_is_refused(portal: Bitrix24Emulator) -> 
             )
 
 
-def test_unknown_methods_and_rest_v3_paths_answer_method_not_found(
-    api: Call, portal: Bitrix24Emulator
-) -> None:
+def test_unknown_methods_and_rest_v3_paths_answer_method_not_found(api: Call, portal: Bitrix24Emulator) -> None:
     fails(api("tasks.task.frobnicate"), 404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
     with EmulatorServer(portal) as server:
         url = f"{server.url}/rest/api/1/{portal.secret}/tasks.task.chat.message.send"
@@ -167,9 +165,7 @@ def test_an_unreadable_json_body_is_a_bad_request(api: Call) -> None:
 # -- tasks.task.add ------------------------------------------------------------------------------
 
 
-def test_add_stores_the_documented_fields_and_answers_camel_case_strings(
-    api: Call, portal: Bitrix24Emulator
-) -> None:
+def test_add_stores_the_documented_fields_and_answers_camel_case_strings(api: Call, portal: Bitrix24Emulator) -> None:
     fields = {
         "TITLE": "[OKD-4711] Printer jammed",
         "DESCRIPTION": "[URL=https://acme.okdesk.ru/issues/4711]Open[/URL]",
@@ -214,9 +210,7 @@ def test_add_defaults_the_creator_to_the_webhook_user(api: Call) -> None:
         ({"TITLE": "x", "RESPONSIBLE_ID": IVAN, "PARENT_ID": 999}, "Parent Task"),
     ],
 )
-def test_add_refuses_invalid_fields(
-    api: Call, portal: Bitrix24Emulator, fields: dict[str, Any], text: str
-) -> None:
+def test_add_refuses_invalid_fields(api: Call, portal: Bitrix24Emulator, fields: dict[str, Any], text: str) -> None:
     fails(api("tasks.task.add", {"fields": fields}), 400, "ERROR_CORE", text)
     assert portal.tasks() == []
 
@@ -242,9 +236,7 @@ def test_get_rejects_a_bad_or_missing_task_id(api: Call) -> None:
     fails(api("tasks.task.get", {"taskId": 1, "select": "ID"}), 400, "100", "{select}")
 
 
-def test_get_with_select_answers_real_status_time_spent_and_custom_fields(
-    api: Call, portal: Bitrix24Emulator
-) -> None:
+def test_get_with_select_answers_real_status_time_spent_and_custom_fields(api: Call, portal: Bitrix24Emulator) -> None:
     task_id = add_task(api, UF_OKDESK_ISSUE_ID="4711")
     portal.log_time(task_id, IVAN, 3600)
     portal.log_time(task_id, MARIA, 363)
@@ -257,9 +249,7 @@ def test_get_with_select_answers_real_status_time_spent_and_custom_fields(
 def test_new_card_tasks_have_a_chat_id(serve: Callable[[Bitrix24Emulator], Call]) -> None:
     api = serve(_seeded(new_task_card=True))
     task_id = add_task(api)
-    assert isinstance(
-        ok(api("tasks.task.get", {"taskId": task_id, "select": ["CHAT_ID"]}))["task"]["chatId"], int
-    )
+    assert isinstance(ok(api("tasks.task.get", {"taskId": task_id, "select": ["CHAT_ID"]}))["task"]["chatId"], int)
 
 
 # -- tasks.task.list -------------------------------------------------------------------------------
@@ -329,11 +319,7 @@ def test_complete_and_renew_move_status_dates_and_log_system_comments(
     assert task["action"]["renew"] is True and task["action"]["complete"] is False
     clock.advance(60)
     task = ok(api("tasks.task.renew", {"taskId": task_id}))["task"]
-    assert (
-        task["status"] == "2"
-        and task["closedDate"] is None
-        and task["changedDate"].endswith("12:02:00+03:00")
-    )
+    assert task["status"] == "2" and task["closedDate"] is None and task["changedDate"].endswith("12:02:00+03:00")
     system = [c["POST_MESSAGE"] for c in portal.comments(task_id) if c["SYSTEM"]]
     assert system == ["Task completed", "Task renewed"]
 
@@ -375,9 +361,7 @@ def test_comments_and_time_records_do_not_bump_changed_date(
 # -- task.commentitem.* ----------------------------------------------------------------------------------
 
 
-def test_comment_add_takes_positional_values_and_answers_an_int_id(
-    api: Call, portal: Bitrix24Emulator
-) -> None:
+def test_comment_add_takes_positional_values_and_answers_an_int_id(api: Call, portal: Bitrix24Emulator) -> None:
     task_id = add_task(api)
     fields = {
         "POST_MESSAGE": "[B]Okdesk[/B]: hi",
@@ -438,14 +422,10 @@ def test_comment_add_refusals(api: Call, body: dict[str, Any], text: str) -> Non
 def test_comment_add_still_works_on_the_new_card(serve: Callable[[Bitrix24Emulator], Call]) -> None:
     api = serve(_seeded(new_task_card=True))
     task_id = add_task(api)
-    assert isinstance(
-        ok(api("task.commentitem.add", {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": "x"}})), int
-    )
+    assert isinstance(ok(api("task.commentitem.add", {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": "x"}})), int)
 
 
-def test_comment_getlist_answers_upper_snake_strings_filtered_and_ordered(
-    api: Call, portal: Bitrix24Emulator
-) -> None:
+def test_comment_getlist_answers_upper_snake_strings_filtered_and_ordered(api: Call, portal: Bitrix24Emulator) -> None:
     task_id = add_task(api)
     first = portal.add_comment(task_id, IVAN, "first")
     second = portal.add_comment(task_id, MARIA, "second")
@@ -456,13 +436,9 @@ def test_comment_getlist_answers_upper_snake_strings_filtered_and_ordered(
         "AUTHOR_EMAIL": "ivan.petrov@example.com", "POST_DATE": "2025-10-01T12:00:00+03:00",
         "POST_MESSAGE": "first", "ATTACHED_OBJECTS": [],
     }  # fmt: skip
-    newer = ok(
-        api("task.commentitem.getlist", {"TASKID": task_id, "ORDER": {"ID": "asc"}, "FILTER": {">ID": first}})
-    )
+    newer = ok(api("task.commentitem.getlist", {"TASKID": task_id, "ORDER": {"ID": "asc"}, "FILTER": {">ID": first}}))
     assert [c["POST_MESSAGE"] for c in newer] == ["second"]
-    by_author = ok(
-        api("task.commentitem.getlist", {"TASKID": task_id, "ORDER": [""], "FILTER": {"AUTHOR_ID": IVAN}})
-    )
+    by_author = ok(api("task.commentitem.getlist", {"TASKID": task_id, "ORDER": [""], "FILTER": {"AUTHOR_ID": IVAN}}))
     assert [c["ID"] for c in by_author] == [str(first)]
 
 
@@ -527,16 +503,10 @@ def test_elapsed_getlist_for_one_task_returns_every_row(api: Call, logged: tuple
     assert row["TASK_ID"] == str(logged[0]) and row["SECONDS"] == "60" and row["MINUTES"] == "1"
 
 
-def test_elapsed_getlist_without_a_task_id_returns_only_the_first_fifty(
-    api: Call, logged: tuple[int, int]
-) -> None:
-    body = api(
-        "task.elapseditem.getlist", [{"ID": "asc"}, {}]
-    ).json()  # first value an array: TASKID=0 inserted
+def test_elapsed_getlist_without_a_task_id_returns_only_the_first_fifty(api: Call, logged: tuple[int, int]) -> None:
+    body = api("task.elapseditem.getlist", [{"ID": "asc"}, {}]).json()  # first value an array: TASKID=0 inserted
     assert len(body["result"]) == 50 and body["total"] == 65
-    named = api(
-        "task.elapseditem.getlist", {"ORDER": {"ID": "desc"}, "FILTER": {"TASK_ID": [logged[1]]}}
-    ).json()
+    named = api("task.elapseditem.getlist", {"ORDER": {"ID": "desc"}, "FILTER": {"TASK_ID": [logged[1]]}}).json()
     assert [r["TASK_ID"] for r in named["result"]] == [str(logged[1])] * 5
     explicit_zero = api("task.elapseditem.getlist", {"TASKID": 0, "ORDER": {}, "FILTER": {">ID": 60}}).json()
     assert [r["ID"] for r in explicit_zero["result"]] == ["61", "62", "63", "64", "65"]
@@ -555,9 +525,7 @@ def test_elapsed_getlist_pages_with_nav_params_capped_at_fifty(api: Call, logged
 def test_elapsed_getlist_refusals(api: Call, logged: tuple[int, int]) -> None:
     six = [logged[0], {}, {}, [], {}, {"extra": 1}]
     fails(api("task.elapseditem.getlist", six), 400, "ERROR_CORE", "Too much params(6)")
-    fails(
-        api("task.elapseditem.getlist", {"__order": "x", "TASKID": 1}), 400, "ERROR_CORE", "Param #0 (taskId)"
-    )
+    fails(api("task.elapseditem.getlist", {"__order": "x", "TASKID": 1}), 400, "ERROR_CORE", "Param #0 (taskId)")
     fails(
         api("task.elapseditem.getlist", [1, {}, {"COMMENT_TEXT": "x"}]),
         400,
@@ -654,9 +622,7 @@ def test_user_get_filters_by_exact_email_lists_and_activity(api: Call) -> None:
     assert ok(api("user.get", {"FILTER": {"EMAIL": "Ivan.Petrov@example.com"}})) == []
     many = ok(api("user.get", {"FILTER": {"@EMAIL": ["maria@example.com", "gone@example.com"]}}))
     assert [u["ID"] for u in many] == [str(MARIA), str(GONE)] and many[1]["ACTIVE"] is False
-    assert [
-        u["ID"] for u in ok(api("user.get", {"FILTER": {"@EMAIL": ["gone@example.com"], "ACTIVE": True}}))
-    ] == []
+    assert [u["ID"] for u in ok(api("user.get", {"FILTER": {"@EMAIL": ["gone@example.com"], "ACTIVE": True}}))] == []
     assert [u["NAME"] for u in ok(api("user.get", {"ID": MARIA}))] == ["Maria"]
 
 

@@ -61,9 +61,7 @@ class Api:
 
     def get(self, path: str, params: Any = (), token: str | None = None) -> requests.Response:
         query = list(params.items()) if isinstance(params, dict) else list(params)
-        return self.session.get(
-            self.base + path, params=[("api_token", token or self.token), *query], timeout=5
-        )
+        return self.session.get(self.base + path, params=[("api_token", token or self.token), *query], timeout=5)
 
     def post(self, path: str, body: Any, token: str | None = None) -> requests.Response:
         params = {"api_token": token or self.token}
@@ -129,9 +127,7 @@ def serve(switchboard: tuple[Switchboard, EmulatorServer]) -> Serve:
 
 
 @pytest.fixture
-def server(
-    serve: Serve, switchboard: tuple[Switchboard, EmulatorServer], emulator: OkdeskEmulator
-) -> EmulatorServer:
+def server(serve: Serve, switchboard: tuple[Switchboard, EmulatorServer], emulator: OkdeskEmulator) -> EmulatorServer:
     serve(emulator)
     return switchboard[1]
 
@@ -165,17 +161,13 @@ def test_unknown_paths_and_methods_are_404(api: Api, issue_id: int) -> None:
     assert errors_of(api.get("/issues/list/comments"), 404) == "Заявка не найдена"  # `list` read as an id
     assert errors_of(api.get(f"/issues/{issue_id}/extra"), 404) == "Not found"
     assert errors_of(api.get("/nothing"), 404) == "Not found"
-    patch = api.session.patch(
-        f"{api.base}/issues/{issue_id}/statuses", params={"api_token": TOKEN}, timeout=5
-    )
+    patch = api.session.patch(f"{api.base}/issues/{issue_id}/statuses", params={"api_token": TOKEN}, timeout=5)
     assert errors_of(patch, 404) == "Not found"  # go-okdesk's PATCH for statuses does not exist
 
 
 def test_a_body_that_is_not_json_is_400(api: Api, issue_id: int) -> None:
     url, params = f"{api.base}/issues/{issue_id}/comments", {"api_token": TOKEN}
-    broken = api.session.post(
-        url, params=params, data=b"{not json", headers={"Content-Type": "application/json"}
-    )
+    broken = api.session.post(url, params=params, data=b"{not json", headers={"Content-Type": "application/json"})
     assert isinstance(errors_of(broken, 400), str)
     form = api.session.post(url, params=params, data={"comment[content]": "x"})
     assert isinstance(errors_of(form, 400), str)
@@ -310,9 +302,7 @@ def test_page_size_above_fifty_is_400(api: Api) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("param", "value"), [("size", "0"), ("size", "-5"), ("size", "ten"), ("number", "0")]
-)
+@pytest.mark.parametrize(("param", "value"), [("size", "0"), ("size", "-5"), ("size", "ten"), ("number", "0")])
 def test_page_parameters_must_be_positive_integers(api: Api, param: str, value: str) -> None:
     errors = errors_of(api.get("/issues/list", {f"page[{param}]": value}), 400)
     assert list(errors["page"]) == [param]
@@ -487,9 +477,7 @@ def test_status_change_answers_with_the_full_issue(
     assert answer["updated_at"] == answer["completed_at"] == "2024-08-21T14:37:53.441+03:00"
     [comment] = emulator.comments(issue_id)
     assert comment["author"]["id"] == TOKEN_OWNER and comment["public"] and comment["content"] == "Готово"
-    assert emulator.webhooks == [
-        {"event_type": "new_ticket_status", "issue_id": issue_id, "new_status": "completed"}
-    ]
+    assert emulator.webhooks == [{"event_type": "new_ticket_status", "issue_id": issue_id, "new_status": "completed"}]
 
 
 def test_skip_webhooks_suppresses_the_echo(api: Api, emulator: OkdeskEmulator, issue_id: int) -> None:
@@ -700,9 +688,7 @@ def test_wrapped_mode_takes_only_a_time_entries_list(serve: Serve, clock: Clock)
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(hours=st.integers(min_value=0, max_value=99), minutes=st.integers(min_value=0, max_value=59))
 def test_h_mm_durations_become_decimal_hours(api: Api, issue_id: int, hours: int, minutes: int) -> None:
-    answer = api.post(
-        f"/issues/{issue_id}/time_entries", new_entry(formatted_spent_time=f"{hours}:{minutes:02d}")
-    )
+    answer = api.post(f"/issues/{issue_id}/time_entries", new_entry(formatted_spent_time=f"{hours}:{minutes:02d}"))
     if hours == minutes == 0:
         assert answer.status_code == 422
     else:
@@ -736,9 +722,7 @@ def test_employee_list_pages_by_cursor(api: Api, emulator: OkdeskEmulator) -> No
         emulator.add_employee("Сотрудник", f"Номер{n}")
 
     def ids(**params: str) -> list[int]:
-        return [
-            e["id"] for e in api.get("/employees/list", {f"page[{k}]": v for k, v in params.items()}).json()
-        ]
+        return [e["id"] for e in api.get("/employees/list", {f"page[{k}]": v for k, v in params.items()}).json()]
 
     assert ids(size="4") == [10, 9, 8, 7]
     assert ids(size="4", from_id="7") == [6, 5, 4, 3]
@@ -763,9 +747,7 @@ def test_rate_limit_answers_429_with_retry_after(serve: Serve, clock: Clock) -> 
     answers = [api.get("/issues/statuses") for _ in range(8)]
     assert [a.status_code for a in answers[:4]] == [200] * 4  # a burst of twice the rate passes
     limited = [a for a in answers if a.status_code == 429]
-    assert (
-        limited and limited[0].headers["Retry-After"] == "1" and isinstance(limited[0].json()["errors"], str)
-    )
+    assert limited and limited[0].headers["Retry-After"] == "1" and isinstance(limited[0].json()["errors"], str)
 
 
 def test_concurrent_comments_all_land(
@@ -802,9 +784,7 @@ def test_the_default_clock_is_real_time() -> None:
 # -- human actions -------------------------------------------------------------------------------
 def test_set_status_by_a_consultant(emulator: OkdeskEmulator, clock: Clock, issue_id: int) -> None:
     clock.advance(minutes=1)
-    emulator.set_status(
-        issue_id, "to_programmers", by_employee_id=COLLEAGUE, comment="Баг", comment_public=True
-    )
+    emulator.set_status(issue_id, "to_programmers", by_employee_id=COLLEAGUE, comment="Баг", comment_public=True)
     assert emulator.status_of(issue_id) == "to_programmers"
     [comment] = emulator.comments(issue_id)
     assert comment["author"]["id"] == COLLEAGUE and comment["public"]
