@@ -69,6 +69,7 @@ class Task:
     title: str = ""
     group_id: int | None = None
     closed_at: datetime | None = None
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,12 @@ def _late_time(world: World, okbx: Okbx) -> Story:
     return story
 
 
+def _deadline_moved(world: World, okbx: Okbx) -> Story:
+    story = _linked(world, okbx)
+    world.okdesk.set_deadline(story.issue, datetime(2026, 12, 24, 18, 0, tzinfo=UTC))
+    return story
+
+
 COMMENTS = "POST /issues/{id}/comments"
 TIME = "POST /issues/{id}/time_entries"
 SCENARIOS = [
@@ -181,6 +188,7 @@ SCENARIOS = [
     Scenario("renew", "RenewTask", "bitrix", "tasks.task.renew", _handed_off_again, "renew:"),
     Scenario("late_time", "CopyTimeEntry", "okdesk", TIME, _late_time, "time:"),
     Scenario("late_note", "PostReport", "okdesk", COMMENTS, _late_time, "late:"),
+    Scenario("deadline", "UpdateDeadline", "bitrix", "tasks.task.update", _deadline_moved, "deadline:"),
 ]
 
 

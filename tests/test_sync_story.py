@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from e2e import hand_off, writes
 
@@ -280,3 +281,27 @@ def test_a_task_created_with_a_lost_answer_is_adopted_after_the_issue_left_the_h
     okbx.sync()
     okbx.sync()
     assert len(bx.tasks()) == 1 and len(ok.time_entries(issue)) == 1  # the orphan was adopted, its time copied
+
+
+def test_a_deadline_moved_in_okdesk_after_the_handoff_reaches_the_task_and_a_programmers_own_stays(world, okbx):
+    ok, bx = world.okdesk, world.bitrix
+    first = datetime(2026, 12, 10, 18, 0, tzinfo=UTC)
+    issue = hand_off(world)
+    ok.set_deadline(issue, first)
+    okbx.sync()
+    task = only_task(world)
+    assert bx.task(task)["DEADLINE"] == first  # given at creation
+    moved = datetime(2026, 12, 20, 12, 30, tzinfo=UTC)
+    ok.set_deadline(issue, moved)
+    okbx.sync()
+    okbx.sync()
+    assert bx.task(task)["DEADLINE"] == moved
+    assert world.bitrix_server.counts()["tasks.task.update"] == 1  # once, not every cycle
+    agreed = datetime(2026, 12, 22, 9, 0, tzinfo=UTC)
+    bx.set_deadline(task, agreed)  # the programmers agreed on another date in Bitrix24
+    okbx.sync()
+    assert bx.task(task)["DEADLINE"] == agreed  # left alone until the Okdesk deadline moves again
+    ok.set_deadline(issue, first)
+    okbx.sync()
+    assert bx.task(task)["DEADLINE"] == first
+    assert world.bitrix_server.counts()["tasks.task.update"] == 2

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "Bitrix24"
 BATCH_MAX = 50
 PAGE = 50
-TASK_SELECT = ["ID", "TITLE", "STATUS", "XML_ID", "GROUP_ID", "CLOSED_DATE", "CHANGED_DATE"]
+TASK_SELECT = ["ID", "TITLE", "STATUS", "XML_ID", "GROUP_ID", "CLOSED_DATE", "CHANGED_DATE", "DEADLINE"]
 
 
 def _classify(status: int, body: Any) -> str:
@@ -204,6 +204,11 @@ class Bitrix24Client:
         chunks = {key: ids[n : n + PAGE] for n, key in zip(range(0, len(ids), PAGE), commands, strict=True)}
         failed = {task_id: err for key, err in errors.items() for task_id in chunks[key]}
         return found, failed
+
+    def update_task(self, task_id: int, fields: dict[str, Any]) -> Task:
+        raw = self.call("tasks.task.update", {"taskId": int(task_id), "fields": fields}, write=True)
+        task: Task = self._parse("tasks.task.update", lambda r: parse_task(obj(r, "result").get("task")), raw)
+        return task
 
     def renew_task(self, task_id: int) -> Task:
         raw = self.call("tasks.task.renew", {"taskId": int(task_id)}, write=True)

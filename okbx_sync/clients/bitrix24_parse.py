@@ -22,6 +22,7 @@ def parse_task(raw: Any) -> Task:
         title=text(data, "title", what, default=""),
         group_id=opt_integer(data, "groupId", what),
         closed_at=timestamp(data, "closedDate", what),
+        deadline_at=timestamp(data, "deadline", what),
     )
 
 

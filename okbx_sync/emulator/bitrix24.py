@@ -160,6 +160,11 @@ class Bitrix24Emulator:
                 raise ValueError(f"no group {group_id}")
             task.update(GROUP_ID=group_id, CHANGED_DATE=self._now())
 
+    def set_deadline(self, task_id: int, deadline: datetime | None) -> None:
+        """A programmer changes the task's deadline in the UI."""
+        with self._lock:
+            self._existing_task(task_id).update(DEADLINE=deadline, CHANGED_DATE=self._now())
+
     def set_task_people(
         self,
         task_id: int,
@@ -418,6 +423,25 @@ class Bitrix24Emulator:
         if task is None:
             return _Outcome([])  # missing or inaccessible: HTTP 200 with an empty array
         return _Outcome({"task": self._view.task(task, select, listing=False)})
+
+    def _m_task_update(self, params: Any) -> _Outcome:
+        """Only the fields okbx changes are emulated (DEADLINE, TITLE, DESCRIPTION); the portal
+        ignores keys it does not know, and so does the emulator."""
+        named = q.as_mapping(params)
+        task_id = _task_id_param(named)
+        fields = named.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            raise ApiError(400, "100", "Could not find value for parameter {fields} (internal error)")
+        task = self._visible_task(task_id)
+        if task is None:  # doc: "no permission to update the task or no access to the task"
+            raise ApiError(400, "0", "Action on the task is not allowed (internal error)")
+        if "DEADLINE" in fields:
+            task["DEADLINE"] = self._date_field(fields, "DEADLINE")  # an empty value clears it
+        for name in ("TITLE", "DESCRIPTION"):
+            if name in fields:
+                task[name] = str(fields[name])
+        task["CHANGED_DATE"] = self._now()
+        return _Outcome({"task": self._view.task(task, None, listing=False)})
 
     def _m_task_list(self, params: Any) -> _Outcome:
         named = q.as_mapping(params)
@@ -768,6 +792,7 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "tasks.task.add": (_TASK, Bitrix24Emulator._m_task_add),
     "tasks.task.get": (_TASK, Bitrix24Emulator._m_task_get),
     "tasks.task.list": (_TASK, Bitrix24Emulator._m_task_list),
+    "tasks.task.update": (_TASK, Bitrix24Emulator._m_task_update),
     **{f"tasks.task.{action}": (_TASK, _status_handler(action)) for action in TRANSITIONS},
     "task.commentitem.add": (_TASK, Bitrix24Emulator._m_comment_add),
     "task.commentitem.getlist": (_TASK, Bitrix24Emulator._m_comment_getlist),

@@ -429,6 +429,13 @@ class OkdeskEmulator:
             if comment:
                 self._new_comment(issue, comment, employee_id, "employee", comment_public, webhook=False)
 
+    def set_deadline(self, issue_id: int, deadline_at: datetime | None) -> None:
+        """A consultant moves the issue's deadline (the UI, or PATCH /issues/{id}/deadlines)."""
+        with self._lock:
+            issue = self._live_issue(issue_id)
+            issue.deadline_at = _aware(deadline_at, "deadline_at")
+            issue.updated_at = self._now()
+
     def add_comment(
         self,
         issue_id: int,

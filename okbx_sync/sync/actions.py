@@ -169,6 +169,11 @@ class CreateTask(Action):
         fits = found.state == "active" and found.cycle == self.cycle and found.task_cycle == self.cycle
         return Found(str(task.id), found.link_update(), replan=not fits, op_cycle=found.task_cycle)
 
+    def op_record(self) -> tuple[int | None, str | None, dict[str, Any]]:
+        cycle, report_key, detail = super().op_record()
+        deadline = self.issue.deadline_at
+        return cycle, report_key, {**detail, "okdesk_deadline": deadline.isoformat() if deadline else None}
+
     def unwritten(self, ctx: Context) -> bool:
         """Withdrawn before a task existed: nothing to create."""
         if not self.adopt_only:
@@ -234,6 +239,52 @@ class RenewTask(Action):
     def perform(self, ctx: Context) -> Effect:
         task = ctx.bitrix.renew_task(self.task_id)
         return str(task.id), {"state": "active", "cycle": self.cycle, "done_at": None}
+
+
+@dataclass(frozen=True)
+class UpdateDeadline(Action):
+    """The issue's deadline changed after the handoff: the task's DEADLINE follows.
+
+    A field set to a value is its own marker: the write is found by reading the task's deadline,
+    and setting it twice gives the same task."""
+
+    task_id: int
+    deadline: datetime
+    previous: datetime | None = None  # the Okdesk deadline okbx gave before: A -> B -> A is written again
+    kind = "deadline"
+    side = "Bitrix24"
+
+    @property
+    def ref(self) -> Key:
+        return keys.deadline(
+            self.issue_id, self.deadline.isoformat(), self.previous.isoformat() if self.previous else ""
+        )
+
+    @property
+    def detail(self) -> str:
+        return f"task {self.task_id} deadline -> {self.deadline:%d.%m.%Y %H:%M}"
+
+    def op_record(self) -> tuple[int | None, str | None, dict[str, Any]]:
+        cycle, report_key, detail = super().op_record()
+        return cycle, report_key, {**detail, "okdesk_deadline": self.deadline.isoformat()}
+
+    def find(self, ctx: Context, op: Op | None) -> Found | None:
+        current = ctx.bitrix.get_task(self.task_id)
+        if current is not None and same_minute(current.deadline_at, self.deadline):
+            return Found(str(current.id))
+        return None
+
+    def perform(self, ctx: Context) -> Effect:
+        # an explicit offset: the portal reads a bare time in the webhook user's zone (bitrix24.md 3.1)
+        task = ctx.bitrix.update_task(self.task_id, {"DEADLINE": self.deadline.isoformat()})
+        return str(task.id), {}
+
+
+def same_minute(a: datetime | None, b: datetime | None) -> bool:
+    """Deadlines compared as moments, to the minute (the task card shows minutes)."""
+    if a is None or b is None:
+        return a is b
+    return abs((a - b).total_seconds()) < 60
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,10 @@ def renew(issue_id: int, cycle: int) -> Key:
     return Key.of("renew", issue_id, cycle)
 
 
-def deadline(issue_id: int, value: str) -> Key:
-    return Key.of("deadline", issue_id, re.sub(r"[^0-9]", "", value) or "none")
+def deadline(issue_id: int, value: str, previous: str = "") -> Key:
+    return Key.of(
+        "deadline", issue_id, re.sub(r"[^0-9]", "", value) or "none", re.sub(r"[^0-9]", "", previous) or "none"
+    )
 
 
 def close(issue_id: int, cycle: int) -> Key:

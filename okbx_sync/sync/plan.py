@@ -13,6 +13,7 @@ Decision table, per issue:
   active, issue not found (direct)       -> note in the task, stop the link
   active                                 -> link comment if missing; forward new comments
   active, issue left handoff             -> one note in the task per cycle
+  active, issue deadline moved           -> the task's deadline follows
   active, task done                      -> copy time, summary, return status (if still handoff), close
   done, time logged after completion     -> copy it, with a short note
   waiting for a retry, or parked         -> nothing (see `okbx status`, `okbx retry`)
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Config
-from ..model import ElapsedItem, Issue
+from ..model import ElapsedItem, Issue, Task
 from ..state.store import Link
 from ..timeutil import human_duration
 from . import keys, render
@@ -42,6 +43,8 @@ from .actions import (
     RenewTask,
     ReturnIssue,
     TaskNote,
+    UpdateDeadline,
+    same_minute,
 )
 from .snapshot import Snapshot, StateView
 
@@ -230,6 +233,8 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
     task = snap.tasks.get(task_id)
     issue = snap.issues.get(issue_id)
     task_done = task is not None and task.status in config.bitrix24.done_statuses
+    if task is not None and not task_done and (move := _deadline_move(issue_id, task, snap, state)) is not None:
+        actions.append(move)
     if task_done and issue is not None and task_id in snap.elapsed:
         actions += _completion(link, issue, snap.elapsed[task_id], snap, state, config)
     elif issue is not None and issue.status != config.okdesk.handoff_status and not task_done:
@@ -243,6 +248,21 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
             )
             actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, keys.task_note(note).marker)))
     return actions
+
+
+def _deadline_move(issue_id: int, task: Task, snap: Snapshot, state: StateView) -> UpdateDeadline | None:
+    """The task's deadline follows the issue's when that moved since okbx last gave it to the task.
+    A deadline a programmer changed in Bitrix24 stays until the consultant moves the Okdesk one."""
+    seen = snap.issues.get(issue_id) or snap.handoff.get(issue_id)  # the listing carries it too
+    if seen is None or seen.deadline_at is None:
+        return None
+    known, synced = state.synced_deadline(issue_id)
+    given = datetime.fromisoformat(synced) if synced else None
+    # the key names the deadline it replaces, as okbx knows it: stable until the write is done
+    move = UpdateDeadline(issue_id, task_id=task.id, deadline=seen.deadline_at, previous=given)
+    unfinished = (op := state.ops.get(move.key)) is not None and op.state != "done"  # look for it again
+    moved = not same_minute(seen.deadline_at, given if known else task.deadline_at)
+    return move if moved or unfinished else None
 
 
 def _item_row(item: ElapsedItem, snap: Snapshot) -> dict[str, object]:

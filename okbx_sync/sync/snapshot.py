@@ -45,6 +45,22 @@ class StateView:
             if op.kind == "task" and op.state == "done" and op.cycle is not None
         }
 
+    @cached_property
+    def _synced_deadlines(self) -> dict[int, str | None]:
+        """Per issue, the Okdesk deadline okbx last gave the task (at creation or by an update)."""
+        latest: dict[int, tuple[str, str | None]] = {}
+        for op in self.ops.values():
+            if op.kind in ("task", "deadline") and op.state == "done" and "okdesk_deadline" in op.detail:
+                at = op.updated_at.isoformat() if op.updated_at else ""
+                if op.issue_id not in latest or at >= latest[op.issue_id][0]:
+                    latest[op.issue_id] = (at, op.detail["okdesk_deadline"])
+        return {issue_id: deadline for issue_id, (_, deadline) in latest.items()}
+
+    def synced_deadline(self, issue_id: int) -> tuple[bool, str | None]:
+        """(known, ISO deadline): what okbx last set from Okdesk; unknown for links older than that."""
+        found = self._synced_deadlines
+        return (issue_id in found, found.get(issue_id))
+
     def task_cycle(self, link: Link) -> int:
         """The cycle in which the link's current task was created (or linked by hand)."""
         return self._task_cycles.get((link.issue_id, str(link.task_id)), 1)

@@ -229,6 +229,23 @@ def test_get_of_a_missing_or_deleted_task_is_an_empty_array(api: Call, portal: B
     assert ok(api("tasks.task.get", {"taskId": 4242})) == []
 
 
+def test_update_sets_the_deadline_with_its_offset_and_answers_the_task(api: Call, portal: Bitrix24Emulator) -> None:
+    task_id = add_task(api)
+    task = ok(api("tasks.task.update", {"taskId": task_id, "fields": {"DEADLINE": "2026-12-24T18:00:00+03:00"}}))[
+        "task"
+    ]
+    assert task["id"] == str(task_id) and task["deadline"] == "2026-12-24T18:00:00+03:00"
+    assert portal.task(task_id)["DEADLINE"] == datetime(2026, 12, 24, 15, 0, tzinfo=UTC)
+
+
+def test_update_refuses_empty_fields_and_tasks_out_of_reach(api: Call, portal: Bitrix24Emulator) -> None:
+    task_id = add_task(api)
+    fails(api("tasks.task.update", {"taskId": task_id, "fields": {}}), 400, "100", "Could not find value")
+    fails(api("tasks.task.update", {"taskId": task_id}), 400, "100", "Could not find value")
+    portal.delete_task(task_id)
+    fails(api("tasks.task.update", {"taskId": task_id, "fields": {"TITLE": "x"}}), 400, "0", "not allowed")
+
+
 def test_get_rejects_a_bad_or_missing_task_id(api: Call) -> None:
     fails(api("tasks.task.get", {"taskId": "abc"}), 400, "0", "wrong task id")
     fails(api("tasks.task.get", {"taskId": 1.5}), 400, "0", "wrong task id")
