@@ -535,6 +535,7 @@ def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[
         "issue_status": link_.issue_status,
         "comments_forwarded": counts.get("comment", 0),
         "time_entries_copied": counts.get("time", 0),
+        "adopted": counts.get("adopted", 0),
         "failures": link_.fail_count,
         "last_error": link_.last_error,
         "next_retry_at": link_.next_retry_at.isoformat() if link_.next_retry_at else None,
@@ -550,6 +551,8 @@ def _billing_failures(store: Store) -> dict[int, str]:
 
 def _status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
+    for issue_id, adopted in store.adopted_counts().items():
+        counts.setdefault(issue_id, {})["adopted"] = adopted
     billing_errors = _billing_failures(store)
     rows = [_link_row(link_, counts.get(link_.issue_id, {})) for link_ in store.links().values()]
     for row in rows:
@@ -606,7 +609,7 @@ def _render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, 
         console.print(line, overflow="ellipsis", no_wrap=not wide, markup=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     if wide:
-        columns = ("issue", "task", "state", "handoff", "comments", "time entries", "last activity")
+        columns = ("issue", "task", "state", "handoff", "comments", "time entries", "adopted", "last activity")
         for header in (*columns, "failures", "next retry", "last error"):
             table.add_column(header, overflow="fold")
         for r in rows:
@@ -614,6 +617,7 @@ def _render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, 
                 *(str(c) for c in (r["issue"], r["task"] or "-", r["state"], r["cycle"])),
                 str(r["comments_forwarded"]),
                 str(r["time_entries_copied"]),
+                str(r["adopted"]),
                 _local(r["updated_at"]),
                 str(r["failures"]),
                 _local(r["next_retry_at"]),

@@ -143,3 +143,5 @@ def test_what_a_rebuilt_store_adopted_is_shown_by_okbx_show(world, okbx):
     shown = okbx("show", str(issue))
     assert shown.exit_code == 0
     assert "adopted" in shown.output
+    [row] = okbx.status_rows().values()
+    assert row["adopted"] >= 3  # the task, its link comment and the forwarded comment

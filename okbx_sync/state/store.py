@@ -378,6 +378,12 @@ class Store:
         rows = [dict(r) for r in self.conn.execute(sql, params)]
         return rows[-limit:] if limit else rows
 
+    def adopted_counts(self) -> dict[int, int]:
+        """Per issue: writes found already made on the remote side (a crash, a lost store, another
+        installation) and adopted instead of written again."""
+        rows = self.conn.execute("SELECT issue_id, COUNT(*) AS n FROM journal WHERE outcome='adopted' GROUP BY 1")
+        return {row["issue_id"]: row["n"] for row in rows}
+
     def counts(self) -> dict[int, dict[str, int]]:
         """Per issue: comments forwarded and time entries copied (done ops by kind)."""
         result: dict[int, dict[str, int]] = {}
