@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ApiError
-from ..model import Comment, ElapsedItem, Issue
+from ..model import Comment, ElapsedItem, Issue, Task
 from . import keys, rebuild, render
 from .keys import Key
 
@@ -37,6 +37,13 @@ class Context:
     store: Store
     config: Config
     remote: RemoteMarkers
+
+    def rebuilt(self, issue_id: int, task: Task, *, floor_cycle: int) -> rebuild.RebuiltLink:
+        """Where the link of a task okbx has no record of really stands, from the markers on both sides."""
+        written = (self.remote.issue(issue_id), self.remote.task(task.id))
+        return rebuild.link_from_remote(
+            issue_id, task, *written, self.config.bitrix24.done_statuses, floor_cycle=floor_cycle
+        )
 
     def task_id(self, issue_id: int) -> int:
         link = self.store.link(issue_id)
@@ -158,14 +165,7 @@ class CreateTask(Action):
             return Found(str(task.id), {"task_id": task.id})
         # A task okbx has no record of (a lost store, another installation): where the
         # handoffs really are comes from the markers on both sides.
-        found = rebuild.link_from_remote(
-            self.issue_id,
-            task,
-            ctx.remote.issue(self.issue_id),
-            ctx.remote.task(task.id),
-            ctx.config.bitrix24.done_statuses,
-            floor_cycle=self.cycle,
-        )
+        found = ctx.rebuilt(self.issue_id, task, floor_cycle=self.cycle)
         fits = found.state == "active" and found.cycle == self.cycle and found.task_cycle == self.cycle
         return Found(str(task.id), found.link_update(), replan=not fits, op_cycle=found.task_cycle)
 
@@ -225,14 +225,7 @@ class RenewTask(Action):
             return Found(str(current.id), {"state": "active", "cycle": self.cycle, "done_at": None})
         # Reopened by someone else (another installation, a programmer): the markers tell which
         # handoff the task is really in.
-        found = rebuild.link_from_remote(
-            self.issue_id,
-            current,
-            ctx.remote.issue(self.issue_id),
-            ctx.remote.task(current.id),
-            ctx.config.bitrix24.done_statuses,
-            floor_cycle=self.cycle,
-        )
+        found = ctx.rebuilt(self.issue_id, current, floor_cycle=self.cycle)
         fits = found.state == "active" and found.cycle == self.cycle
         return Found(str(current.id), found.link_update(), replan=not fits)
 
@@ -461,8 +454,8 @@ class CopyTimeEntry(Action):
         return self.cycle, self.report_key, detail
 
     def find(self, ctx: Context, op: Op | None) -> Found | None:
-        remote_id = ctx.remote.time(self.issue_id).get(self.key)
-        return Found(remote_id) if remote_id is not None else None
+        entry = ctx.remote.time_entries(self.issue_id).get(self.key)
+        return Found(str(entry.id)) if entry is not None else None
 
     def perform(self, ctx: Context) -> Effect:
         item = self.item

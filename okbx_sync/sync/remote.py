@@ -71,10 +71,6 @@ class RemoteMarkers:
             self._task[task_id] = found
         return self._task[task_id]
 
-    def time(self, issue_id: int) -> dict[str, str]:
-        """Keys of okbx's time entries in the Okdesk issue -> time entry id."""
-        return {key: str(entry.id) for key, entry in self.time_entries(issue_id).items()}
-
     def time_entries(self, issue_id: int) -> dict[str, TimeEntry]:
         """okbx's time entries in the Okdesk issue, by key."""
         if issue_id not in self._time:
