@@ -611,3 +611,10 @@ def test_chaos_long(request: pytest.FixtureRequest, tmp_path: Path, index: int) 
     seed = chosen if chosen is not None else LONG_SEEDS[index]
     steps = request.config.getoption("--chaos-steps") or LONG_STEPS
     run_story(tmp_path, seed, steps)
+
+
+@pytest.mark.slow
+def test_chaos_seed_23_at_3000_steps_posts_each_summary_once(tmp_path: Path) -> None:
+    """Regression (issue 7): this story once posted `okbx:summary:1:5` twice right after
+    `okbx retry 1`.  Every write now looks for its marker first, whatever the store says."""
+    run_story(tmp_path, 23, 3000)
