@@ -93,6 +93,7 @@ SCENARIOS = [
     Scenario("invoice", "CreateInvoice", "bitrix", "crm.item.add", _completed, "invoice:"),
     Scenario("invoice_rows", "CreateInvoice", "bitrix", "crm.item.productrow.set", _completed, "invoice:"),
     Scenario("invoice_note", "NoteInvoice", "okdesk", COMMENTS, _completed, "invnote:"),
+    Scenario("task_link", "LinkInvoiceToTask", "bitrix", "tasks.task.update", _completed, "tasklink:"),
     Scenario("payment_note", "NoteInvoicePaid", "okdesk", COMMENTS, _invoiced, "paid:"),
     Scenario("hold", "HoldIssue", "okdesk", STATUS, _debtor, "hold:"),
     Scenario("release", "ReleaseIssue", "okdesk", STATUS, _held, "release:"),
@@ -121,10 +122,12 @@ def _check_converged(world: World, okbx, case: Case, scenario: Scenario) -> None
     invoices = [i for i in world.bitrix.crm.invoices() if (i["xmlId"] or "").startswith("okbx:invoice:")]
     markers = _markers(world, case.issue)
     assert all(n == 1 for n in markers.values()), markers
-    if scenario.action in ("CreateInvoice", "NoteInvoice", "NoteInvoicePaid"):
+    if scenario.action in ("CreateInvoice", "NoteInvoice", "NoteInvoicePaid", "LinkInvoiceToTask"):
         assert len(invoices) == 1, invoices
         assert len(invoices[0]["rows"]) == 2 and invoices[0]["opportunity"] == 6000.0
         assert markers[f"okbx:invnote:{case.issue}:1"] == 1
+        task = next(t for t in world.bitrix.tasks() if t.get("XML_ID") == f"okdesk:{case.issue}")
+        assert task.get("UF_CRM_TASK") == [f"SI_{invoices[0]['id']}"]  # linked once
     if scenario.action == "NoteInvoicePaid":
         assert markers[f"okbx:paid:{case.issue}:{invoices[0]['id']}"] == 1
     if scenario.action in ("HoldIssue", "ReleaseIssue"):

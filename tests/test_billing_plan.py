@@ -13,6 +13,7 @@ from okbx_sync.billing.actions import (
     CreateInvoice,
     HoldIssue,
     LeaveAlone,
+    LinkInvoiceToTask,
     NoteInvoice,
     NoteInvoicePaid,
     ReleaseIssue,
@@ -40,8 +41,9 @@ def snapshot(**kw: Any) -> BillingSnapshot:
 
 def test_a_completion_becomes_an_invoice_with_a_line_per_programmer_and_then_a_note():
     snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: issue()}, crm_company={3: 55})
-    invoice, note = build_billing_plan(snap, CONFIG).actions
+    invoice, note, link = build_billing_plan(snap, CONFIG).actions
     assert isinstance(invoice, CreateInvoice) and isinstance(note, NoteInvoice)
+    assert isinstance(link, LinkInvoiceToTask) and (link.task_id, link.invoice_key) == (100, "invoice:10:1")
     assert invoice.company_id == 55 and invoice.pay_by == date(2026, 12, 10)
     # Ivan 1 h 40 min -> 1.75 h (up to 15 min) x 3000; Olga 33:20 -> 45 min = 0.75 h x 4000
     assert [(line.quantity, line.price) for line in invoice.lines] == [
@@ -85,11 +87,21 @@ def test_which_issues_are_billable_is_configurable(billing, kw, billed):
 def test_a_done_invoice_without_its_note_gets_only_the_note():
     snap = snapshot(
         completions=[Completion(10, 1, 100, WORK)],
-        done=frozenset({"invoice:10:1"}),
+        done=frozenset({"invoice:10:1", "tasklink:10:1"}),
         invoiced={"invoice:10:1": (Decimal("100"), "RUB")},
     )
     (note,) = build_billing_plan(snap, CONFIG).actions
     assert isinstance(note, NoteInvoice) and note.total == Decimal("100")
+
+
+def test_a_done_invoice_not_yet_linked_to_its_task_gets_only_the_link():
+    snap = snapshot(
+        completions=[Completion(10, 1, 100, WORK)],
+        done=frozenset({"invoice:10:1", "invnote:10:1"}),
+        invoiced={"invoice:10:1": (Decimal("100"), "RUB")},
+    )
+    (link,) = build_billing_plan(snap, CONFIG).actions
+    assert isinstance(link, LinkInvoiceToTask) and link.key == "tasklink:10:1" and link.task_id == 100
 
 
 def test_paid_and_declined_invoices_get_one_note_each():

@@ -195,6 +195,51 @@ class NoteInvoice(BillingAction):
 
 
 @dataclass(frozen=True)
+class LinkInvoiceToTask(BillingAction):
+    """The programmers' task names the invoice among its CRM links (`UF_CRM_TASK`: `SI_<id>`).
+
+    The link itself is the marker: found when the task already carries it.  The field is
+    replaced whole on update, so the task's other links are kept."""
+
+    cycle: int
+    task_id: int
+    invoice_key: str
+    kind = "invoice_task_link"
+    side = "Bitrix24"
+    always_look = True  # the read is the merge base anyway
+
+    @property
+    def key(self) -> str:
+        return f"tasklink:{self.issue_id}:{self.cycle}"
+
+    @property
+    def detail(self) -> str:
+        return f"link the invoice to task {self.task_id}"
+
+    def _invoice_ref(self, ctx: Context) -> str:
+        op = ctx.store.op(self.invoice_key)
+        if op is None or op.state != "done" or not op.remote_id:
+            raise ApiError("okbx", "state", f"{self.invoice_key} was not written")
+        return f"SI_{int(op.remote_id)}"
+
+    def _links(self, ctx: Context) -> list[str]:
+        links = ctx.crm.bitrix.crm_links(self.task_id)
+        if links is None:  # deleted, or out of the webhook user's reach: a failure, never a guess
+            raise ApiError("Bitrix24", "tasks.task.get", f"task {self.task_id} cannot be read to link the invoice")
+        return links
+
+    def perform(self, ctx: Context) -> Found:
+        ref = self._invoice_ref(ctx)
+        links = self._links(ctx)
+        ctx.crm.bitrix.update_task(self.task_id, {"UF_CRM_TASK": [*links, ref]})
+        return ref, {}
+
+    def find(self, ctx: Context) -> Found | None:
+        ref = self._invoice_ref(ctx)
+        return (ref, {}) if ref in self._links(ctx) else None
+
+
+@dataclass(frozen=True)
 class NoteInvoicePaid(BillingAction):
     """The invoice reached a final stage: paid (semantics S) or declined (F)."""
 

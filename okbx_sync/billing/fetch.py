@@ -71,7 +71,7 @@ def _completions(snap: BillingSnapshot, ops: dict[str, Op], store: Store, since:
         invoice_key, note_key = f"invoice:{issue}:{cycle}", f"invnote:{issue}:{cycle}"
         invoice = ops.get(invoice_key)
         if invoice is not None and invoice.state == "done":
-            if not invoice.remote_id or note_key in snap.done:
+            if not invoice.remote_id or (note_key in snap.done and f"tasklink:{issue}:{cycle}" in snap.done):
                 continue
             snap.invoiced[invoice_key] = (
                 Decimal(str(invoice.detail.get("total", "0"))),

@@ -3,8 +3,8 @@
 Decision table, per completion / invoice / debtor issue / hold:
   completion, issue not billable             -> SkipInvoice (decided once)
   completion, company not matched            -> blocked (a failure of that issue, never a guess)
-  completion, billable                       -> CreateInvoice, then NoteInvoice
-  invoice created, note not written          -> NoteInvoice
+  completion, billable                       -> CreateInvoice, then NoteInvoice and LinkInvoiceToTask
+  invoice created, note or task link missing -> NoteInvoice / LinkInvoiceToTask
   okbx invoice in a final stage, no note yet -> NoteInvoicePaid (paid or declined)
   debtor's open issue, not exempt, not held  -> HoldIssue (unless a hold of it is still open)
   hold open, company no longer a debtor      -> ReleaseIssue, or LeaveAlone if a person moved it out
@@ -25,6 +25,7 @@ from .actions import (
     CreateInvoice,
     HoldIssue,
     LeaveAlone,
+    LinkInvoiceToTask,
     NoteInvoice,
     NoteInvoicePaid,
     ReleaseIssue,
@@ -112,10 +113,13 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
     invoice_key = f"invoice:{issue_id}:{cycle}"
     note_key = f"invnote:{issue_id}:{cycle}"
     issue = snap.issues.get(issue_id)
+    link_key = f"tasklink:{issue_id}:{cycle}"
     if invoice_key in snap.done:
         if invoice_key in snap.invoiced and note_key not in snap.done:  # the note failed or was cut off
             total, currency = snap.invoiced[invoice_key]
             plan.actions.append(NoteInvoice(issue_id, cycle, invoice_key, total, currency, billing.note_public))
+        if invoice_key in snap.invoiced and link_key not in snap.done and completion.task_id is not None:
+            plan.actions.append(LinkInvoiceToTask(issue_id, cycle, completion.task_id, invoice_key))
         return
     if issue is None:
         plan.blocked[invoice_key] = (issue_id, snap.errors.get(issue_id, "the issue could not be read"))
@@ -151,6 +155,8 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
     if note_key not in snap.done:
         note = NoteInvoice(issue_id, cycle, invoice_key, invoice.total, billing.currency, billing.note_public)
         plan.actions.append(note)
+    if link_key not in snap.done and completion.task_id is not None:
+        plan.actions.append(LinkInvoiceToTask(issue_id, cycle, completion.task_id, invoice_key))
 
 
 def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig) -> None:

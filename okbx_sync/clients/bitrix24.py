@@ -210,6 +210,20 @@ class Bitrix24Client:
         task: Task = self._parse("tasks.task.update", lambda r: parse_task(obj(r, "result").get("task")), raw)
         return task
 
+    def crm_links(self, task_id: int) -> list[str] | None:
+        """The task's CRM links (`UF_CRM_TASK`, e.g. ["CO_5", "SI_77"]); None for a task not found.
+        The field comes back only when selected, as `ufCrmTask` (crm-billing.md 2.6)."""
+        raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": ["ID", "UF_CRM_TASK"]})
+        if raw in ([], None, {}) or (isinstance(raw, dict) and raw.get("task") in ([], None)):
+            return None
+        task = obj(obj(raw, "tasks.task.get result").get("task"), "task")
+        links = task.get("ufCrmTask")
+        if links in (None, False, "", []):  # an empty user field may come back as false (inferred)
+            return []
+        if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+            raise MalformedResponse(SYSTEM, "tasks.task.get", f"ufCrmTask is not a list of strings: {links!r:.60}")
+        return list(links)
+
     def renew_task(self, task_id: int) -> Task:
         raw = self.call("tasks.task.renew", {"taskId": int(task_id)}, write=True)
         task: Task = self._parse("tasks.task.renew", lambda r: parse_task(obj(r, "result").get("task")), raw)

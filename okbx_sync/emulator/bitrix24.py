@@ -425,7 +425,7 @@ class Bitrix24Emulator:
         return _Outcome({"task": self._view.task(task, select, listing=False)})
 
     def _m_task_update(self, params: Any) -> _Outcome:
-        """Only the fields okbx changes are emulated (DEADLINE, TITLE, DESCRIPTION); the portal
+        """Only the fields okbx changes are emulated (DEADLINE, TITLE, DESCRIPTION, UF_*); the portal
         ignores keys it does not know, and so does the emulator."""
         named = q.as_mapping(params)
         task_id = _task_id_param(named)
@@ -440,6 +440,7 @@ class Bitrix24Emulator:
         for name in ("TITLE", "DESCRIPTION"):
             if name in fields:
                 task[name] = str(fields[name])
+        task.update({k: copy.deepcopy(v) for k, v in fields.items() if str(k).startswith("UF_")})  # replaced whole
         task["CHANGED_DATE"] = self._now()
         return _Outcome({"task": self._view.task(task, None, listing=False)})
 
