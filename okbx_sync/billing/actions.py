@@ -2,8 +2,8 @@
 
 An action knows its stable `key` (its op in the state store's write journal), its `marker`
 (carried by the remote write so it can be found again), how to `perform` itself and how to
-`find` itself on the remote side.  `always_look` kinds are looked for before every write, so
-even a lost state store cannot produce a second invoice or a second hold.
+`find` itself on the remote side.  The applier looks before every write, so even a lost,
+restored or second state store cannot produce a second invoice, note or hold.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ class BillingAction:
     issue_id: int
     kind = "billing"
     side = ""  # "Bitrix24", "Okdesk", or "" for a decision kept in the state store only
-    always_look = False
 
     @property
     def key(self) -> str:
@@ -87,7 +86,6 @@ class CreateInvoice(BillingAction):
     mycompany_id: int | None = None
     kind = "invoice"
     side = "Bitrix24"
-    always_look = True  # the xmlId marker is cheap to look for, and a second invoice is expensive
 
     @property
     def key(self) -> str:
@@ -235,7 +233,6 @@ class HoldIssue(BillingAction):
     public: bool = False
     kind = "hold"
     side = "Okdesk"
-    always_look = True  # after a lost state store, a note already there means "held before"
 
     @property
     def key(self) -> str:

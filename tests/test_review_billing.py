@@ -1,0 +1,70 @@
+"""Review findings on billing (issue 10 under issue 7's rule): the accounts are the truth for
+billing notes too, so a second installation or a restored backup writes no note twice."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from e2e import Okbx, sync_ok
+
+from okbx_sync.emulator.world import HANDOFF, World
+
+BILLING = {"default_rate": 3000, "currency": "RUB", "round_minutes": 15}
+
+
+def _notes(world: World, issue: int, marker: str) -> int:
+    return sum(1 for c in world.okdesk.comments(issue) if marker in c["content"])
+
+
+def _completed(world: World, okbx: Okbx) -> int:
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    issue = ok.create_issue("Report export fails", "<p>x</p>", company_id=p.company, contact_id=None)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    sync_ok(okbx)
+    task = next(int(t["ID"]) for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}")
+    bx.log_time(task, p.bx_ivan, 5400, "Fixed the CSV encoding")
+    bx.complete_task(task)
+    return issue
+
+
+def test_a_second_installation_writes_no_second_invoice_note(world, tmp_path):
+    world.bitrix.crm.add_company("Romashka LLC")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Okbx(world, tmp_path / "a"), Okbx(world, tmp_path / "b")
+    for okbx in (first, second):
+        okbx.reconfigure(billing=dict(BILLING))
+    issue = _completed(world, first)
+    second.sync()  # the second installation knows the link too
+    first.sync()  # returns the issue, invoices it, notes the invoice
+    assert _notes(world, issue, "okbx:invnote:") == 1
+    second.sync()
+    second.sync()
+    (invoice,) = world.bitrix.crm.invoices()
+    world.bitrix.crm.move_invoice(invoice["id"], "P")
+    for _ in range(2):
+        first.sync()
+        second.sync()
+    assert len(world.bitrix.crm.invoices()) == 1
+    assert _notes(world, issue, "okbx:invnote:") == 1
+    assert _notes(world, issue, "okbx:paid:") == 1
+
+
+def test_a_store_restored_from_a_backup_writes_no_second_payment_note(world, okbx, tmp_path):
+    world.bitrix.crm.add_company("Romashka LLC")
+    okbx.reconfigure(billing=dict(BILLING))
+    issue = _completed(world, okbx)
+    sync_ok(okbx)
+    (invoice,) = world.bitrix.crm.invoices()
+    path = okbx.config().state.path
+    backup = tmp_path / "backup.sqlite3"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    world.bitrix.crm.move_invoice(invoice["id"], "P")
+    sync_ok(okbx)
+    assert _notes(world, issue, "okbx:paid:") == 1
+    with sqlite3.connect(backup) as source, sqlite3.connect(path) as target:
+        source.backup(target)  # the operator restores yesterday's backup
+    sync_ok(okbx)
+    sync_ok(okbx)
+    assert _notes(world, issue, "okbx:paid:") == 1
