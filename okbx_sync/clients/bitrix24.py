@@ -96,6 +96,7 @@ class Bitrix24Client:
             sleep=clock.sleep,
         )
         self._task_chats = False  # a task with a chat was seen: this portal has the new task card
+        self._admin: bool | None = None  # user.admin, asked at most once per client (one cycle)
 
     def portal_url(self) -> str:
         """https://portal (no secret), for links people click."""
@@ -378,15 +379,20 @@ class Bitrix24Client:
         """Is the webhook's user a portal administrator (`user.admin`, scope basic)?
 
         Only an administrator sees every task, so only its "no such task" proves a deletion.
-        Asked at most once per process for a given portal and webhook user: rights change rarely,
-        and a stale "no" only makes okbx more careful."""
+        A "no" is remembered for the process (a stale "no" only makes okbx more careful); a "yes"
+        only for this client, i.e. one cycle: `okbx run` lives for months, and rights taken away
+        meanwhile must not turn a hidden task into a deleted one."""
         key = (self.portal_url(), self.webhook_user())
-        if key not in _ADMIN_CACHE:
+        if key in _ADMIN_CACHE:
+            return _ADMIN_CACHE[key]
+        if self._admin is None:
             result = self.call("user.admin")
             if not isinstance(result, bool):
                 raise MalformedResponse(SYSTEM, "user.admin", f"expected true or false, got {str(result)[:30]!r}")
-            _ADMIN_CACHE[key] = result
-        return _ADMIN_CACHE[key]
+            self._admin = result
+            if not result:
+                _ADMIN_CACHE[key] = False
+        return self._admin
 
     def webhook_user(self) -> int:
         """The user id in the webhook URL (/rest/<user>/<secret>/); not a secret."""
@@ -401,7 +407,7 @@ class Bitrix24Client:
         return [str(s) for s in items(self.call("scope"), "scope")]
 
 
-_ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> user.admin, for this process
+_ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> False: not an administrator
 
 
 def forget_admin_rights() -> None:
