@@ -68,3 +68,22 @@ def test_a_store_restored_from_a_backup_writes_no_second_payment_note(world, okb
     sync_ok(okbx)
     sync_ok(okbx)
     assert _notes(world, issue, "okbx:paid:") == 1
+
+
+def test_text_from_okdesk_is_neutralised_in_the_invoice(world, okbx):
+    """Issue 9 item 5 for the billing writes: the invoice is a document the client receives."""
+    world.bitrix.crm.add_company("Romashka LLC")
+    okbx.reconfigure(billing=dict(BILLING))
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    title = "Invoice \u202egpj.exe\u202c and\nmore\x1b[31m " + "x" * 5000
+    issue = ok.create_issue(title, "<p>x</p>", company_id=p.company, contact_id=None)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    sync_ok(okbx)
+    task = next(int(t["ID"]) for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}")
+    bx.log_time(task, p.bx_ivan, 3600, "work")
+    bx.complete_task(task)
+    sync_ok(okbx)
+    (invoice,) = world.bitrix.crm.invoices()
+    for text in (invoice["title"], invoice["comments"]):
+        assert not any(c in text for c in "\u202e\u202c\x1b\n"), text
+        assert len(text) < 1000

@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ..clients.bitrix24_crm import InvoiceLine
 from ..config import BillingConfig, Config, DebtConfig
+from ..markup import MAX_TITLE, one_line
 from ..model import Issue
 from .actions import (
     BillingAction,
@@ -135,16 +136,17 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
     if not lines:
         plan.actions.append(SkipInvoice(issue_id, cycle=cycle, reason="no time was logged"))
         return
+    title = one_line(issue.title, MAX_TITLE)  # a document the client receives: no controls, no bidi tricks
     invoice = CreateInvoice(
         issue_id,
         cycle=cycle,
         company_id=crm_company,
         okdesk_company_id=issue.company_id,
-        title=f"Okdesk #{issue_id}: {issue.title}"[:250],
+        title=f"Okdesk #{issue_id}: {title}",
         lines=lines,
         currency=billing.currency,
         pay_by=snap.today + timedelta(days=billing.pay_days),
-        comments=f"Okdesk issue #{issue_id} «{issue.title}»; Bitrix24 task #{completion.task_id}",
+        comments=f"Okdesk issue #{issue_id} «{title}»; Bitrix24 task #{completion.task_id}",
         mycompany_id=billing.mycompany_id,
     )
     plan.actions.append(invoice)
