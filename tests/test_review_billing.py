@@ -4,8 +4,9 @@ billing notes too, so a second installation or a restored backup writes no note 
 from __future__ import annotations
 
 import sqlite3
+from datetime import date, timedelta
 
-from e2e import Okbx, sync_ok
+from e2e import Okbx, hand_off, sync_ok, task_of
 
 from okbx_sync.emulator.world import HANDOFF, World
 
@@ -87,3 +88,38 @@ def test_text_from_okdesk_is_neutralised_in_the_invoice(world, okbx):
     for text in (invoice["title"], invoice["comments"]):
         assert not any(c in text for c in "\u202e\u202c\x1b\n"), text
         assert len(text) < 1000
+
+
+def test_a_handed_off_issue_whose_task_was_completed_during_the_hold_is_not_handed_off_again(world, okbx):
+    """Held while with the programmers, who finish the task anyway: the release must not put the
+    issue back into the handoff status, which reopened the completed task as handoff #2."""
+    crm, ok, bx, p = world.bitrix.crm, world.okdesk, world.bitrix, world.people
+    okbx.reconfigure(debt={"status": "debt"})
+    crm_company = crm.add_company("Romashka LLC")
+    issue = hand_off(world)
+    sync_ok(okbx)
+    task = task_of(world, issue)
+    debt = crm.add_invoice(crm_company, 900, closedate=date.today() - timedelta(days=2))
+    sync_ok(okbx)
+    assert ok.status_of(issue) == "debt"
+    bx.log_time(task, p.bx_ivan, 600, "finished anyway")
+    bx.complete_task(task)
+    sync_ok(okbx)
+    crm.move_invoice(debt, "P")
+    for _ in range(3):
+        sync_ok(okbx)
+    assert ok.status_of(issue) == "opened"
+    assert bx.task(task)["STATUS"] == 5  # still completed: nobody handed the issue off again
+    assert not any("okbx:note:renew:" in c["POST_MESSAGE"] for c in bx.comments(task))
+
+
+def test_a_held_issue_still_with_the_programmers_returns_to_the_handoff_status(world, okbx):
+    crm, ok = world.bitrix.crm, world.okdesk
+    okbx.reconfigure(debt={"status": "debt"})
+    debt = crm.add_invoice(crm.add_company("Romashka LLC"), 900, closedate=date.today() - timedelta(days=2))
+    issue = hand_off(world)
+    sync_ok(okbx)
+    assert ok.status_of(issue) == "debt"
+    crm.move_invoice(debt, "P")
+    sync_ok(okbx)
+    assert ok.status_of(issue) == HANDOFF

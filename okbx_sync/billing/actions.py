@@ -268,6 +268,7 @@ class ReleaseIssue(BillingAction):
     debt_status: str
     to_status: str
     public: bool = False
+    why: str = field(default="", compare=False)  # why not the status before the hold, if so
     kind = "release"
     side = "Okdesk"
 
@@ -280,7 +281,7 @@ class ReleaseIssue(BillingAction):
         return f"release: {self.debt_status} -> {self.to_status}"
 
     def perform(self, ctx: Context) -> Found:
-        text = f"The debt is paid: work resumes (status '{self.to_status}')."
+        text = f"The debt is paid: work resumes (status '{self.to_status}'{': ' + self.why if self.why else ''})."
         issue = ctx.okdesk.change_status(
             self.issue_id, self.to_status, comment_html=_note_html(text, self.marker), public=self.public
         )

@@ -49,7 +49,7 @@ def fetch_billing(
     if config.debt is not None:
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)
-        _holds(snap, ops, okdesk)
+        _holds(snap, ops, okdesk, store)
         _holds_found_remotely(snap, config, okdesk)
     return snap
 
@@ -164,7 +164,7 @@ def _debts(
             log.warning("issues of debtor company %s could not be read: %s", company_id, error)
 
 
-def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient) -> None:
+def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient, store: Store) -> None:
     for key, op in sorted(ops.items()):
         if op.kind != "hold" or op.state != "done":
             continue
@@ -175,6 +175,7 @@ def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient) -> N
         snap.holds.append(Hold(int(issue), int(ref), company, str(op.detail.get("previous_status") or "")))
     releasing = [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
     _read_issues(snap, okdesk, releasing)
+    snap.completed_links = frozenset(issue for issue, link in store.links().items() if link.state == "done")
 
 
 def _holds_found_remotely(snap: BillingSnapshot, config: Config, okdesk: OkdeskClient) -> None:

@@ -79,7 +79,7 @@ def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
                     )
                 )
     if config.debt is not None:
-        _debts(plan, snap, config.debt)
+        _debts(plan, snap, config.debt, config)
     return plan
 
 
@@ -155,7 +155,7 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
         plan.actions.append(note)
 
 
-def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig) -> None:
+def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig, config: Config) -> None:
     open_holds = {hold.issue_id for hold in snap.holds}
     for company_id, issues in sorted(snap.debtor_issues.items()):
         owed = snap.debts[company_id]
@@ -187,13 +187,19 @@ def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig) -> None:
         if held.status != debt.status and f"release:{hold.issue_id}:{hold.debt_ref}" not in snap.unsure:
             plan.actions.append(LeaveAlone(hold.issue_id, debt_ref=hold.debt_ref, status=held.status))
             continue
+        to_status, why = hold.previous_status, ""
+        if to_status == config.okdesk.handoff_status and hold.issue_id in snap.completed_links:
+            # the programmers completed the task during the hold: back in the handoff status the
+            # issue would read as handed off again and reopen finished work; it returns instead
+            to_status, why = config.okdesk.return_status, "the programmers completed the task meanwhile"
         plan.actions.append(
             ReleaseIssue(
                 hold.issue_id,
                 debt_ref=hold.debt_ref,
                 debt_status=debt.status,
-                to_status=hold.previous_status,
+                to_status=to_status,
                 public=debt.note_public,
+                why=why,
             )
         )
 
