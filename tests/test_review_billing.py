@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import date, timedelta
 
+import requests
 from e2e import Okbx, hand_off, sync_ok, task_of
 
 from okbx_sync.emulator.world import HANDOFF, World
@@ -123,3 +124,25 @@ def test_a_held_issue_still_with_the_programmers_returns_to_the_handoff_status(w
     crm.move_invoice(debt, "P")
     sync_ok(okbx)
     assert ok.status_of(issue) == HANDOFF
+
+
+def test_adopting_an_invoice_leaves_its_rows_as_a_manager_edited_them(world, tmp_path):
+    """A second installation (or a restored store) finds the invoice by its xmlId: it must not
+    replace the rows a manager edited since (crm.item.productrow.set replaces all rows)."""
+    world.bitrix.crm.add_company("Romashka LLC")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Okbx(world, tmp_path / "a"), Okbx(world, tmp_path / "b")
+    for okbx in (first, second):
+        okbx.reconfigure(billing=dict(BILLING))
+    _completed(world, first)  # the first installation hands off; the task is completed
+    second.sync()  # the second one returns the completion and invoices it
+    (invoice,) = world.bitrix.crm.invoices()
+    discount = {"ownerType": "SI", "ownerId": invoice["id"], "productRows": [{"productName": "Agreed", "price": 1000}]}
+    answer = requests.post(world.webhook_url + "crm.item.productrow.set", json=discount, timeout=5)
+    assert answer.status_code == 200, answer.text  # a manager agrees a discount with the client
+    first.sync()  # finds the completion returned and the invoice made
+    first.sync()
+    (invoice,) = world.bitrix.crm.invoices()
+    assert [(r["productName"], r["price"]) for r in invoice["rows"]] == [("Agreed", 1000.0)]
+    assert float(invoice["opportunity"]) == 1000.0

@@ -131,9 +131,12 @@ class CreateInvoice(BillingAction):
         invoice = ctx.crm.invoice_by_xml_id(self.marker)
         if invoice is None:
             return None
-        # A crash may have come between the invoice and its rows: setting them again is safe
-        # (crm.item.productrow.set replaces all rows).
-        ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
+        # Our own attempt that did not finish (a crash, a lost answer, a failed rows call) may have
+        # left the invoice without its rows: set them (crm.item.productrow.set replaces all rows).
+        # An invoice this store never began to write (another installation's, or a lost or restored
+        # store) is left as it is: a manager may have edited its rows since.
+        if ctx.store.op(self.key) is not None:
+            ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
         return str(invoice.id), {}
 
 
