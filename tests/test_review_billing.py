@@ -146,3 +146,20 @@ def test_adopting_an_invoice_leaves_its_rows_as_a_manager_edited_them(world, tmp
     (invoice,) = world.bitrix.crm.invoices()
     assert [(r["productName"], r["price"]) for r in invoice["rows"]] == [("Agreed", 1000.0)]
     assert float(invoice["opportunity"]) == 1000.0
+
+
+def test_an_invoice_paid_after_the_store_was_lost_still_gets_its_note(world, okbx):
+    """The store is a cache: okbx finds the invoices it made by their xmlId when they are paid."""
+    world.bitrix.crm.add_company("Romashka LLC")
+    okbx.reconfigure(billing=dict(BILLING))
+    issue = _completed(world, okbx)
+    sync_ok(okbx)
+    (invoice,) = world.bitrix.crm.invoices()
+    path = okbx.config().state.path
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    sync_ok(okbx)
+    world.bitrix.crm.move_invoice(invoice["id"], "P")
+    sync_ok(okbx)
+    sync_ok(okbx)
+    assert _notes(world, issue, f"okbx:paid:{issue}:{invoice['id']}") == 1

@@ -46,6 +46,7 @@ def fetch_billing(
         _match(snap, matcher, {i.company_id for i in snap.issues.values() if i.company_id is not None})
         pipeline = _stages(config, crm)
         _billed(snap, ops, crm, pipeline[1])
+        _billed_found_remotely(snap, ops, crm, *pipeline, since=today - timedelta(days=config.time.late_window_days))
     if config.debt is not None:
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)
@@ -124,6 +125,37 @@ def _billed(snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, stages: d
             semantics = stage.semantics if stage else ""
             moved = invoice.moved_at.date() if invoice.moved_at else None
             snap.billed.append(BilledInvoice(waiting[invoice.id], invoice.id, invoice.account_number, semantics, moved))
+
+
+INVOICE_XML_ID = re.compile(r"okbx:invoice:(\d+):(\d+)")
+
+
+def _billed_found_remotely(
+    snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, category: int, stages: dict[str, Stage], *, since: date
+) -> None:
+    """okbx's invoices the store does not know (it was lost or restored, or another installation
+    made them) that reached a final stage lately: their payment note is due all the same.
+
+    Found by their `xmlId`; the note is looked for in the issue before it is written, and an
+    adopted note is kept in the store, so each such invoice costs one look, once."""
+    finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
+    if not finals:
+        return
+    known = {int(op.remote_id or 0) for op in ops.values() if op.kind == "invoice" and (op.remote_id or "").isdigit()}
+    known |= {b.invoice_id for b in snap.billed}
+    # `>=movedTime` with a plain date (crm-billing.md 2.4: "changed since"; the date form is inferred,
+    # and the stage is checked here again); one request per cycle, within time.late_window_days
+    moved = crm.invoices({"=categoryId": category, "@stageId": finals, ">=movedTime": since.isoformat()})
+    for invoice in moved:
+        found = INVOICE_XML_ID.fullmatch(invoice.xml_id or "")
+        if found is None or invoice.id in known or invoice.stage_id not in finals:
+            continue
+        issue_id = int(found.group(1))
+        if f"paid:{issue_id}:{invoice.id}" in snap.done:
+            continue
+        moved_on = invoice.moved_at.date() if invoice.moved_at else None
+        semantics = stages[invoice.stage_id].semantics
+        snap.billed.append(BilledInvoice(issue_id, invoice.id, invoice.account_number, semantics, moved_on))
 
 
 def _debts(
