@@ -163,3 +163,13 @@ def test_an_invoice_paid_after_the_store_was_lost_still_gets_its_note(world, okb
     sync_ok(okbx)
     sync_ok(okbx)
     assert _notes(world, issue, f"okbx:paid:{issue}:{invoice['id']}") == 1
+
+
+def test_doctor_with_billing_creates_no_state_store(world, okbx):
+    """`sudo okbx doctor` must not leave a root-owned store behind for cron's user to trip over."""
+    world.bitrix.crm.add_company("Romashka LLC")
+    okbx.reconfigure(billing=dict(BILLING))
+    path = okbx.config().state.path
+    result = okbx("doctor")
+    assert "Company matching" in result.output, result.output
+    assert not path.exists()
