@@ -173,3 +173,24 @@ def test_doctor_with_billing_creates_no_state_store(world, okbx):
     result = okbx("doctor")
     assert "Company matching" in result.output, result.output
     assert not path.exists()
+
+
+def test_a_debtor_that_no_longer_matches_keeps_its_issues_held(world, okbx):
+    """Matched by its exact name when held; a manager renames the CRM company while the invoice is
+    still overdue.  Not being able to tell which Okdesk company owes is not "the debt is paid"."""
+    crm, ok, p = world.bitrix.crm, world.okdesk, world.people
+    okbx.reconfigure(debt={"status": "debt"})
+    crm_company = crm.add_company("Romashka LLC")
+    crm.add_invoice(crm_company, 900, closedate=date.today() - timedelta(days=5))
+    issue = ok.create_issue("Printer", "<p>x</p>", company_id=p.company, status="in_progress")
+    sync_ok(okbx)
+    assert ok.status_of(issue) == "debt"
+    rename = {"entityTypeId": 4, "id": crm_company, "fields": {"title": "Romashka, LLC"}}
+    answer = requests.post(world.webhook_url + "crm.item.update", json=rename, timeout=5)
+    assert answer.status_code == 200, answer.text
+    okbx.sync()
+    okbx.sync()
+    assert ok.status_of(issue) == "debt"
+    assert _notes(world, issue, "okbx:release:") == 0
+    status = okbx("status", "--json")
+    assert status.exit_code == 1 and "matches no Okdesk company" in status.stdout

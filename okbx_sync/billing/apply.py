@@ -111,5 +111,6 @@ def record_blocked(store: Store, blocked: dict[str, tuple[int, str]]) -> None:
         op = store.op(key)
         if op is not None and (op.state == "done" or (op.state == "failed" and op.error == why[:500])):
             continue
-        store.begin_op(key, issue_id, "invoice", cycle=None, report_key=None, detail={"detail": "invoice"})
-        store.fail_op(key, issue_id, "invoice", error=why, ambiguous=False)
+        kind = key.split(":")[0]  # "invoice", or "release" (a debtor that cannot be matched now)
+        store.begin_op(key, issue_id, kind, cycle=None, report_key=None, detail={"detail": kind})
+        store.fail_op(key, issue_id, kind, error=why, ambiguous=False)

@@ -184,7 +184,12 @@ def _debts(
         if known is None or invoice.id < known.id:
             oldest[invoice.company_id] = invoice
     for crm_company, invoice in sorted(oldest.items()):
-        for company_id in matcher.okdesk_companies_for(crm_company):
+        owing = matcher.okdesk_companies_for(crm_company)
+        if not owing:  # who owes is unknown now, which is not "nobody owes": no hold is released
+            snap.unmatched_debtors[crm_company] = (
+                f"overdue invoice No. {invoice.account_number} of CRM company {crm_company} matches no Okdesk company"
+            )
+        for company_id in owing:
             pay_by = invoice.closedate.date() if invoice.closedate else None
             snap.debts[company_id] = Debt(
                 company_id, invoice.id, invoice.account_number, invoice.opportunity, invoice.currency, pay_by

@@ -181,6 +181,13 @@ def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig, config: C
     for hold in snap.holds:
         if hold.okdesk_company_id in snap.debts:
             continue
+        if snap.unmatched_debtors:  # the company of this hold may be the one that cannot be matched now
+            why = "; ".join(snap.unmatched_debtors.values())
+            plan.blocked[f"release:{hold.issue_id}:{hold.debt_ref}"] = (
+                hold.issue_id,
+                f"not released: {why} (billing.company_map, or the CRM company's originId/INN/name)",
+            )
+            continue
         held = snap.issues.get(hold.issue_id)
         if held is None:
             continue  # not readable now (or deleted): tried again next cycle
