@@ -3,12 +3,15 @@ billing notes too, so a second installation or a restored backup writes no note 
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 from datetime import date, timedelta
 
 import requests
 from e2e import Okbx, hand_off, sync_ok, task_of
 
+from okbx_sync.billing.report import LedgerRow, summarize, to_csv
 from okbx_sync.emulator.world import HANDOFF, World
 
 BILLING = {"default_rate": 3000, "currency": "RUB", "round_minutes": 15}
@@ -194,3 +197,10 @@ def test_a_debtor_that_no_longer_matches_keeps_its_issues_held(world, okbx):
     assert _notes(world, issue, "okbx:release:") == 0
     status = okbx("status", "--json")
     assert status.exit_code == 1 and "matches no Okdesk company" in status.stdout
+
+
+def test_the_ledger_csv_keeps_formula_like_names_as_text():
+    rows = [LedgerRow('=HYPERLINK("http://x","pay")', "@Ivan", "2026-11", 1, 3600)]
+    (line,) = list(csv.DictReader(io.StringIO(to_csv(summarize(rows)))))
+    assert line["company"] == '\'=HYPERLINK("http://x","pay")' and line["programmer"] == "'@Ivan"
+    assert line["hours"] == "1.0"
