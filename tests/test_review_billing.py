@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 from datetime import date, timedelta
 
@@ -204,3 +205,11 @@ def test_the_ledger_csv_keeps_formula_like_names_as_text():
     (line,) = list(csv.DictReader(io.StringIO(to_csv(summarize(rows)))))
     assert line["company"] == '\'=HYPERLINK("http://x","pay")' and line["programmer"] == "'@Ivan"
     assert line["hours"] == "1.0"
+
+
+def test_report_creates_no_state_store(world, okbx):
+    path = okbx.config().state.path
+    result = okbx("report", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ledger"] == []
+    assert not path.exists()
