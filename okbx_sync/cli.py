@@ -1193,7 +1193,10 @@ def report(
     with _errors(run):
         if fmt not in ("table", "csv", "json"):
             raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
-        store, clients = run.store(), run.clients()
+        from .state.store import Store
+
+        # a report writes nothing: not even a new store (`sudo okbx report` must not leave a root-owned one)
+        store, clients = Store(run.config.state.path, clock=run.clock.now, read_only=True), run.clients()
         try:
             ops = ledger.time_ops(store)
             companies = ledger.companies_of_issues(store, clients.okdesk, {op.issue_id for op in ops})

@@ -9,6 +9,7 @@ string is replaced from the environment (secrets live there, not in the file).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -332,6 +333,8 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Problem(f"must be a number, got {_show(value)}")
+        if not math.isfinite(value):  # YAML's .inf and .nan are numbers, never a setting
+            raise _Problem(f"must be a finite number, got {_show(value)}")
         return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -353,8 +356,11 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
         if not isinstance(value, dict):
             raise _Problem(f"must be a mapping of Bitrix24 user id to a rate per hour, got {_show(value)}")
         rates = {_as_int(k): v for k, v in value.items()}
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in rates.values()):
-            raise _Problem("every rate must be a number, 0 or more")
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in rates.values()
+        ):
+            raise _Problem("every rate must be a finite number, 0 or more")
         return {k: float(v) for k, v in rates.items()}
     raise AssertionError(kind)
 

@@ -438,9 +438,9 @@ def _user_name(user: dict[str, Any]) -> str:
 
 
 NEW_CARD_WARNING = (
-    "this portal uses the new task card (tasks have a chat): comments okbx posts with task.commentitem.add "
-    "still arrive, but after a lost answer okbx cannot look them up (task.commentitem.getlist does not work "
-    "there), so such an item is reported as failed for a human to check instead of being re-sent"
+    "this portal uses the new task card (tasks have a chat): okbx still posts comments with "
+    "task.commentitem.add, and looks for what it wrote in the task chat (im.dialog.messages.get, scope im), "
+    "since task.commentitem.getlist does not work there"
 )
 
 
@@ -465,6 +465,17 @@ def _task_card_check(config: Config, bitrix: Bitrix24Client) -> Check:
     for task in tasks:
         chat = task.get("chatId", task.get("CHAT_ID"))
         if str(chat or "").isdigit() and int(str(chat)) > 0:
+            try:
+                has_im = "im" in set(bitrix.scopes())
+            except OkbxError as error:
+                return Check("Bitrix24 task card", False, f"cannot read the webhook's scopes: {_fail_text(error)}")
+            if not has_im:
+                return Check(
+                    "Bitrix24 task card",
+                    False,
+                    NEW_CARD_WARNING + "; the webhook has no im scope, so every look-up before a comment fails",
+                    "add the scope im (chats) to the incoming webhook in Bitrix24",
+                )
             return Check("Bitrix24 task card", True, "Warning: " + NEW_CARD_WARNING)
     return Check("Bitrix24 task card", True, "classic task card: okbx can look its comments up after a lost answer")
 

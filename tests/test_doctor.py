@@ -230,7 +230,14 @@ def test_new_task_card_portal_passes_with_a_warning(started: Callable[..., World
     assert failed(checks) == {}
     detail = {c.name: c for c in checks}["Bitrix24 task card"].detail
     assert "new task card" in detail and "task.commentitem.add" in detail
-    assert "reported as failed" in detail and "instead of being re-sent" in detail
+    assert "task chat" in detail and "im.dialog.messages.get" in detail
+
+
+def test_new_task_card_portal_needs_the_im_scope(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_new_task_card=True, bitrix_scopes=("task", "tasks", "user", "sonet", "crm"))
+    world.bitrix.create_task("Existing task", responsible_id=world.people.bx_ivan, group_id=GROUP_ID)
+    check = only_failure(doctor(world, tmp_path), "Bitrix24 task card")
+    assert "no im scope" in check.detail and "im" in check.fix
 
 
 def test_classic_task_card_is_named(world: World, tmp_path: Path) -> None:

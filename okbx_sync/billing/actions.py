@@ -2,8 +2,8 @@
 
 An action knows its stable `key` (its op in the state store's write journal), its `marker`
 (carried by the remote write so it can be found again), how to `perform` itself and how to
-`find` itself on the remote side.  `always_look` kinds are looked for before every write, so
-even a lost state store cannot produce a second invoice or a second hold.
+`find` itself on the remote side.  The applier looks before every write, so even a lost,
+restored or second state store cannot produce a second invoice, note or hold.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ class BillingAction:
     issue_id: int
     kind = "billing"
     side = ""  # "Bitrix24", "Okdesk", or "" for a decision kept in the state store only
-    always_look = False
 
     @property
     def key(self) -> str:
@@ -87,7 +86,6 @@ class CreateInvoice(BillingAction):
     mycompany_id: int | None = None
     kind = "invoice"
     side = "Bitrix24"
-    always_look = True  # the xmlId marker is cheap to look for, and a second invoice is expensive
 
     @property
     def key(self) -> str:
@@ -133,9 +131,12 @@ class CreateInvoice(BillingAction):
         invoice = ctx.crm.invoice_by_xml_id(self.marker)
         if invoice is None:
             return None
-        # A crash may have come between the invoice and its rows: setting them again is safe
-        # (crm.item.productrow.set replaces all rows).
-        ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
+        # Our own attempt that did not finish (a crash, a lost answer, a failed rows call) may have
+        # left the invoice without its rows: set them (crm.item.productrow.set replaces all rows).
+        # An invoice this store never began to write (another installation's, or a lost or restored
+        # store) is left as it is: a manager may have edited its rows since.
+        if ctx.store.op(self.key) is not None:
+            ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
         return str(invoice.id), {}
 
 
@@ -280,7 +281,6 @@ class HoldIssue(BillingAction):
     public: bool = False
     kind = "hold"
     side = "Okdesk"
-    always_look = True  # after a lost state store, a note already there means "held before"
 
     @property
     def key(self) -> str:
@@ -316,6 +316,7 @@ class ReleaseIssue(BillingAction):
     debt_status: str
     to_status: str
     public: bool = False
+    why: str = field(default="", compare=False)  # why not the status before the hold, if so
     kind = "release"
     side = "Okdesk"
 
@@ -328,7 +329,7 @@ class ReleaseIssue(BillingAction):
         return f"release: {self.debt_status} -> {self.to_status}"
 
     def perform(self, ctx: Context) -> Found:
-        text = f"The debt is paid: work resumes (status '{self.to_status}')."
+        text = f"The debt is paid: work resumes (status '{self.to_status}'{': ' + self.why if self.why else ''})."
         issue = ctx.okdesk.change_status(
             self.issue_id, self.to_status, comment_html=_note_html(text, self.marker), public=self.public
         )

@@ -1,9 +1,10 @@
 """The billing applier: one action at a time through the store's write journal.
 
 Intent first (`begin_op`), then the request, then `finish_op` or `fail_op`, exactly as the
-sync's applier does.  An op left in "intent" by a crash or failed without a clear answer is
-looked for by its marker before anything is sent again; `always_look` kinds are looked for
-every time.  A failure stops the remaining actions of that issue for this run.
+sync's applier does.  Every remote write is looked for by its marker first, whatever the store
+says: a second installation or a store restored from a backup has no record of what the other
+wrote, and a note posted twice is as visible to the client as an invoice made twice.
+A failure stops the remaining actions of that issue for this run.
 """
 
 from __future__ import annotations
@@ -79,19 +80,18 @@ def _apply_one(action: BillingAction, ctx: Context) -> str:
         store.begin_op(action.key, action.issue_id, action.kind, **begin)
         store.finish_op(action.key, action.issue_id, action.kind, remote_id=None, outcome="done", summary=action.detail)
         return "done"
-    if action.always_look or (op is not None and (op.state == "intent" or op.ambiguous)):
-        found = action.find(ctx)
-        if found is not None:
-            store.begin_op(action.key, action.issue_id, action.kind, **begin)
-            store.finish_op(
-                action.key,
-                action.issue_id,
-                action.kind,
-                remote_id=found[0],
-                outcome="adopted",
-                summary=f"found already written: {action.detail}",
-            )
-            return "adopted"
+    found = action.find(ctx)  # always: the accounts are the truth, not this store
+    if found is not None:
+        store.begin_op(action.key, action.issue_id, action.kind, **begin)
+        store.finish_op(
+            action.key,
+            action.issue_id,
+            action.kind,
+            remote_id=found[0],
+            outcome="adopted",
+            summary=f"found already written: {action.detail}",
+        )
+        return "adopted"
     store.begin_op(action.key, action.issue_id, action.kind, **begin)
     try:
         remote_id, _facts = action.perform(ctx)
@@ -111,5 +111,6 @@ def record_blocked(store: Store, blocked: dict[str, tuple[int, str]]) -> None:
         op = store.op(key)
         if op is not None and (op.state == "done" or (op.state == "failed" and op.error == why[:500])):
             continue
-        store.begin_op(key, issue_id, "invoice", cycle=None, report_key=None, detail={"detail": "invoice"})
-        store.fail_op(key, issue_id, "invoice", error=why, ambiguous=False)
+        kind = key.split(":")[0]  # "invoice", or "release" (a debtor that cannot be matched now)
+        store.begin_op(key, issue_id, kind, cycle=None, report_key=None, detail={"detail": kind})
+        store.fail_op(key, issue_id, kind, error=why, ambiguous=False)

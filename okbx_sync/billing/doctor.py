@@ -76,7 +76,7 @@ def _debt_status_check(config: Config, okdesk: OkdeskClient) -> Check:
 
 
 def _matching_check(config: Config, okdesk: OkdeskClient, crm: CrmClient) -> Check:
-    store = Store(config.state.path)
+    store = Store(config.state.path, read_only=True)  # doctor writes nothing: not even a new store
     try:
         active = [link.issue_id for link in store.links().values() if link.state == "active"][:MAX_MATCHED]
     finally:

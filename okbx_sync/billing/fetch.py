@@ -46,10 +46,11 @@ def fetch_billing(
         _match(snap, matcher, {i.company_id for i in snap.issues.values() if i.company_id is not None})
         pipeline = _stages(config, crm)
         _billed(snap, ops, crm, pipeline[1])
+        _billed_found_remotely(snap, ops, crm, *pipeline, since=today - timedelta(days=config.time.late_window_days))
     if config.debt is not None:
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)
-        _holds(snap, ops, okdesk)
+        _holds(snap, ops, okdesk, store)
         _holds_found_remotely(snap, config, okdesk)
     return snap
 
@@ -126,6 +127,37 @@ def _billed(snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, stages: d
             snap.billed.append(BilledInvoice(waiting[invoice.id], invoice.id, invoice.account_number, semantics, moved))
 
 
+INVOICE_XML_ID = re.compile(r"okbx:invoice:(\d+):(\d+)")
+
+
+def _billed_found_remotely(
+    snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, category: int, stages: dict[str, Stage], *, since: date
+) -> None:
+    """okbx's invoices the store does not know (it was lost or restored, or another installation
+    made them) that reached a final stage lately: their payment note is due all the same.
+
+    Found by their `xmlId`; the note is looked for in the issue before it is written, and an
+    adopted note is kept in the store, so each such invoice costs one look, once."""
+    finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
+    if not finals:
+        return
+    known = {int(op.remote_id or 0) for op in ops.values() if op.kind == "invoice" and (op.remote_id or "").isdigit()}
+    known |= {b.invoice_id for b in snap.billed}
+    # `>=movedTime` with a plain date (crm-billing.md 2.4: "changed since"; the date form is inferred,
+    # and the stage is checked here again); one request per cycle, within time.late_window_days
+    moved = crm.invoices({"=categoryId": category, "@stageId": finals, ">=movedTime": since.isoformat()})
+    for invoice in moved:
+        found = INVOICE_XML_ID.fullmatch(invoice.xml_id or "")
+        if found is None or invoice.id in known or invoice.stage_id not in finals:
+            continue
+        issue_id = int(found.group(1))
+        if f"paid:{issue_id}:{invoice.id}" in snap.done:
+            continue
+        moved_on = invoice.moved_at.date() if invoice.moved_at else None
+        semantics = stages[invoice.stage_id].semantics
+        snap.billed.append(BilledInvoice(issue_id, invoice.id, invoice.account_number, semantics, moved_on))
+
+
 def _debts(
     snap: BillingSnapshot,
     config: Config,
@@ -152,7 +184,12 @@ def _debts(
         if known is None or invoice.id < known.id:
             oldest[invoice.company_id] = invoice
     for crm_company, invoice in sorted(oldest.items()):
-        for company_id in matcher.okdesk_companies_for(crm_company):
+        owing = matcher.okdesk_companies_for(crm_company)
+        if not owing:  # who owes is unknown now, which is not "nobody owes": no hold is released
+            snap.unmatched_debtors[crm_company] = (
+                f"overdue invoice No. {invoice.account_number} of CRM company {crm_company} matches no Okdesk company"
+            )
+        for company_id in owing:
             pay_by = invoice.closedate.date() if invoice.closedate else None
             snap.debts[company_id] = Debt(
                 company_id, invoice.id, invoice.account_number, invoice.opportunity, invoice.currency, pay_by
@@ -164,7 +201,7 @@ def _debts(
             log.warning("issues of debtor company %s could not be read: %s", company_id, error)
 
 
-def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient) -> None:
+def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient, store: Store) -> None:
     for key, op in sorted(ops.items()):
         if op.kind != "hold" or op.state != "done":
             continue
@@ -175,6 +212,7 @@ def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient) -> N
         snap.holds.append(Hold(int(issue), int(ref), company, str(op.detail.get("previous_status") or "")))
     releasing = [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
     _read_issues(snap, okdesk, releasing)
+    snap.completed_links = frozenset(issue for issue, link in store.links().items() if link.state == "done")
 
 
 def _holds_found_remotely(snap: BillingSnapshot, config: Config, okdesk: OkdeskClient) -> None:

@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ..clients.bitrix24_crm import InvoiceLine
 from ..config import BillingConfig, Config, DebtConfig
+from ..markup import MAX_TITLE, one_line
 from ..model import Issue
 from .actions import (
     BillingAction,
@@ -79,7 +80,7 @@ def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
                     )
                 )
     if config.debt is not None:
-        _debts(plan, snap, config.debt)
+        _debts(plan, snap, config.debt, config)
     return plan
 
 
@@ -139,16 +140,17 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
     if not lines:
         plan.actions.append(SkipInvoice(issue_id, cycle=cycle, reason="no time was logged"))
         return
+    title = one_line(issue.title, MAX_TITLE)  # a document the client receives: no controls, no bidi tricks
     invoice = CreateInvoice(
         issue_id,
         cycle=cycle,
         company_id=crm_company,
         okdesk_company_id=issue.company_id,
-        title=f"Okdesk #{issue_id}: {issue.title}"[:250],
+        title=f"Okdesk #{issue_id}: {title}",
         lines=lines,
         currency=billing.currency,
         pay_by=snap.today + timedelta(days=billing.pay_days),
-        comments=f"Okdesk issue #{issue_id} «{issue.title}»; Bitrix24 task #{completion.task_id}",
+        comments=f"Okdesk issue #{issue_id} «{title}»; Bitrix24 task #{completion.task_id}",
         mycompany_id=billing.mycompany_id,
     )
     plan.actions.append(invoice)
@@ -159,7 +161,7 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
         plan.actions.append(LinkInvoiceToTask(issue_id, cycle, completion.task_id, invoice_key))
 
 
-def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig) -> None:
+def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig, config: Config) -> None:
     open_holds = {hold.issue_id for hold in snap.holds}
     for company_id, issues in sorted(snap.debtor_issues.items()):
         owed = snap.debts[company_id]
@@ -185,19 +187,32 @@ def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig) -> None:
     for hold in snap.holds:
         if hold.okdesk_company_id in snap.debts:
             continue
+        if snap.unmatched_debtors:  # the company of this hold may be the one that cannot be matched now
+            why = "; ".join(snap.unmatched_debtors.values())
+            plan.blocked[f"release:{hold.issue_id}:{hold.debt_ref}"] = (
+                hold.issue_id,
+                f"not released: {why} (billing.company_map, or the CRM company's originId/INN/name)",
+            )
+            continue
         held = snap.issues.get(hold.issue_id)
         if held is None:
             continue  # not readable now (or deleted): tried again next cycle
         if held.status != debt.status and f"release:{hold.issue_id}:{hold.debt_ref}" not in snap.unsure:
             plan.actions.append(LeaveAlone(hold.issue_id, debt_ref=hold.debt_ref, status=held.status))
             continue
+        to_status, why = hold.previous_status, ""
+        if to_status == config.okdesk.handoff_status and hold.issue_id in snap.completed_links:
+            # the programmers completed the task during the hold: back in the handoff status the
+            # issue would read as handed off again and reopen finished work; it returns instead
+            to_status, why = config.okdesk.return_status, "the programmers completed the task meanwhile"
         plan.actions.append(
             ReleaseIssue(
                 hold.issue_id,
                 debt_ref=hold.debt_ref,
                 debt_status=debt.status,
-                to_status=hold.previous_status,
+                to_status=to_status,
                 public=debt.note_public,
+                why=why,
             )
         )
 

@@ -77,12 +77,20 @@ def summarize(rows: Iterable[LedgerRow], *, by_issue: bool = False) -> list[dict
     ]
 
 
+def _cell(value: object) -> object:
+    """Names come from both systems; one starting like a formula (`=HYPERLINK(...)`) must not run
+    in the spreadsheet the CSV is opened in (OWASP "CSV injection"): it is kept as text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def to_csv(summary: list[dict[str, object]]) -> str:
     out = io.StringIO()
     if summary:
         writer = csv.DictWriter(out, fieldnames=list(summary[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(summary)
+        writer.writerows({key: _cell(value) for key, value in row.items()} for row in summary)
     return out.getvalue()
 
 

@@ -20,7 +20,15 @@ from ..config import Bitrix24Config
 from ..errors import ApiError, MalformedResponse
 from ..model import ElapsedItem, Task, TaskComment
 from ..secrets import Redactor
-from .bitrix24_parse import parse_comments, parse_elapsed, parse_new_id, parse_task, parse_task_get, parse_task_list
+from .bitrix24_parse import (
+    parse_chat_messages,
+    parse_comments,
+    parse_elapsed,
+    parse_new_id,
+    parse_task,
+    parse_task_get,
+    parse_task_list,
+)
 from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport
 from .parse import ParseError, items, obj
 
@@ -87,6 +95,8 @@ class Bitrix24Client:
             budget=budget,
             sleep=clock.sleep,
         )
+        self._task_chats = False  # a task with a chat was seen: this portal has the new task card
+        self._admin: bool | None = None  # user.admin, asked at most once per client (one cycle)
 
     def portal_url(self) -> str:
         """https://portal (no secret), for links people click."""
@@ -236,9 +246,64 @@ class Bitrix24Client:
         return new_id
 
     def list_comments(self, task_id: int) -> list[TaskComment]:
+        """Every comment of the task, wherever the portal keeps them.
+
+        On the new task card (bitrix24.md 4.2) `task.commentitem.getlist` "does not work" (how it
+        fails is not documented: an error or, inferred, an empty list), and the comments are the
+        messages of the task's chat.  So an empty or refused list is checked against the task's
+        `chatId` before it is believed: okbx looks for its markers here before every write."""
+        failure: ApiError | None = None
+        comments: list[TaskComment] = []
+        if not self._task_chats:
+            try:
+                comments = self._comment_items(task_id)
+            except ApiError as error:
+                if error.ambiguous:
+                    raise
+                failure = error
+            if comments:
+                return comments
+        chat_id = self._task_chat_id(task_id)
+        if chat_id:
+            self._task_chats = True
+            return self._chat_messages(task_id, chat_id)
+        if failure is not None:
+            raise failure
+        return self._comment_items(task_id) if self._task_chats else comments
+
+    def _comment_items(self, task_id: int) -> list[TaskComment]:
         raw = self.call("task.commentitem.getlist", {"TASKID": int(task_id), "ORDER": {"ID": "asc"}})
         comments: list[TaskComment] = self._parse("task.commentitem.getlist", parse_comments, raw, int(task_id))
         return comments
+
+    def _task_chat_id(self, task_id: int) -> int | None:
+        raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": ["ID", "CHAT_ID"]})
+
+        def chat(value: Any) -> int | None:
+            task = obj(value, "tasks.task.get result").get("task") if value not in ([], None, {}) else None
+            found = (
+                obj(task, "task").get("chatId", obj(task, "task").get("CHAT_ID")) if task not in ([], None) else None
+            )
+            return int(str(found)) if str(found or "").isdigit() and int(str(found)) > 0 else None
+
+        chat_id: int | None = self._parse("tasks.task.get", chat, raw)
+        return chat_id
+
+    def _chat_messages(self, task_id: int, chat_id: int) -> list[TaskComment]:
+        """The task chat, newest page first, then backward by `LAST_ID` (`LIMIT` at most 50)."""
+        method = "im.dialog.messages.get"
+        found: dict[int, TaskComment] = {}
+        last_id: int | None = None
+        while True:
+            params: dict[str, Any] = {"DIALOG_ID": f"chat{chat_id}", "LIMIT": PAGE}
+            if last_id is not None:
+                params["LAST_ID"] = last_id
+            page: list[TaskComment] = self._parse(method, parse_chat_messages, self.call(method, params), task_id)
+            fresh = [m for m in page if m.id not in found]
+            found.update((m.id, m) for m in fresh)
+            if len(page) < PAGE or not fresh:
+                return sorted(found.values(), key=lambda m: m.id)
+            last_id = min(m.id for m in page)
 
     # -- elapsed time (positional: TASKID, ORDER, FILTER, SELECT, PARAMS) ----------------
     def elapsed_for_tasks(self, task_ids: Iterable[int]) -> dict[int, list[ElapsedItem]]:
@@ -328,15 +393,20 @@ class Bitrix24Client:
         """Is the webhook's user a portal administrator (`user.admin`, scope basic)?
 
         Only an administrator sees every task, so only its "no such task" proves a deletion.
-        Asked at most once per process for a given portal and webhook user: rights change rarely,
-        and a stale "no" only makes okbx more careful."""
+        A "no" is remembered for the process (a stale "no" only makes okbx more careful); a "yes"
+        only for this client, i.e. one cycle: `okbx run` lives for months, and rights taken away
+        meanwhile must not turn a hidden task into a deleted one."""
         key = (self.portal_url(), self.webhook_user())
-        if key not in _ADMIN_CACHE:
+        if key in _ADMIN_CACHE:
+            return _ADMIN_CACHE[key]
+        if self._admin is None:
             result = self.call("user.admin")
             if not isinstance(result, bool):
                 raise MalformedResponse(SYSTEM, "user.admin", f"expected true or false, got {str(result)[:30]!r}")
-            _ADMIN_CACHE[key] = result
-        return _ADMIN_CACHE[key]
+            self._admin = result
+            if not result:
+                _ADMIN_CACHE[key] = False
+        return self._admin
 
     def webhook_user(self) -> int:
         """The user id in the webhook URL (/rest/<user>/<secret>/); not a secret."""
@@ -351,7 +421,7 @@ class Bitrix24Client:
         return [str(s) for s in items(self.call("scope"), "scope")]
 
 
-_ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> user.admin, for this process
+_ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> False: not an administrator
 
 
 def forget_admin_rights() -> None:

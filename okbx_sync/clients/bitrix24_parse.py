@@ -76,5 +76,22 @@ def parse_comments(raw: Any, task_id: int) -> list[TaskComment]:
     return result
 
 
+def parse_chat_messages(raw: Any, task_id: int) -> list[TaskComment]:
+    """`im.dialog.messages.get`: `result.messages[]` with `id`, `author_id` (0 = system), `text` (BB-code)."""
+    result = []
+    for item in items(obj(raw, "im.dialog.messages.get result").get("messages"), f"task {task_id} chat messages"):
+        data = obj(item, "message")
+        what = f"task {task_id} chat message {data.get('id', '?')}"
+        result.append(
+            TaskComment(
+                id=integer(data, "id", what),
+                task_id=task_id,
+                author_id=integer(data, "author_id", what),
+                text=text(data, "text", what, default=""),
+            )
+        )
+    return result
+
+
 def parse_new_id(raw: Any, what: str) -> int:
     return integer({"result": raw}, "result", what)

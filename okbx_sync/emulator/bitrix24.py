@@ -483,6 +483,40 @@ class Bitrix24Emulator:
         # UF_FORUM_MESSAGE_DOC is accepted but dropped: the emulator has no Drive
         return self._insert_comment(task_id, author, message, self._date_field(fields, "POST_DATE") or self._now())
 
+    def _m_im_dialog_messages_get(self, params: Any) -> dict[str, Any]:
+        """The task chat of the new task card (bitrix24.md 4.2): `DIALOG_ID` "chat<CHAT_ID>", at
+        most `LIMIT` (<= 50) messages; `FIRST_ID` pages forward (ids above it, oldest first),
+        `LAST_ID` backward (ids below it), neither gives the newest.  Comments added with
+        task.commentitem.add are the chat's messages; system ones have author_id 0 and a
+        params.CODE.  Inferred: the error code and text for a dialog the user cannot open."""
+        named = q.as_mapping(params)
+        dialog = str(named.get("DIALOG_ID") or "")
+        if not dialog:
+            raise ApiError(400, "DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+        chat_id = q.php_intval(dialog[4:]) if dialog.startswith("chat") else 0
+        task = next((t for t in self._tasks.values() if chat_id and t.get("CHAT_ID") == chat_id), None)
+        if task is None or not self._readable(task):
+            raise ApiError(400, "ACCESS_ERROR", "You do not have access to the specified dialog")
+        limit = min(max(q.php_intval(named.get("LIMIT", 20)), 1), 50)
+        first, last = q.php_intval(named.get("FIRST_ID", 0)), q.php_intval(named.get("LAST_ID", 0))
+        rows = sorted((c for c in self._comments if c["TASK_ID"] == task["ID"]), key=lambda c: c["ID"])
+        if first > 0:
+            rows = [c for c in rows if c["ID"] > first][:limit]
+        else:
+            rows = [c for c in rows if last <= 0 or c["ID"] < last][-limit:][::-1]
+        messages = [
+            {
+                "id": c["ID"],
+                "chat_id": chat_id,
+                "author_id": 0 if c["SYSTEM"] else c["AUTHOR_ID"],
+                "date": self._view.fmt(c["POST_DATE"]),
+                "text": c["POST_MESSAGE"],
+                "params": {"CODE": "TASK_SYSTEM"} if c["SYSTEM"] else [],
+            }
+            for c in rows
+        ]
+        return {"chat_id": chat_id, "messages": messages, "users": []}
+
     def _m_comment_getlist(self, params: Any) -> list[dict[str, Any]]:
         if self.new_task_card:
             raise core_error(_TE_ACTION_FAILED)  # inferred: the docs only say it "does not work"
@@ -798,6 +832,7 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "task.commentitem.add": (_TASK, Bitrix24Emulator._m_comment_add),
     "task.commentitem.getlist": (_TASK, Bitrix24Emulator._m_comment_getlist),
     "task.elapseditem.getlist": (_TASK, Bitrix24Emulator._m_elapsed_getlist),
+    "im.dialog.messages.get": (("im",), Bitrix24Emulator._m_im_dialog_messages_get),
     "task.elapseditem.add": (_TASK, Bitrix24Emulator._m_elapsed_add),
     "user.get": (("user", "user_brief", "user_basic"), Bitrix24Emulator._m_user_get),
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),

@@ -91,8 +91,8 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
                 else f"waiting to retry at {link.next_retry_at:%H:%M} UTC"
             )
             plan.skipped[issue_id] = why
-            if link.parked and (note := stuck_note(link, config)).key not in state.ops:
-                plan.actions.append(note)  # parked, and the consultant was not told yet (a crash)
+            if link.parked and not state.done((note := stuck_note(link, config)).key):
+                plan.actions.append(note)  # parked, and the consultant was not told yet (a crash, a failed note)
             continue
         if issue_id in snapshot.errors:
             plan.skipped[issue_id] = snapshot.errors[issue_id]
