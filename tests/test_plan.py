@@ -705,3 +705,26 @@ def test_plan_over_an_unchanged_state_is_empty_after_late_time():
     first = plan_for(snap, state)
     assert keys(first) == ["time:7", "time:8", "late:10:7"]
     assert plan_for(snap, applied(state, first)).actions == []
+
+
+# -- deadlines ------------------------------------------------------------------------------------
+def deadline_story(task_deadline: datetime | None, ops: list[Op]) -> list[str]:
+    moved = NOW + timedelta(days=5)
+    snap = Snapshot(
+        handoff={ISSUE: issue(deadline_at=moved)},
+        comments={ISSUE: []},
+        tasks={TASK: Task(TASK, 3, xml_id=f"okdesk:{ISSUE}", deadline_at=task_deadline)},
+    )
+    return keys(plan_for(snap, state_of([link()], ops)))
+
+
+def test_a_deadline_moved_since_okbx_gave_it_reaches_the_task():
+    given = op(f"task:{ISSUE}:1", remote_id=str(TASK), cycle=1, detail={"okdesk_deadline": NOW.isoformat()})
+    stamp = "".join(ch for ch in (NOW + timedelta(days=5)).isoformat() if ch.isdigit())
+    previous = "".join(ch for ch in NOW.isoformat() if ch.isdigit())
+    assert deadline_story(NOW, [given, op(f"linkcomment:{ISSUE}:1")]) == [f"deadline:{ISSUE}:{stamp}:{previous}"]
+
+
+def test_a_link_older_than_deadline_sync_takes_the_current_deadline_as_given_and_writes_nothing():
+    [key] = deadline_story(NOW + timedelta(days=1), created_ops())  # a programmer's own date on the task
+    assert key.startswith(f"deadline:{ISSUE}:") and key.endswith(":baseline")

@@ -550,6 +550,30 @@ class CloseLink(LocalAction):
 
 
 @dataclass(frozen=True)
+class RememberDeadline(LocalAction):
+    """A link made before okbx followed deadlines: the issue's deadline now is taken as the one the
+    task was given, so only later moves reach the task (a programmer's own date is not overwritten)."""
+
+    deadline: datetime
+    kind = "deadline"
+
+    @property
+    def ref(self) -> Key:
+        return keys.deadline_baseline(self.issue_id, self.deadline.isoformat())
+
+    @property
+    def detail(self) -> str:
+        return f"deadline {self.deadline:%d.%m.%Y %H:%M} taken as the task's (link older than deadline sync)"
+
+    def apply_locally(self, ctx: Context) -> None:
+        ctx.store.begin_op(self.key, self.issue_id, self.kind, cycle=None, report_key=None, detail=self.record())
+        ctx.store.finish_op(self.key, self.issue_id, self.kind, remote_id=None, outcome="done", summary=self.detail)
+
+    def record(self) -> dict[str, Any]:
+        return {"detail": self.detail, "okdesk_deadline": self.deadline.isoformat()}
+
+
+@dataclass(frozen=True)
 class MarkGone(LocalAction):
     """The task (or the issue) was deleted: the link stops."""
 

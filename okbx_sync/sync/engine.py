@@ -171,7 +171,8 @@ def run_cycle(
     result.applied = applier.apply(plan.by_issue())
 
     _remember(store, snapshot, links, plan, result.applied, started, full_scan)
-    _run_billing(result, config, clients, store, started, dry_run=False, force=force)
+    if result.applied.stopped_because is None:  # a rate-limited, spent or stopped cycle sends nothing more
+        _run_billing(result, config, clients, store, started, dry_run=False, force=force)
     return result
 
 

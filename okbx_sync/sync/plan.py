@@ -40,6 +40,7 @@ from .actions import (
     MarkGone,
     PostLinkComment,
     PostReport,
+    RememberDeadline,
     RenewTask,
     ReturnIssue,
     TaskNote,
@@ -250,19 +251,20 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
     return actions
 
 
-def _deadline_move(issue_id: int, task: Task, snap: Snapshot, state: StateView) -> UpdateDeadline | None:
+def _deadline_move(issue_id: int, task: Task, snap: Snapshot, state: StateView) -> Action | None:
     """The task's deadline follows the issue's when that moved since okbx last gave it to the task.
     A deadline a programmer changed in Bitrix24 stays until the consultant moves the Okdesk one."""
     seen = snap.issues.get(issue_id) or snap.handoff.get(issue_id)  # the listing carries it too
     if seen is None or seen.deadline_at is None:
         return None
     known, synced = state.synced_deadline(issue_id)
+    if not known:  # a link older than deadline sync: who set the task's date is unknown
+        return RememberDeadline(issue_id, deadline=seen.deadline_at)
     given = datetime.fromisoformat(synced) if synced else None
     # the key names the deadline it replaces, as okbx knows it: stable until the write is done
     move = UpdateDeadline(issue_id, task_id=task.id, deadline=seen.deadline_at, previous=given)
     unfinished = (op := state.ops.get(move.key)) is not None and op.state != "done"  # look for it again
-    moved = not same_minute(seen.deadline_at, given if known else task.deadline_at)
-    return move if moved or unfinished else None
+    return move if unfinished or not same_minute(seen.deadline_at, given) else None
 
 
 def _item_row(item: ElapsedItem, snap: Snapshot) -> dict[str, object]:
