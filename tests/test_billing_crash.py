@@ -199,3 +199,20 @@ def test_after_a_lost_state_store_a_held_issue_is_still_released_to_its_status(w
     assert world.okdesk.status_of(case.issue) == "in_progress"
     marks = _markers(world, case.issue)
     assert sum(n for m, n in marks.items() if m.startswith("okbx:release:")) == 1, marks
+
+
+def test_an_invoice_made_just_before_the_store_was_lost_gets_its_note_once_and_is_followed(world, okbx):
+    case = _completed(world, okbx)
+    kill_during(okbx, world.bitrix_server, "crm.item.productrow.set")  # invoice made; its note not yet
+    path = okbx.config().state.path
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    for _ in range(3):
+        sync_ok(okbx)
+    invoices = [i for i in world.bitrix.crm.invoices() if (i["xmlId"] or "").startswith("okbx:invoice:")]
+    assert len(invoices) == 1, invoices
+    assert _markers(world, case.issue)[f"okbx:invnote:{case.issue}:1"] == 1
+    world.bitrix.crm.move_invoice(invoices[0]["id"], "P")  # and its payment is still followed
+    sync_ok(okbx)
+    sync_ok(okbx)
+    assert _markers(world, case.issue)[f"okbx:paid:{case.issue}:{invoices[0]['id']}"] == 1

@@ -70,6 +70,10 @@ class BillingAction:
     def find(self, ctx: Context) -> Found | None:
         return None
 
+    def local_remote_id(self) -> str | None:
+        """For a decision kept in the store only: the remote record it names, if any."""
+        return None
+
 
 @dataclass(frozen=True)
 class CreateInvoice(BillingAction):
@@ -159,6 +163,32 @@ class SkipInvoice(BillingAction):
     @property
     def detail(self) -> str:
         return f"not invoiced: {self.reason}"
+
+
+@dataclass(frozen=True)
+class AdoptInvoice(BillingAction):
+    """An okbx invoice this store does not know (it was lost or restored, or another installation
+    made it): recorded as this completion's invoice, so its note, task link and payment follow."""
+
+    cycle: int
+    invoice_id: int
+    total: Decimal
+    currency: str
+    kind = "invoice"
+
+    @property
+    def key(self) -> str:
+        return f"invoice:{self.issue_id}:{self.cycle}"
+
+    @property
+    def detail(self) -> str:
+        return f"found invoice {self.invoice_id} ({money(self.total, self.currency)}) made before"
+
+    def record(self) -> dict[str, Any]:
+        return {"detail": self.detail, "total": str(self.total), "currency": self.currency, "adopted": True}
+
+    def local_remote_id(self) -> str | None:
+        return str(self.invoice_id)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,10 @@ def _apply_one(action: BillingAction, ctx: Context) -> str:
     begin: dict[str, Any] = {"cycle": getattr(action, "cycle", None), "report_key": None, "detail": action.record()}
     if not action.side:  # a decision kept in the store only
         store.begin_op(action.key, action.issue_id, action.kind, **begin)
-        store.finish_op(action.key, action.issue_id, action.kind, remote_id=None, outcome="done", summary=action.detail)
+        remote_id = action.local_remote_id()
+        store.finish_op(
+            action.key, action.issue_id, action.kind, remote_id=remote_id, outcome="done", summary=action.detail
+        )
         return "done"
     found = action.find(ctx)  # always: the accounts are the truth, not this store
     if found is not None:

@@ -134,24 +134,25 @@ def _billed_found_remotely(
     snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, category: int, stages: dict[str, Stage], *, since: date
 ) -> None:
     """okbx's invoices the store does not know (it was lost or restored, or another installation
-    made them) that reached a final stage lately: their payment note is due all the same.
+    made them), moved lately: adopted with their note (`unknown_invoices`), and when they reached a
+    final stage their payment note is due all the same.
 
     Found by their `xmlId`; the note is looked for in the issue before it is written, and an
     adopted note is kept in the store, so each such invoice costs one look, once."""
     finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
-    if not finals:
-        return
     known = {int(op.remote_id or 0) for op in ops.values() if op.kind == "invoice" and (op.remote_id or "").isdigit()}
     known |= {b.invoice_id for b in snap.billed}
-    # `>=movedTime` with a plain date (crm-billing.md 2.4: "changed since"; the date form is inferred,
-    # and the stage is checked here again); one request per cycle, within time.late_window_days
-    moved = crm.invoices({"=categoryId": category, "@stageId": finals, ">=movedTime": since.isoformat()})
+    # `>=movedTime` with a plain date (crm-billing.md 2.4: "changed since"; the date form is inferred);
+    # one request per cycle, within time.late_window_days.  A new invoice has its movedTime too.
+    moved = crm.invoices({"=categoryId": category, ">=movedTime": since.isoformat()})
     for invoice in moved:
         found = INVOICE_XML_ID.fullmatch(invoice.xml_id or "")
-        if found is None or invoice.id in known or invoice.stage_id not in finals:
+        if found is None or invoice.id in known:
             continue
-        issue_id = int(found.group(1))
-        if f"paid:{issue_id}:{invoice.id}" in snap.done:
+        issue_id, cycle = int(found.group(1)), int(found.group(2))
+        if f"invoice:{issue_id}:{cycle}" not in snap.done:  # its note and payment follow once adopted
+            snap.unknown_invoices.append((issue_id, cycle, invoice))
+        if invoice.stage_id not in finals or f"paid:{issue_id}:{invoice.id}" in snap.done:
             continue
         moved_on = invoice.moved_at.date() if invoice.moved_at else None
         semantics = stages[invoice.stage_id].semantics

@@ -6,6 +6,7 @@ Decision table, per completion / invoice / debtor issue / hold:
   completion, billable                       -> CreateInvoice, then NoteInvoice and LinkInvoiceToTask
   invoice created, note or task link missing -> NoteInvoice / LinkInvoiceToTask
   okbx invoice in a final stage, no note yet -> NoteInvoicePaid (paid or declined)
+  okbx invoice unknown to the store (lately)  -> AdoptInvoice, then NoteInvoice (each looked for first)
   debtor's open issue, not exempt, not held  -> HoldIssue (unless a hold of it is still open)
   hold open, company no longer a debtor      -> ReleaseIssue, or LeaveAlone if a person moved it out
 """
@@ -22,6 +23,7 @@ from ..config import BillingConfig, Config, DebtConfig
 from ..markup import MAX_TITLE, one_line
 from ..model import Issue
 from .actions import (
+    AdoptInvoice,
     BillingAction,
     CreateInvoice,
     HoldIssue,
@@ -64,6 +66,17 @@ def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
     if config.billing is not None:
         for completion in snap.completions:
             _bill(plan, completion, snap, config.billing)
+        billed_now = {a.key for a in plan.actions}
+        for issue_id, cycle, made in snap.unknown_invoices:
+            adopt = AdoptInvoice(issue_id, cycle, made.id, made.opportunity, made.currency)
+            if adopt.key in billed_now:  # its completion is planned above: CreateInvoice finds it first
+                continue
+            plan.actions.append(adopt)
+            if f"invnote:{issue_id}:{cycle}" not in snap.done:
+                note_public = config.billing.note_public
+                plan.actions.append(
+                    NoteInvoice(issue_id, cycle, adopt.key, made.opportunity, made.currency, note_public)
+                )
         for invoice in snap.billed:
             key = f"paid:{invoice.issue_id}:{invoice.invoice_id}"
             if invoice.stage_semantics in ("S", "F") and key not in snap.done:

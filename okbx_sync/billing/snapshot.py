@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from ..clients.bitrix24_crm import Invoice
 from ..model import Issue
 
 
@@ -70,6 +71,8 @@ class BillingSnapshot:
     unmatched: dict[int, str] = field(default_factory=dict)  # Okdesk company id -> why it is not matched
     invoiced: dict[str, tuple[Decimal, str]] = field(default_factory=dict)  # invoice op key -> (total, currency)
     billed: list[BilledInvoice] = field(default_factory=list)
+    # okbx invoices of recent completions this store does not know: (issue, handoff, invoice)
+    unknown_invoices: list[tuple[int, int, Invoice]] = field(default_factory=list)
     debts: dict[int, Debt] = field(default_factory=dict)  # by Okdesk company id
     debtor_issues: dict[int, list[Issue]] = field(default_factory=dict)  # by Okdesk company id
     holds: list[Hold] = field(default_factory=list)
