@@ -83,6 +83,14 @@ class SyncConfig:
     unusual_share: float = 0.5  # a plan touching more than this share of links needs --force
     unusual_min_links: int = 10
     backoff_seconds: float = 1.0  # first wait after a rate-limit answer or a failed read; doubles, with jitter
+    max_seconds: float | None = None  # per-run time budget; a run cut short keeps what it finished
+    # Between these listings a cycle reads only what changed (Okdesk updated_since, Bitrix24
+    # CHANGED_DATE); every `full_listing_minutes` it lists the whole handoff status and every
+    # active task, which notices what a change filter cannot show (a deleted task or issue).
+    full_listing_minutes: int = 60
+    # Below this many active links a full listing costs what the change filters cost (one page
+    # of the handoff status, one batch of tasks): then every cycle lists fully.
+    full_listing_below: int = 50
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,9 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "unusual_share": Key("float", 0.5, check=_share),
             "unusual_min_links": Key("int", 10, check=_positive),
             "backoff_seconds": Key("float", 1.0, check=_positive),
+            "max_seconds": Key("float", None, check=_positive),
+            "full_listing_minutes": Key("int", 60, check=_positive),
+            "full_listing_below": Key("int", 50, check=_not_negative),
         },
     ),
 }

@@ -208,6 +208,11 @@ sync:
   unusual_min_links: 10                   #   this share of active links, when at least this many
   backoff_seconds: 1.0                    # first wait after a rate-limit answer or a failed read (doubles,
                                           #   with jitter, up to 60 s; Retry-After is honoured when given)
+  max_seconds: null                       # a run stops cleanly after this many seconds (null: no limit);
+                                          #   give cron a harder timeout and the backlog still shrinks
+  full_listing_minutes: 60                # list the whole handoff status and every active task this often;
+                                          #   between, only what changed (updated_since, CHANGED_DATE)
+  full_listing_below: 50                  # with fewer active links, every cycle lists fully (as cheap)
 """
 _SECTION_LINE = re.compile(r"^([a-z_0-9]+):\s*(#.*)?$")
 _KEY_LINE = re.compile(r"^  ([a-z_0-9]+):(\s+)(.*?)(\s+#.*)?$")

@@ -107,6 +107,21 @@ class OkdeskClient:
     def account_tz(self) -> tzinfo | None:
         return self._tz
 
+    def learned_offset(self) -> str | None:
+        """The account's UTC offset as '+07:00', once a timestamp has shown it (for the store)."""
+        offset = self._tz.utcoffset(None) if self._tz is not None else None
+        if offset is None:
+            return None
+        minutes = int(offset.total_seconds()) // 60
+        sign = "-" if minutes < 0 else "+"
+        return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+    def assume_offset(self, offset: str) -> None:
+        """A zone learned by an earlier run (state store meta): a fresh process need not widen
+        its first `updated_since` window by 14 hours.  The configured zone still wins."""
+        if self._tz is None:
+            self._tz = parse_timezone(offset)
+
     def _learn_tz(self, issues: list[Issue]) -> None:
         # Okdesk writes timestamps in the account's zone; filters are read in that zone too.
         if self._tz is None:

@@ -37,6 +37,9 @@ class Context:
     store: Store
     config: Config
     remote: RemoteMarkers
+    # issue id -> when okbx last wrote a comment there: that write moves the issue's updated_at,
+    # and the next cycle must not take it for a change (engine.py)
+    own_writes: dict[int, datetime] = field(default_factory=dict)
 
     def task_id(self, issue_id: int) -> int:
         link = self.store.link(issue_id)
@@ -315,8 +318,11 @@ class _IssueComment(Action):
         return Found(remote_id) if remote_id is not None else None
 
     def _post(self, ctx: Context, html: str, public: bool) -> Effect:
-        new_id = str(ctx.okdesk.add_comment(self.issue_id, html, public=public).id)
+        comment = ctx.okdesk.add_comment(self.issue_id, html, public=public)
+        new_id = str(comment.id)
         ctx.remote.issue(self.issue_id)[self.key] = new_id
+        if comment.published_at is not None:
+            ctx.own_writes[self.issue_id] = comment.published_at
         return new_id, {}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..clients.bitrix24 import Bitrix24Client
@@ -36,6 +37,7 @@ class ApplyReport:
     failed: list[tuple[Action, str]] = field(default_factory=list)
     not_reached: list[Action] = field(default_factory=list)
     stopped_because: str | None = None
+    own_writes: dict[int, datetime] = field(default_factory=dict)  # issue id -> okbx's last comment there
 
 
 class Applier:
@@ -114,6 +116,7 @@ class Applier:
                     self.store.update_link(
                         issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
                     )
+        report.own_writes = dict(self.ctx.own_writes)
         return report
 
     def record_failure(self, issue_id: int, error: str, *, transient: bool) -> None:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .. import billing
 from ..clients.bitrix24 import Bitrix24Client
@@ -120,15 +120,22 @@ def run_cycle(
             raise
         except ApiError as problem:  # tried again next run; the rest of the cycle does not depend on it
             log.warning("could not look for recently completed tasks yet: %s", problem)
-    links = store.links()
-    watermark_text = store.get_meta("okdesk_watermark")
-    watermark = datetime.fromisoformat(watermark_text) if watermark_text else None
-    last_full = store.get_meta("last_full_scan")
+    links = store.hot_links(started - timedelta(days=config.time.late_window_days))
+    watermark = _meta_time(store, "okdesk_watermark")
+    last_full = _meta_time(store, "last_full_scan")
     full_scan = (
         config.okdesk.comment_detection == "full"
         or last_full is None
-        or (started - datetime.fromisoformat(last_full)).total_seconds() >= config.okdesk.full_scan_minutes * 60
+        or (started - last_full).total_seconds() >= config.okdesk.full_scan_minutes * 60
     )
+    last_listing = _meta_time(store, "last_full_listing")
+    full_listing = (
+        last_listing is None
+        or (started - last_listing).total_seconds() >= config.sync.full_listing_minutes * 60
+        or sum(1 for link in links.values() if link.state == "active") < config.sync.full_listing_below
+    )
+    if offset := store.get_meta("okdesk_utc_offset"):
+        clients.okdesk.assume_offset(offset)
     elapsed_after = int(store.get_meta("elapsed_watermark") or 0)
 
     snapshot = fetch_snapshot(
@@ -142,9 +149,11 @@ def run_cycle(
         now=started,
         budget=clients.budget,
         scan_after=int(store.get_meta("full_scan_cursor") or 0),
+        full_listing=full_listing,
+        tasks_changed_since=_meta_time(store, "bitrix_watermark"),
+        load_links=store.links_for,
     )
-    scope = sorted(set(links) | set(snapshot.handoff))
-    state = StateView(links=links, ops=store.ops_for(scope))
+    state = StateView(links=links, ops=store.ops_for(sorted(_planning_scope(store, links, snapshot))))
     plan = build_plan(snapshot, state, config, started)
     result = CycleResult(plan=plan, snapshot=snapshot, read_errors=dict(snapshot.errors))
     if dry_run:
@@ -171,8 +180,30 @@ def run_cycle(
     result.applied = applier.apply(plan.by_issue())
 
     _remember(store, snapshot, links, plan, result.applied, started, full_scan)
+    store.set_meta("bitrix_watermark", started.isoformat())
+    if full_listing:
+        store.set_meta("last_full_listing", started.isoformat())
+    if (learned := clients.okdesk.learned_offset()) and learned != offset:
+        store.set_meta("okdesk_utc_offset", learned)
     _run_billing(result, config, clients, store, started, dry_run=False, force=force)
     return result
+
+
+def _meta_time(store: Store, key: str) -> datetime | None:
+    text = store.get_meta(key)
+    return datetime.fromisoformat(text) if text else None
+
+
+def _planning_scope(store: Store, links: dict[int, Link], snapshot: Snapshot) -> set[int]:
+    """The links whose ops the planner reads: a done link with nothing new (the bulk of the
+    store) plans nothing, so its ops are not loaded."""
+    late_tasks = {item.task_id for item in snapshot.late_elapsed}
+    scope = {
+        issue_id
+        for issue_id, link in links.items()
+        if link.state != "done" or link.parked or link.fail_count or link.dirty or link.task_id in late_tasks
+    }
+    return scope | set(snapshot.handoff) | store.issues_with_unposted_reports()
 
 
 def _run_billing(
@@ -203,7 +234,7 @@ def _remember(
         store.update_link(issue_id, dirty=True)
     statuses = {i: s for i, s in snapshot.seen_status.items() if i not in snapshot.deferred}
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
-    linked = set(store.links())
+    linked = set(store.links_for(set(statuses) | set(snapshot.comments)))
     # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps
     # its dirty flag and its old updated_at, so it is read again when it is tried.
     # So does one whose actions failed or were not reached (a stopped cycle).
@@ -214,6 +245,11 @@ def _remember(
         issue = snapshot.issues.get(i)
         if i not in read_at and issue is not None and issue.updated_at is not None:
             read_at[i] = issue.updated_at
+        # okbx's own comment moved updated_at: the next listing shows that value, not a change.
+        # Inferred (the emulator does it): Okdesk stamps updated_at with the comment's time.  A
+        # client comment between our read and our write waits for the periodic full scan.
+        if (own := applied.own_writes.get(i)) is not None and (i not in read_at or own > read_at[i]):
+            read_at[i] = own
     store.observe_statuses(
         {i: s for i, s in statuses.items() if i in linked}, {i: at for i, at in read_at.items() if i in linked}
     )

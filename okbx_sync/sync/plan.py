@@ -266,9 +266,7 @@ def _copy_actions(
 ) -> tuple[list[Action], list[dict[str, object]]]:
     """Copy each item not copied yet; return the actions and all rows the report lists."""
     actions: list[Action] = []
-    rows = [
-        dict(op.detail) for op in state.ops.values() if op.report_key == report_key and op.state == "done" and op.detail
-    ]
+    rows = [dict(op.detail) for op in state.reported_in(report_key) if op.state == "done" and op.detail]
     for item in sorted(items, key=lambda i: i.id):
         key = keys.time_entry(item.id)
         if state.done(key.text):
@@ -364,7 +362,7 @@ def _late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now
     orphan = sorted(
         {
             op.report_key
-            for op in state.ops.values()
+            for op in state.ops_of(issue_id)
             if op.report_key
             and op.report_key.startswith(prefix)
             and op.state == "done"
