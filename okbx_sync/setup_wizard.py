@@ -75,8 +75,8 @@ def discover(okdesk_url: str, api_token: str, webhook_url: str, *, redactor: Red
             if str(u.get("ID", "")).isdigit()
         ]
     finally:
-        okdesk.transport.close()
-        bitrix.transport.close()
+        okdesk.close()
+        bitrix.close()
     return Discovery(statuses, employees, groups, users, int(match.group(1)), scopes)
 
 

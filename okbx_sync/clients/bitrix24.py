@@ -88,6 +88,13 @@ class Bitrix24Client:
             sleep=clock.sleep,
         )
 
+    @property
+    def requests_sent(self) -> int:
+        return self.transport.requests_sent
+
+    def close(self) -> None:
+        self.transport.close()
+
     def portal_url(self) -> str:
         """https://portal (no secret), for links people click."""
         return self.base.split("/rest/")[0]

@@ -51,11 +51,11 @@ class Clients:
         )
 
     def requests_sent(self) -> dict[str, int]:
-        return {"okdesk": self.okdesk.transport.requests_sent, "bitrix24": self.bitrix.transport.requests_sent}
+        return {"okdesk": self.okdesk.requests_sent, "bitrix24": self.bitrix.requests_sent}
 
     def close(self) -> None:
-        self.okdesk.transport.close()
-        self.bitrix.transport.close()
+        self.okdesk.close()
+        self.bitrix.close()
 
 
 @contextmanager
