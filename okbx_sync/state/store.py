@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -28,11 +29,28 @@ SCHEMA_VERSION = 3
 CHUNK = 500  # ids per IN list: far below SQLite's variable limit (999 in older builds)
 
 
+class LinkState(StrEnum):
+    """Where a link stands.  A StrEnum: equal to its text, so code comparing strings still works."""
+
+    ACTIVE = "active"  # handed off: the task is being worked on
+    DONE = "done"  # completed and returned; late time is still copied within the window
+    GONE_TASK = "gone_task"  # the task was deleted (or withdrawn before it existed)
+    GONE_ISSUE = "gone_issue"  # the Okdesk issue was deleted
+
+
+class OpState(StrEnum):
+    """A remote write's record: intent before the request, then done or failed."""
+
+    INTENT = "intent"
+    DONE = "done"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Link:
     issue_id: int
     task_id: int | None
-    state: str  # active | done | gone_task | gone_issue
+    state: LinkState
     cycle: int
     issue_status: str | None
     dirty: bool
@@ -51,7 +69,7 @@ class Op:
     key: str
     issue_id: int
     kind: str
-    state: str  # intent | done | failed
+    state: OpState
     remote_id: str | None
     cycle: int | None
     report_key: str | None
@@ -443,11 +461,21 @@ def _memory_copy(path: Path) -> sqlite3.Connection:
     return memory
 
 
+_State = TypeVar("_State", LinkState, OpState)
+
+
+def _known(enum: type[_State], value: str, what: str) -> _State:
+    try:
+        return enum(value)
+    except ValueError:
+        raise StateError(f"state store: {what} has an unknown state {value!r}") from None
+
+
 def _link(row: sqlite3.Row) -> Link:
     return Link(
         issue_id=row["issue_id"],
         task_id=row["task_id"],
-        state=row["state"],
+        state=_known(LinkState, row["state"], f"link {row['issue_id']}"),
         cycle=row["cycle"],
         issue_status=row["issue_status"],
         dirty=bool(row["dirty"]),
@@ -467,7 +495,7 @@ def _op(row: sqlite3.Row) -> Op:
         key=row["key"],
         issue_id=row["issue_id"],
         kind=row["kind"],
-        state=row["state"],
+        state=_known(OpState, row["state"], f"op {row['key']}"),
         remote_id=row["remote_id"],
         cycle=row["cycle"],
         report_key=row["report_key"],

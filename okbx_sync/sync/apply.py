@@ -21,7 +21,7 @@ from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError, MalformedResponse, NotFound
 from ..model import Comment
-from ..state.store import Store
+from ..state.store import LinkState, OpState, Store
 from . import rebuild
 from .actions import Action, Context, CreateTask, Found, LocalAction
 from .plan import stuck_note
@@ -125,7 +125,7 @@ class Applier:
                 # a direct 404 on the issue written to: it was deleted, so the link stops
                 # (time logged late, say, has nowhere to go) instead of failing forever
                 self.store.local_change(
-                    issue_id, "gone", f"the Okdesk issue was deleted ({error})", state="gone_issue", dirty=False
+                    issue_id, "gone", f"the Okdesk issue was deleted ({error})", state=LinkState.GONE_ISSUE, dirty=False
                 )
                 report.not_reached.extend(actions[index + 1 :])
                 self.on_action(action, "gone")
@@ -274,7 +274,7 @@ class Applier:
         """Everything before the intent; an outcome when no write is needed."""
         ctx = self.ctx
         op = self.store.op(action.key)
-        if op is not None and op.state == "done":
+        if op is not None and op.state == OpState.DONE:
             return "skipped"
         self._check_handoff_number(action.issue_id)
         action.prepare(ctx)

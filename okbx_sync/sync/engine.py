@@ -19,7 +19,7 @@ from ..clock import REAL_CLOCK, Clock
 from ..config import Config
 from ..errors import ApiError, OkbxError
 from ..secrets import Redactor
-from ..state.store import Link, Store
+from ..state.store import Link, LinkState, OpState, Store
 from .actions import Action
 from .adopt import adopt_recent_tasks
 from .apply import Applier, ApplyReport
@@ -132,7 +132,7 @@ def run_cycle(
     full_listing = (
         last_listing is None
         or (started - last_listing).total_seconds() >= config.sync.full_listing_minutes * 60
-        or sum(1 for link in links.values() if link.state == "active") < config.sync.full_listing_below
+        or sum(1 for link in links.values() if link.state == LinkState.ACTIVE) < config.sync.full_listing_below
     )
     if offset := store.get_meta("okdesk_utc_offset"):
         clients.okdesk.assume_offset(offset)
@@ -201,7 +201,7 @@ def _planning_scope(store: Store, links: dict[int, Link], snapshot: Snapshot) ->
     scope = {
         issue_id
         for issue_id, link in links.items()
-        if link.state != "done" or link.parked or link.fail_count or link.dirty or link.task_id in late_tasks
+        if link.state != LinkState.DONE or link.parked or link.fail_count or link.dirty or link.task_id in late_tasks
     }
     return scope | set(snapshot.handoff) | store.issues_with_unposted_reports()
 
@@ -263,7 +263,7 @@ def _remember(
     watermark = int(store.get_meta("elapsed_watermark") or 0)
     for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
         op = store.op(f"time:{item.id}")
-        if op is None or op.state != "done":
+        if op is None or op.state != OpState.DONE:
             break
         watermark = max(watermark, item.id)
     store.set_meta("elapsed_watermark", str(watermark))

@@ -26,7 +26,7 @@ from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError, NotFound
 from ..model import Issue
-from ..state.store import Link
+from ..state.store import Link, LinkState
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ def fetch_snapshot(
     snap.seen_status = seen_status
     new_ids = {i for i in snap.handoff if _wants_task(links.get(i), handoff_code)}
     # a task create whose answer was lost is looked for even after the issue left the handoff status
-    new_ids |= {i for i, link in links.items() if link.state == "active" and link.task_id is None}
-    active = {i: link for i, link in links.items() if link.state == "active" and link.task_id is not None}
+    new_ids |= {i for i, link in links.items() if link.state == LinkState.ACTIVE and link.task_id is None}
+    active = {i: link for i, link in links.items() if link.state == LinkState.ACTIVE and link.task_id is not None}
     # done links handed off again: their task may have been deleted since (then a new one is needed)
-    returning = {i: links[i] for i in new_ids if i in links and links[i].state == "done" and links[i].task_id}
+    returning = {i: links[i] for i in new_ids if i in links and links[i].state == LinkState.DONE and links[i].task_id}
     if full_listing or tasks_changed_since is None:
         _fetch_tasks(bitrix, snap, {**active, **returning})
     else:
@@ -164,11 +164,11 @@ def fetch_snapshot(
 def _wants_task(link: Link | None, handoff_code: str) -> bool:
     if link is None:
         return True
-    if link.state == "done":
+    if link.state == LinkState.DONE:
         return True
-    if link.state == "active":
+    if link.state == LinkState.ACTIVE:
         return link.task_id is None
-    if link.state == "gone_task":
+    if link.state == LinkState.GONE_TASK:
         return link.issue_status not in (None, handoff_code)
     return False
 
@@ -256,7 +256,7 @@ def _fetch_time(
     recent_done = {
         link.task_id
         for link in links.values()
-        if link.state == "done" and link.task_id and (link.done_at is None or now - link.done_at <= window)
+        if link.state == LinkState.DONE and link.task_id and (link.done_at is None or now - link.done_at <= window)
     }
     if recent_done:
         try:

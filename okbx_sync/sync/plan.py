@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import Config
 from ..model import ElapsedItem, Issue
-from ..state.store import Link
+from ..state.store import Link, LinkState
 from ..timeutil import human_duration
 from . import keys, render
 from .actions import (
@@ -127,7 +127,7 @@ def _plan_issue(
                 return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
             return [
                 RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=_closed_at(snap, link.task_id)),
-                *_active(replace(link, state="active", cycle=cycle), snap, state, config, renewing=True),
+                *_active(replace(link, state=LinkState.ACTIVE, cycle=cycle), snap, state, config, renewing=True),
             ]
         return _late_time(link, snap, state, config, now)
     if link.state == "gone_task":

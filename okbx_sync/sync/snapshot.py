@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cached_property
 
 from ..model import Comment, ElapsedItem, Issue, Task
-from ..state.store import Link, Op
+from ..state.store import Link, Op, OpState
 
 
 @dataclass
@@ -35,7 +35,7 @@ class StateView:
 
     def done(self, key: str) -> bool:
         op = self.ops.get(key)
-        return op is not None and op.state == "done"
+        return op is not None and op.state == OpState.DONE
 
     @cached_property
     def _by_issue(self) -> dict[int, list[Op]]:
@@ -65,7 +65,7 @@ class StateView:
         return {
             (op.issue_id, op.remote_id or ""): op.cycle
             for op in self.ops.values()
-            if op.kind == "task" and op.state == "done" and op.cycle is not None
+            if op.kind == "task" and op.state == OpState.DONE and op.cycle is not None
         }
 
     def task_cycle(self, link: Link) -> int:
