@@ -79,7 +79,6 @@ class Applier:
             if report.stopped_because:
                 for issue_id, index in cursor.items():
                     report.not_reached.extend(chunk[issue_id][index:])
-                    self._mark_dirty(issue_id)  # read fully next time: its comments were not all forwarded
                 return
             fronts = [chunk[issue_id][index] for issue_id, index in cursor.items() if index < len(chunk[issue_id])]
             self._write_in_batches(fronts, report)
@@ -89,7 +88,6 @@ class Applier:
                     del cursor[issue_id]
                 elif index + 1 >= len(actions):
                     del cursor[issue_id]
-                    self._healthy(issue_id)
                 else:
                     cursor[issue_id] = index + 1
 
@@ -105,20 +103,16 @@ class Applier:
         except (BudgetExhausted, RateLimited) as stop:
             report.stopped_because = str(stop)
             report.not_reached.extend(actions[index:])
-            self._mark_dirty(issue_id)
             return False
         except _Stop:
             report.not_reached.extend(actions[index:])
-            self._mark_dirty(issue_id)
             return False
         except _Drift:
             report.not_reached.extend(actions[index:])
-            self._mark_dirty(issue_id)
             return False
         except _Replan:
             report.adopted.append(action)
             report.not_reached.extend(actions[index + 1 :])
-            self._mark_dirty(issue_id)
             return False
         except ApiError as error:
             if isinstance(error, NotFound) and action.side == "Okdesk" and self._issue_gone(issue_id):
@@ -138,14 +132,6 @@ class Applier:
         (report.adopted if outcome == "adopted" else report.done).append(action)
         self.on_action(action, outcome)
         return True
-
-    def _healthy(self, issue_id: int) -> None:
-        """Every planned action of the issue went through."""
-        link = self.store.link(issue_id)
-        if link and not link.parked and (link.fail_count or link.dirty or link.last_error):
-            self.store.update_link(
-                issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
-            )
 
     def _write_in_batches(self, fronts: list[Action], report: ApplyReport) -> None:
         """Same-kind batchable writes of one round: looked for together, their intents recorded,
@@ -242,10 +228,6 @@ class Applier:
         except ApiError:
             return False
         return False
-
-    def _mark_dirty(self, issue_id: int) -> None:
-        if self.store.link(issue_id):
-            self.store.update_link(issue_id, dirty=True)
 
     # -- one action --------------------------------------------------------------------------
     def _apply_one(self, action: Action) -> str:

@@ -20,11 +20,13 @@ from ..config import Config
 from ..errors import ApiError, OkbxError
 from ..secrets import Redactor
 from ..state.store import Link, LinkState, OpState, Store
+from . import keys
 from .actions import Action
 from .adopt import adopt_recent_tasks
 from .apply import Applier, ApplyReport
 from .fetch import fetch_snapshot
 from .plan import Plan, build_plan
+from .settle import CycleFacts, StoreChanges, settle
 from .snapshot import Snapshot, StateView
 
 log = logging.getLogger(__name__)
@@ -179,14 +181,33 @@ def run_cycle(
             applier.record_failure(issue_id, snapshot.errors[issue_id], transient=True)
     result.applied = applier.apply(plan.by_issue())
 
-    _remember(store, snapshot, links, plan, result.applied, started, full_scan)
-    store.set_meta("bitrix_watermark", started.isoformat())
-    if full_listing:
-        store.set_meta("last_full_listing", started.isoformat())
-    if (learned := clients.okdesk.learned_offset()) and learned != offset:
-        store.set_meta("okdesk_utc_offset", learned)
+    learned = clients.okdesk.learned_offset()
+    touched = set(snapshot.seen_status) | set(snapshot.issues) | set(snapshot.comments) | set(plan.by_issue())
+    facts = CycleFacts(
+        started=started,
+        links=links,
+        after=store.links_for(touched),
+        full_scan=full_scan,
+        full_listing=full_listing,
+        copied_items=frozenset(
+            item.id
+            for item in snapshot.late_elapsed
+            if (op := store.op(keys.time_entry(item.id).text)) is not None and op.state == OpState.DONE
+        ),
+        elapsed_watermark=int(store.get_meta("elapsed_watermark") or 0),
+        learned_offset=learned if learned != offset else None,
+    )
+    _save(store, settle(snapshot, plan, result.applied, facts))
     _run_billing(result, config, clients, store, started, dry_run=False, force=force)
     return result
+
+
+def _save(store: Store, changes: StoreChanges) -> None:
+    for issue_id, fields in changes.link_updates.items():
+        store.update_link(issue_id, **fields)
+    store.observe_statuses(changes.statuses, changes.read_at)
+    for key, value in changes.meta.items():
+        store.set_meta(key, value)
 
 
 def _meta_time(store: Store, key: str) -> datetime | None:
@@ -216,62 +237,3 @@ def _run_billing(
         result.billing = billing.run(config, clients.okdesk, clients.bitrix, store, now, dry_run=dry_run, force=force)
     except OkbxError as error:
         result.billing_error = f"billing: {error}"
-
-
-def _remember(
-    store: Store,
-    snapshot: Snapshot,
-    links: dict[int, Link],
-    plan: Plan,
-    applied: ApplyReport,
-    started: datetime,
-    full_scan: bool,
-) -> None:
-    """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
-    # A deferred issue was not looked at: keep it marked for a full read, and do not record its
-    # status (its departure from the handoff status must still be noticed when it is read).
-    for issue_id in snapshot.deferred & set(links):
-        store.update_link(issue_id, dirty=True)
-    statuses = {i: s for i, s in snapshot.seen_status.items() if i not in snapshot.deferred}
-    statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
-    linked = set(store.links_for(set(statuses) | set(snapshot.comments)))
-    # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps
-    # its dirty flag and its old updated_at, so it is read again when it is tried.
-    # So does one whose actions failed or were not reached (a stopped cycle).
-    unfinished = {a.issue_id for a in applied.not_reached} | {a.issue_id for a, _ in applied.failed}
-    acted = {i for i in snapshot.comments if i not in plan.skipped and i not in unfinished}
-    read_at = {i: snapshot.seen_updated[i] for i in acted if i in snapshot.seen_updated}
-    for i in acted:
-        issue = snapshot.issues.get(i)
-        if i not in read_at and issue is not None and issue.updated_at is not None:
-            read_at[i] = issue.updated_at
-        # okbx's own comment moved updated_at: the next listing shows that value, not a change.
-        # Inferred (the emulator does it): Okdesk stamps updated_at with the comment's time.  A
-        # client comment between our read and our write waits for the periodic full scan.
-        if (own := applied.own_writes.get(i)) is not None and (i not in read_at or own > read_at[i]):
-            read_at[i] = own
-    store.observe_statuses(
-        {i: s for i, s in statuses.items() if i in linked}, {i: at for i, at in read_at.items() if i in linked}
-    )
-    store.set_meta("okdesk_watermark", started.isoformat())
-    if full_scan and not snapshot.scan_deferred:
-        store.set_meta("last_full_scan", started.isoformat())
-        store.set_meta("full_scan_cursor", "0")
-    elif full_scan and snapshot.scanned:  # cut short by the budget: the next cycle goes on from here
-        store.set_meta("full_scan_cursor", str(max(snapshot.scanned)))
-    # The elapsed watermark only passes items that were copied: one whose copy failed is read again.
-    watermark = int(store.get_meta("elapsed_watermark") or 0)
-    for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
-        op = store.op(f"time:{item.id}")
-        if op is None or op.state != OpState.DONE:
-            break
-        watermark = max(watermark, item.id)
-    store.set_meta("elapsed_watermark", str(watermark))
-    planned = {a.issue_id for a in plan.actions}
-    for issue_id, link in links.items():
-        if issue_id in planned or issue_id in snapshot.errors or issue_id not in acted:
-            continue
-        if link.dirty or link.fail_count or link.last_error:
-            # read cleanly with nothing left to do: healthy again (transient read errors must
-            # not add up to parking a link)
-            store.update_link(issue_id, dirty=False, fail_count=0, last_error=None, next_retry_at=None)
