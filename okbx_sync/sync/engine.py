@@ -44,7 +44,9 @@ class Clients:
 
     @classmethod
     def build(cls, config: Config, redactor: Redactor, clock: Clock = REAL_CLOCK) -> Clients:
-        budget = RequestBudget(config.sync.max_requests_per_cycle)
+        budget = RequestBudget(
+            config.sync.max_requests_per_cycle, seconds=config.sync.max_seconds, monotonic=clock.monotonic
+        )
         backoff_seconds = config.sync.backoff_seconds
         return cls(
             OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
