@@ -37,6 +37,9 @@ class OkdeskConfig:
     time_entry_body: str = "auto"  # inferred API fact: flat | wrapped | auto (wrapped, then flat on 4xx)
     comment_detection: str = "updated_since"  # inferred: does a comment bump updated_at? else "full"
     full_scan_minutes: int = 60
+    # The periodic scan reads at most this many issues' comments per cycle; a pass spans cycles
+    # (a cursor), so no cycle pays for every link at once.  Not with comment_detection: full.
+    scan_per_cycle: int = 100
     requests_per_second: float = 3.0
     timeout_seconds: float = 30.0
     allow_insecure_http: bool = False  # plain http to a host that is not loopback (the token travels in clear)
@@ -180,6 +183,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "time_entry_body": Key("str", "auto", choices=("auto", "flat", "wrapped")),
             "comment_detection": Key("str", "updated_since", choices=("updated_since", "full")),
             "full_scan_minutes": Key("int", 60, check=_positive),
+            "scan_per_cycle": Key("int", 100, check=_positive),
             "requests_per_second": Key("float", 3.0, check=_positive),
             "timeout_seconds": Key("float", 30.0, check=_positive),
             "allow_insecure_http": Key("bool", False),

@@ -168,6 +168,7 @@ okdesk:
                                           #   updated_at is inferred; "full" reads the comments of every
                                           #   active link each cycle (more requests, no assumption)
   full_scan_minutes: 60                   # read the comments of all active links at least this often anyway
+  scan_per_cycle: 100                     #   at most this many per cycle: a scan pass spans cycles
   requests_per_second: 3.0                # client-side throttle (Okdesk documents no limit; 2-3/s advised)
   timeout_seconds: 30.0                   # read timeout of one request
   allow_insecure_http: false              # plain http:// is accepted only for 127.0.0.1/localhost (the emulators);

@@ -156,6 +156,7 @@ def run_cycle(
         full_listing=full_listing,
         tasks_changed_since=_meta_time(store, "bitrix_watermark"),
         load_links=store.links_for,
+        scan_quota=None if config.okdesk.comment_detection == "full" else config.okdesk.scan_per_cycle,
     )
     state = StateView(links=links, ops=store.ops_for(sorted(_planning_scope(store, links, snapshot))))
     plan = build_plan(snapshot, state, config, started)

@@ -11,7 +11,8 @@ for a task missing from the listing (absence from a listing is never taken as de
 when that answers "no such task", one `user.admin` per process: only an administrator's "no
 such task" means deleted; for anyone else the task may merely be hidden from it.
 Every `full_scan_minutes` (and when the Okdesk comment-detection fact is not trusted,
-`comment_detection: full`) the comments of all active links are read.
+`comment_detection: full`) the comments of all active links are read; `scan_quota` of them per
+cycle at most, in id order from a cursor, so a pass over 10,000 links spans cycles.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def fetch_snapshot(
     full_listing: bool = True,
     tasks_changed_since: datetime | None = None,
     load_links: Callable[[set[int]], dict[int, Link]] = lambda ids: {},
+    scan_quota: int | None = None,
 ) -> Snapshot:
     """`full_listing=False` (between the slow full listings): Okdesk is read only through
     `updated_since` and the tasks through `>=CHANGED_DATE` since `tasks_changed_since`; an
@@ -119,6 +121,11 @@ def fetch_snapshot(
     # a done link handed off again: read it like a new one
     for issue_id in new_ids:
         comments_for.add(issue_id)
+    if scan_quota is not None and watermark is not None:  # spread the scan: the rest waits for later cycles
+        waiting = sorted(scan_only)[scan_quota:]
+        snap.scan_deferred.update(waiting)
+        scan_only.difference_update(waiting)
+        comments_for.difference_update(waiting)
 
     # Per-issue reads may use READ_SHARE of the request budget; the rest of the issues wait for the
     # next cycle, so a backlog larger than one cycle's budget still makes progress (and writes).
