@@ -38,6 +38,9 @@ class OkdeskConfig:
     time_entry_body: str = "auto"  # inferred API fact: flat | wrapped | auto (wrapped, then flat on 4xx)
     comment_detection: str = "updated_since"  # inferred: does a comment bump updated_at? else "full"
     full_scan_minutes: int = 60
+    # The periodic scan reads at most this many issues' comments per cycle; a pass spans cycles
+    # (a cursor), so no cycle pays for every link at once.  Not with comment_detection: full.
+    scan_per_cycle: int = 100
     requests_per_second: float = 3.0
     timeout_seconds: float = 30.0
     allow_insecure_http: bool = False  # plain http to a host that is not loopback (the token travels in clear)
@@ -84,6 +87,14 @@ class SyncConfig:
     unusual_share: float = 0.5  # a plan touching more than this share of links needs --force
     unusual_min_links: int = 10
     backoff_seconds: float = 1.0  # first wait after a rate-limit answer or a failed read; doubles, with jitter
+    max_seconds: float | None = None  # per-run time budget; a run cut short keeps what it finished
+    # Between these listings a cycle reads only what changed (Okdesk updated_since, Bitrix24
+    # CHANGED_DATE); every `full_listing_minutes` it lists the whole handoff status and every
+    # active task, which notices what a change filter cannot show (a deleted task or issue).
+    full_listing_minutes: int = 60
+    # Below this many active links a full listing costs what the change filters cost (one page
+    # of the handoff status, one batch of tasks): then every cycle lists fully.
+    full_listing_below: int = 50
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "time_entry_body": Key("str", "auto", choices=("auto", "flat", "wrapped")),
             "comment_detection": Key("str", "updated_since", choices=("updated_since", "full")),
             "full_scan_minutes": Key("int", 60, check=_positive),
+            "scan_per_cycle": Key("int", 100, check=_positive),
             "requests_per_second": Key("float", 3.0, check=_positive),
             "timeout_seconds": Key("float", 30.0, check=_positive),
             "allow_insecure_http": Key("bool", False),
@@ -219,6 +231,9 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "unusual_share": Key("float", 0.5, check=_share),
             "unusual_min_links": Key("int", 10, check=_positive),
             "backoff_seconds": Key("float", 1.0, check=_positive),
+            "max_seconds": Key("float", None, check=_positive),
+            "full_listing_minutes": Key("int", 60, check=_positive),
+            "full_listing_below": Key("int", 50, check=_not_negative),
         },
     ),
 }

@@ -24,16 +24,14 @@ from typing import Any
 
 from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
-from .clients.okdesk_parse import parse_statuses
 from .config import Config
-from .errors import ApiError, MalformedResponse, OkbxError, StateError
+from .errors import ApiError, OkbxError, StateError
 from .secrets import Redactor
 from .state.store import Store
 
 MAX_SKEW_SECONDS = 120
 NEEDED_SCOPES = {"task": ("task",), "user": ("user", "user_brief", "user_basic"), "sonet": ("sonet",)}
 USER_PAGE = 50
-EMPLOYEE_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -122,17 +120,13 @@ def _okdesk_fix(error: Exception) -> str:
 
 
 def _okdesk_statuses(okdesk: OkdeskClient, now: Callable[[], datetime], seen: _Seen) -> list[tuple[str, str]]:
-    """GET /issues/statuses through the transport, keeping the answer's Date header for the clock check."""
-    op = "GET /issues/statuses"
-    query = [("api_token", okdesk.config.api_token.reveal())]
+    """GET /issues/statuses, keeping the answer's Date header for the clock check."""
     before = now()
-    answer = okdesk.transport.request("GET", okdesk.base + "/issues/statuses", op, params=query, write=False)
+    statuses, date = okdesk.list_statuses_dated()
     after = now()
-    server = _http_date(answer.headers.get("date"))
+    server = _http_date(date)
     if server is not None:
         seen.times.append(("Okdesk (HTTP Date header)", server, before + (after - before) / 2))
-    body = okdesk._check(answer, op)
-    statuses: list[tuple[str, str]] = okdesk._parse(op, parse_statuses, body)
     return statuses
 
 
@@ -244,26 +238,8 @@ def _okdesk_employee_checks(config: Config, okdesk: OkdeskClient) -> list[Check]
 
 
 def list_okdesk_employees(okdesk: OkdeskClient) -> list[dict[str, Any]]:
-    """All employees, paged forward by `page[from_id]`.
-
-    Stand-in for `OkdeskClient.list_employees`, which sends `page[from_id]=0` on the first page;
-    the emulator (like Rails' positive-number validation it models) refuses 0, so the first page
-    is asked for without a cursor here.
-    """
-    op = "GET /employees/list"
-    result: list[dict[str, Any]] = []
-    cursor: list[tuple[str, Any]] = []
-    for _ in range(100000):
-        params = [("page[size]", EMPLOYEE_PAGE), ("page[direction]", "forward"), *cursor]
-        raw = okdesk._call("GET", "/employees/list", op, params=params)
-        if not isinstance(raw, list):
-            raise MalformedResponse("Okdesk", op, "expected a list of employees")
-        page = [e for e in raw if isinstance(e, dict) and str(e.get("id", "")).isdigit()]
-        result.extend(page)
-        if len(raw) < EMPLOYEE_PAGE or not page:
-            return result
-        cursor = [("page[from_id]", max(int(e["id"]) for e in page))]
-    raise MalformedResponse("Okdesk", op, "paging does not end")
+    """All employees with a numeric id (the client pages forward by `page[from_id]`)."""
+    return [e for e in okdesk.list_employees() if str(e.get("id", "")).isdigit()]
 
 
 def _name(employee: dict[str, Any]) -> str:

@@ -75,8 +75,8 @@ def discover(okdesk_url: str, api_token: str, webhook_url: str, *, redactor: Red
             if str(u.get("ID", "")).isdigit()
         ]
     finally:
-        okdesk.transport.close()
-        bitrix.transport.close()
+        okdesk.close()
+        bitrix.close()
     return Discovery(statuses, employees, groups, users, int(match.group(1)), scopes)
 
 
@@ -168,6 +168,7 @@ okdesk:
                                           #   updated_at is inferred; "full" reads the comments of every
                                           #   active link each cycle (more requests, no assumption)
   full_scan_minutes: 60                   # read the comments of all active links at least this often anyway
+  scan_per_cycle: 100                     #   at most this many per cycle: a scan pass spans cycles
   requests_per_second: 3.0                # client-side throttle (Okdesk documents no limit; 2-3/s advised)
   timeout_seconds: 30.0                   # read timeout of one request
   allow_insecure_http: false              # plain http:// is accepted only for 127.0.0.1/localhost (the emulators);
@@ -208,6 +209,11 @@ sync:
   unusual_min_links: 10                   #   this share of active links, when at least this many
   backoff_seconds: 1.0                    # first wait after a rate-limit answer or a failed read (doubles,
                                           #   with jitter, up to 60 s; Retry-After is honoured when given)
+  max_seconds: null                       # a run stops cleanly after this many seconds (null: no limit);
+                                          #   give cron a harder timeout and the backlog still shrinks
+  full_listing_minutes: 60                # list the whole handoff status and every active task this often;
+                                          #   between, only what changed (updated_since, CHANGED_DATE)
+  full_listing_below: 50                  # with fewer active links, every cycle lists fully (as cheap)
 """
 _SECTION_LINE = re.compile(r"^([a-z_0-9]+):\s*(#.*)?$")
 _KEY_LINE = re.compile(r"^  ([a-z_0-9]+):(\s+)(.*?)(\s+#.*)?$")

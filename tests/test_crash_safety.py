@@ -408,3 +408,26 @@ def test_a_failed_write_is_done_after_the_retry_wait_even_when_a_sync_ran_during
     sync_ok(okbx)
     sync_ok(okbx)
     check_converged(world, okbx, [story])
+
+
+# -- kill -9 inside a batch: the server committed several writes, okbx never saw the answer -----------
+@pytest.mark.parametrize(("carried", "key"), [("tasks.task.add", "task:"), ("task.commentitem.add", "comment:")])
+def test_killed_inside_a_batch_every_write_it_carried_is_found_by_its_marker(world, okbx, carried: str, key: str):
+    configure(okbx)
+    stories = [Story(hand_off(world, f"Issue {n}", comment=f"words {n}"), final_status=HANDOFF) for n in range(3)]
+    kill_during(okbx, world.bitrix_server, carried)  # the batch carrying these writes hangs after committing
+    for _ in range(3):
+        sync_ok(okbx)
+    batched = [entry for entry in world.bitrix_server.log if carried in entry.carried]
+    assert batched and len(batched[0].carried) == 3  # all three went out in one request
+    for story in stories:
+        story.task = task_of(world, story.issue)
+    check_converged(world, okbx, stories)
+    store = okbx.store()
+    try:
+        adopted = {
+            row["issue_id"] for row in store.journal() if row["outcome"] == "adopted" and row["key"].startswith(key)
+        }
+    finally:
+        store.close()
+    assert adopted == {story.issue for story in stories}  # each found by its marker, none written twice

@@ -39,7 +39,9 @@ class Scene:
     links: dict[int, Link]
     watermark: datetime
 
-    def fetch(self, *, full_scan: bool = False, budget: RequestBudget | None = None) -> Snapshot:
+    def fetch(
+        self, *, full_scan: bool = False, budget: RequestBudget | None = None, scan_quota: int | None = None
+    ) -> Snapshot:
         self.world.okdesk_server.reset_log()
         self.world.bitrix_server.reset_log()
         return fetch_snapshot(
@@ -52,6 +54,7 @@ class Scene:
             full_scan=full_scan,
             now=self.clock.now(),
             budget=budget,
+            scan_quota=scan_quota,
         )
 
     def reads(self, op: str) -> int:
@@ -163,6 +166,17 @@ def test_the_full_scan_reads_every_active_links_comments_and_says_which(scene):
     snap = scene.fetch(full_scan=True)
     assert set(snap.comments) == {first, second} and snap.scanned == {first, second}
     assert snap.issues == {} and scene.reads(COMMENTS_READ) == 2
+
+
+def test_the_scan_is_spread_over_cycles_and_a_real_change_is_read_beside_it(scene):
+    quiet = [scene.linked(f"Quiet {n}") for n in range(3)]
+    talked = scene.linked("Talked")
+    scene.clock.advance(2)
+    scene.world.okdesk.add_comment(talked, "news", author_id=scene.world.people.client, author_type="contact")
+    snap = scene.fetch(full_scan=True, scan_quota=2)
+    assert snap.scanned == set(quiet[:2]) and snap.scan_deferred == {quiet[2]}
+    assert set(snap.comments) == {*quiet[:2], talked} and scene.reads(COMMENTS_READ) == 3
+    assert snap.deferred == set()  # waiting for the scan's next slice is not a deferral: nothing turns dirty
 
 
 def test_a_short_budget_defers_the_scan_before_real_changes(scene):

@@ -29,7 +29,7 @@ from .bitrix24_parse import (
     parse_task_get,
     parse_task_list,
 )
-from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport
+from .http import HttpAnswer, RateLimited, RequestBudget, RetryPolicy, Throttle, Transport
 from .parse import ParseError, items, obj
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,18 @@ class Bitrix24Client:
         self._task_chats = False  # a task with a chat was seen: this portal has the new task card
         self._admin: bool | None = None  # user.admin, asked at most once per client (one cycle)
 
+    @property
+    def has_task_chats(self) -> bool:
+        """A task with a chat was seen: this portal has the new task card (comments in the chat)."""
+        return self._task_chats
+
+    @property
+    def requests_sent(self) -> int:
+        return self.transport.requests_sent
+
+    def close(self) -> None:
+        self.transport.close()
+
     def portal_url(self) -> str:
         """https://portal (no secret), for links people click."""
         return self.base.split("/rest/")[0]
@@ -141,8 +153,12 @@ class Bitrix24Client:
         except ParseError as exc:
             raise MalformedResponse(SYSTEM, method, str(exc)) from None
 
-    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, ApiError]]:
-        """Run read commands in batches of 50; returns (results by key, errors by key)."""
+    def batch(
+        self, commands: dict[str, tuple[str, dict[str, Any]]], *, write: bool = False
+    ) -> tuple[dict[str, Any], dict[str, ApiError]]:
+        """Run commands in batches of 50; returns (results by key, errors by key).  `write`: the
+        commands write, so a batch whose answer is lost is never sent again (its error is
+        ambiguous and raised; the caller looks for the writes' markers next run)."""
         results: dict[str, Any] = {}
         errors: dict[str, ApiError] = {}
         keys = list(commands)
@@ -152,17 +168,21 @@ class Bitrix24Client:
                 if key.isdigit():
                     raise ValueError("batch keys must not be numeric (PHP would answer a list)")
             cmd = {key: f"{commands[key][0]}?{php_query(commands[key][1])}" for key in chunk}
-            raw = obj(self.call("batch", {"halt": 0, "cmd": cmd}), "batch result")
+            raw = obj(self.call("batch", {"halt": 0, "cmd": cmd}, write=write), "batch result")
             done = _as_map(raw.get("result"))
             failed = _as_map(raw.get("result_error"))
             for key in chunk:
                 if key in failed:
                     err = failed[key] if isinstance(failed[key], dict) else {}
-                    errors[key] = ApiError(
+                    code = str(err.get("error", ""))
+                    # a method blocked by its operating limit was not run: like a blocked request
+                    # it stops the cycle (the write is looked for and made next run)
+                    kind = RateLimited if code in ("OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED") else ApiError
+                    errors[key] = kind(
                         SYSTEM,
                         commands[key][0],
                         self.transport.redact(_clean(str(err.get("error_description", "")))),
-                        code=str(err.get("error", "")),
+                        code=code,
                     )
                 elif key in done:
                     results[key] = done[key]
@@ -234,6 +254,30 @@ class Bitrix24Client:
             raise MalformedResponse(SYSTEM, "tasks.task.get", f"ufCrmTask is not a list of strings: {links!r:.60}")
         return list(links)
 
+    def tasks_by_xml_id(self, xml_ids: Iterable[str], group_id: int | None) -> dict[str, list[Task]]:
+        """The tasks carrying each XML_ID (okbx's marker on a task): 50 lookups per request.
+        The XML_ID filter is inferred (reference section 2); callers check `xml_id` themselves."""
+        wanted = sorted(set(xml_ids))
+        commands = {
+            f"x{n}": ("tasks.task.list", {"filter": {"XML_ID": xml_id, "GROUP_ID": group_id}, "select": TASK_SELECT})
+            for n, xml_id in enumerate(wanted)
+        }
+        results, _ = self.batch(commands)  # a lookup that failed is made again by its action alone
+        return {
+            xml_id: self._parse("tasks.task.list", parse_task_list, results[key])
+            for key, xml_id in zip(commands, wanted, strict=True)
+            if key in results
+        }
+
+    def add_tasks(self, fields: dict[str, dict[str, Any]]) -> tuple[dict[str, Task], dict[str, ApiError]]:
+        """Create up to 50 tasks per request (`batch`); by the caller's key."""
+        results, errors = self.batch({key: ("tasks.task.add", {"fields": f}) for key, f in fields.items()}, write=True)
+        tasks = {
+            key: self._parse("tasks.task.add", lambda r: parse_task(obj(r, "result").get("task")), raw)
+            for key, raw in results.items()
+        }
+        return tasks, errors
+
     def renew_task(self, task_id: int) -> Task:
         raw = self.call("tasks.task.renew", {"taskId": int(task_id)}, write=True)
         task: Task = self._parse("tasks.task.renew", lambda r: parse_task(obj(r, "result").get("task")), raw)
@@ -244,6 +288,31 @@ class Bitrix24Client:
         raw = self.call("task.commentitem.add", {"TASKID": int(task_id), "FIELDS": {"POST_MESSAGE": text}}, write=True)
         new_id: int = self._parse("task.commentitem.add", parse_new_id, raw, "task.commentitem.add")
         return new_id
+
+    def add_comments(self, comments: dict[str, tuple[int, str]]) -> tuple[dict[str, int], dict[str, ApiError]]:
+        """(task id, text) by the caller's key: up to 50 comments per request (`batch`).  The
+        positional method keeps its parameter order in the command's query string."""
+        commands = {
+            key: ("task.commentitem.add", {"TASKID": int(task_id), "FIELDS": {"POST_MESSAGE": text}})
+            for key, (task_id, text) in comments.items()
+        }
+        results, errors = self.batch(commands, write=True)
+        new_ids = {
+            key: self._parse("task.commentitem.add", parse_new_id, raw, "task.commentitem.add")
+            for key, raw in results.items()
+        }
+        return new_ids, errors
+
+    def comments_of_tasks(self, task_ids: Iterable[int]) -> dict[int, list[TaskComment]]:
+        """Every comment of each task, 50 tasks per request (`batch`)."""
+        ids = sorted(set(task_ids))
+        commands = {f"t{t}": ("task.commentitem.getlist", {"TASKID": t, "ORDER": {"ID": "asc"}}) for t in ids}
+        results, _ = self.batch(commands)  # a task that failed is read again by its action alone
+        return {
+            t: self._parse("task.commentitem.getlist", parse_comments, results[f"t{t}"], t)
+            for t in ids
+            if f"t{t}" in results
+        }
 
     def list_comments(self, task_id: int) -> list[TaskComment]:
         """Every comment of the task, wherever the portal keeps them.
@@ -275,6 +344,24 @@ class Bitrix24Client:
         raw = self.call("task.commentitem.getlist", {"TASKID": int(task_id), "ORDER": {"ID": "asc"}})
         comments: list[TaskComment] = self._parse("task.commentitem.getlist", parse_comments, raw, int(task_id))
         return comments
+
+    def tasks_with_chats(self, task_ids: Iterable[int]) -> set[int]:
+        """Which of these tasks have a chat (the new task card): one request per 50 tasks.  Their
+        comments are in the chat, whatever `task.commentitem.getlist` answered for them."""
+        with_chat: set[int] = set()
+        ids = sorted(set(task_ids))
+        for n in range(0, len(ids), PAGE):
+            params = {"filter": {"ID": ids[n : n + PAGE]}, "select": ["ID", "CHAT_ID"], "start": -1}
+            raw = self.call("tasks.task.list", params)
+            data = self._parse("tasks.task.list", lambda r: obj(r, "tasks.task.list result"), raw)
+            for task in items(data.get("tasks", []), "tasks"):
+                row = obj(task, "task")
+                chat = str(row.get("chatId", row.get("CHAT_ID")) or "")
+                if chat.isdigit() and int(chat) > 0 and str(row.get("id", "")).isdigit():
+                    with_chat.add(int(str(row["id"])))
+        if with_chat:
+            self._task_chats = True
+        return with_chat
 
     def _task_chat_id(self, task_id: int) -> int | None:
         raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": ["ID", "CHAT_ID"]})

@@ -40,16 +40,35 @@ class BudgetExhausted(OkbxError):
 
 
 class RequestBudget:
-    def __init__(self, limit: int | None) -> None:
+    """What one run may spend: a number of requests and, optionally, seconds of the monotonic
+    clock (`sync.max_seconds`).  Either running out stops the run cleanly between requests."""
+
+    def __init__(
+        self, limit: int | None, *, seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.used = 0
+        self.seconds = seconds
+        self._monotonic = monotonic
+        self._started = monotonic()
         self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return self._monotonic() - self._started
 
     def spend(self) -> None:
         with self._lock:
             if self.limit is not None and self.used >= self.limit:
                 raise BudgetExhausted(f"request budget of {self.limit} per cycle used up")
+            if self.seconds is not None and self.elapsed() >= self.seconds:
+                raise BudgetExhausted(f"time budget of {self.seconds:g} s per run used up")
             self.used += 1
+
+    def share_spent(self, share: float) -> bool:
+        """Has the run spent `share` of either budget (reads leave the rest to the writes)?"""
+        if self.limit is not None and self.used >= int(self.limit * share):
+            return True
+        return self.seconds is not None and self.elapsed() >= self.seconds * share
 
 
 class Throttle:

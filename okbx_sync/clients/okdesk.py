@@ -104,8 +104,30 @@ class OkdeskClient:
         except ParseError as exc:
             raise MalformedResponse(SYSTEM, op, str(exc)) from None
 
+    @property
+    def requests_sent(self) -> int:
+        return self.transport.requests_sent
+
+    def close(self) -> None:
+        self.transport.close()
+
     def account_tz(self) -> tzinfo | None:
         return self._tz
+
+    def learned_offset(self) -> str | None:
+        """The account's UTC offset as '+07:00', once a timestamp has shown it (for the store)."""
+        offset = self._tz.utcoffset(None) if self._tz is not None else None
+        if offset is None:
+            return None
+        minutes = int(offset.total_seconds()) // 60
+        sign = "-" if minutes < 0 else "+"
+        return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+    def assume_offset(self, offset: str) -> None:
+        """A zone learned by an earlier run (state store meta): a fresh process need not widen
+        its first `updated_since` window by 14 hours.  The configured zone still wins."""
+        if self._tz is None:
+            self._tz = parse_timezone(offset)
 
     def _learn_tz(self, issues: list[Issue]) -> None:
         # Okdesk writes timestamps in the account's zone; filters are read in that zone too.
@@ -172,6 +194,14 @@ class OkdeskClient:
         raw = self._call("POST", f"/issues/{int(issue_id)}/statuses", op, body=body, write=True)
         issue: Issue = self._parse(op, parse_issue, raw)
         return issue
+
+    def list_statuses_dated(self) -> tuple[list[tuple[str, str]], str | None]:
+        """The statuses and the answer's HTTP Date header (doctor compares the clocks with it)."""
+        op = "GET /issues/statuses"
+        query = [("api_token", self.config.api_token.reveal())]
+        answer = self.transport.request("GET", self.base + "/issues/statuses", op, params=query, write=False)
+        statuses: list[tuple[str, str]] = self._parse(op, parse_statuses, self._check(answer, op))
+        return statuses, answer.headers.get("date")
 
     def list_statuses(self) -> list[tuple[str, str]]:
         op = "GET /issues/statuses"
@@ -280,10 +310,11 @@ class OkdeskClient:
             raw = self._call("GET", "/employees/list", op, params=params)
             if not isinstance(raw, list):
                 raise MalformedResponse(SYSTEM, op, "expected a list of employees")
-            result.extend(e for e in raw if isinstance(e, dict))
-            if len(raw) < 100:
+            page = [e for e in raw if isinstance(e, dict) and str(e.get("id", "")).isdigit()]
+            result.extend(page)
+            if len(raw) < 100 or not page:
                 return result
-            from_id = max(int(e.get("id", 0)) for e in raw)
+            from_id = max(int(e["id"]) for e in page)
 
 
 def _errors_text(body: Any) -> str:

@@ -28,6 +28,7 @@ a frozen clock the bucket never drains, so pass rate_per_second=None or advance 
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -43,7 +44,7 @@ from okbx_sync.emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
 from okbx_sync.emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_sync.emulator.bitrix24_query import ApiError, core_error
 from okbx_sync.emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
-from okbx_sync.emulator.http import Request, Response
+from okbx_sync.emulator.http import Fault, Request, Response
 
 _BATCH_LIMIT = 50
 _STATUS_DENIED = "Action on the task is not allowed"
@@ -92,6 +93,8 @@ class Bitrix24Emulator:
         self._lock = threading.Lock()
         self.user_id, self.secret, self.scopes = user_id, secret, tuple(scopes)
         self.new_task_card = new_task_card
+        # faults injected for a method answer its command inside a batch (set by EmulatorServer)
+        self.command_fault: Callable[[str], Fault | None] = lambda method: None
         self.strict_status_transitions = strict_status_transitions
         self.reject_extra_positional_args = reject_extra_positional_args
         # Bitrix24 support blocked the portal's REST API by hand: every call answers 503 OVERLOAD_LIMIT
@@ -298,6 +301,17 @@ class Bitrix24Emulator:
         found = q.route(request.path)
         return found[2] if found else q.method_name(request.path.rstrip("/").rsplit("/", 1)[-1])
 
+    def carried_operations(self, request: Request) -> list[str]:
+        """The methods a `batch` request carries: a fault injected for one of them hits the
+        whole request that carries it (a lost answer loses the whole batch's answer)."""
+        if self.operation_name(request) != "batch":
+            return []
+        try:
+            commands = q.as_mapping(q.as_mapping(q.request_params(request)).get("cmd"))
+        except ValueError:
+            return []
+        return [q.method_name(c.partition("?")[0]) for c in commands.values() if isinstance(c, str)]
+
     def handle(self, request: Request) -> Response:
         with self._lock:
             return self._handle_locked(request)
@@ -375,8 +389,12 @@ class Bitrix24Emulator:
         halt = q.php_truthy(named.get("halt", 0))
         names = ("result", "result_error", "result_total", "result_next", "result_time")
         maps: dict[str, dict[str, Any]] = {name: {} for name in names}
+        blocked: dict[str, _Answer] = {}  # an injected block lasts: the method's later commands meet it too
         for key, command in commands.items():
-            outcome, timing = self._batch_command(command)
+            method = q.method_name(command.partition("?")[0]) if isinstance(command, str) else ""
+            outcome, timing = blocked.get(method) or self._batch_command(command)
+            if isinstance(outcome, ApiError) and outcome.status == 429:
+                blocked[method] = (outcome, None)
             if timing is not None:
                 maps["result_time"][key] = timing
             if isinstance(outcome, ApiError):
@@ -404,7 +422,15 @@ class Bitrix24Emulator:
             # references to earlier results are not emulated; fail loudly rather than filter on
             # the literal text
             return core_error("emulator: $result[...] references are not supported"), None
-        return self._call(method, q.parse_query_string(query))
+        fault = self.command_fault(method)
+        if fault is None:
+            return self._call(method, q.parse_query_string(query))
+        fault.hit.set()
+        if fault.when == "after":
+            self._call(method, q.parse_query_string(query))
+        assert fault.response is not None  # only refusals are per command (Fault.per_command)
+        body = json.loads(fault.response.body)
+        return ApiError(fault.response.status, str(body.get("error")), str(body.get("error_description", ""))), None
 
     # -- tasks.task.* ----------------------------------------------------------------------
 

@@ -88,6 +88,11 @@ class Fault:
     def release(self) -> None:
         self._released.set()
 
+    @property
+    def per_command(self) -> bool:
+        """Inside a batch, a refusal answers its own command; anything else the whole request."""
+        return self.kind == "response" and self.response is not None and self.response.status in (400, 429)
+
 
 class EmulatorApp(Protocol):
     def handle(self, request: Request) -> Response: ...
@@ -104,6 +109,7 @@ class LoggedRequest:
     path: str
     status: int
     at: float
+    carried: tuple[str, ...] = ()  # a batch: the methods of its commands
 
 
 class _DropConnection(Exception):
@@ -165,6 +171,8 @@ class EmulatorServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+        if hasattr(app, "command_fault"):  # the app answers faults of commands inside its batches
+            app.command_fault = lambda method: self._take_fault(method, per_command=True)
 
     # -- lifecycle -------------------------------------------------------
     @property
@@ -216,9 +224,12 @@ class EmulatorServer:
         with self._lock:
             self.log.clear()
 
-    def _take_fault(self, op: str) -> Fault | None:
+    def _take_fault(self, op: str, *, per_command: bool | None = None) -> Fault | None:
+        """`per_command`: only faults that (False: do not) answer one command inside a batch."""
         with self._lock:
             for fault in self._faults:
+                if per_command is not None and fault.per_command != per_command:
+                    continue
                 if fault.op == op and fault.times > 0:
                     fault.times -= 1
                     return fault
@@ -227,6 +238,12 @@ class EmulatorServer:
     def _dispatch(self, request: Request) -> Response:
         op = self.app.operation_name(request)
         fault = self._take_fault(op)
+        # A batch: a lost, throttled or dropped answer for a method it carries hits the whole
+        # request; a refusal (400, 429) answers that one command (the app asks per command).
+        carried = tuple(self.app.carried_operations(request)) if hasattr(self.app, "carried_operations") else ()
+        for inner in carried if fault is None else ():
+            if (fault := self._take_fault(inner, per_command=False)) is not None:
+                break
         status = 0  # 0 in the log: the connection was dropped without an answer
         try:
             if fault is not None and fault.when == "before":
@@ -239,7 +256,7 @@ class EmulatorServer:
             return response
         finally:
             with self._lock:
-                self.log.append(LoggedRequest(op, request.method, request.path, status, time.time()))
+                self.log.append(LoggedRequest(op, request.method, request.path, status, time.time(), carried))
 
     def _fault_response(self, fault: Fault, applied: Response | None) -> Response:
         fault.hit.set()

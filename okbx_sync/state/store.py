@@ -17,21 +17,40 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from ..errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+CHUNK = 500  # ids per IN list: far below SQLite's variable limit (999 in older builds)
+
+
+class LinkState(StrEnum):
+    """Where a link stands.  A StrEnum: equal to its text, so code comparing strings still works."""
+
+    ACTIVE = "active"  # handed off: the task is being worked on
+    DONE = "done"  # completed and returned; late time is still copied within the window
+    GONE_TASK = "gone_task"  # the task was deleted (or withdrawn before it existed)
+    GONE_ISSUE = "gone_issue"  # the Okdesk issue was deleted
+
+
+class OpState(StrEnum):
+    """A remote write's record: intent before the request, then done or failed."""
+
+    INTENT = "intent"
+    DONE = "done"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class Link:
     issue_id: int
     task_id: int | None
-    state: str  # active | done | gone_task | gone_issue
+    state: LinkState
     cycle: int
     issue_status: str | None
     dirty: bool
@@ -50,7 +69,7 @@ class Op:
     key: str
     issue_id: int
     kind: str
-    state: str  # intent | done | failed
+    state: OpState
     remote_id: str | None
     cycle: int | None
     report_key: str | None
@@ -130,7 +149,17 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db.table("links").add_column("issue_updated_at", str)
 
 
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    # a cycle loads the hot links (not done, or done within the late-time window) by this index
+    db.table("links").create_index(["state", "done_at"])
+
+
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
 
 
 class Store:
@@ -219,6 +248,22 @@ class Store:
     def links(self) -> dict[int, Link]:
         return {row["issue_id"]: _link(row) for row in self.conn.execute("SELECT * FROM links ORDER BY issue_id")}
 
+    def hot_links(self, done_since: datetime) -> dict[int, Link]:
+        """The links a cycle works on: all but those done before `done_since` (the late-time
+        window), which stay archived out of the hot path until their issue shows up again."""
+        rows = self.conn.execute(
+            "SELECT * FROM links WHERE state != 'done' OR done_at IS NULL OR done_at >= ? ORDER BY issue_id",
+            (_ts(done_since),),
+        )
+        return {row["issue_id"]: _link(row) for row in rows}
+
+    def links_for(self, issue_ids: set[int]) -> dict[int, Link]:
+        found: dict[int, Link] = {}
+        for chunk in _chunks(sorted(issue_ids)):
+            rows = self.conn.execute(f"SELECT * FROM links WHERE issue_id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update({row["issue_id"]: _link(row) for row in rows})
+        return found
+
     def link(self, issue_id: int) -> Link | None:
         row = self.conn.execute("SELECT * FROM links WHERE issue_id=?", (issue_id,)).fetchone()
         return _link(row) if row else None
@@ -295,12 +340,22 @@ class Store:
     # -- ops (the write journal) -------------------------------------------------------------
     def ops_for(self, issue_ids: list[int] | None = None) -> dict[str, Op]:
         if issue_ids is None:
-            rows = self.conn.execute("SELECT * FROM ops")
-        else:
-            rows = self.conn.execute(
-                f"SELECT * FROM ops WHERE issue_id IN ({','.join('?' * len(issue_ids))})", issue_ids
-            )
-        return {row["key"]: _op(row) for row in rows}
+            return {row["key"]: _op(row) for row in self.conn.execute("SELECT * FROM ops")}
+        found: dict[str, Op] = {}
+        for chunk in _chunks(sorted(set(issue_ids))):
+            rows = self.conn.execute(f"SELECT * FROM ops WHERE issue_id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update({row["key"]: _op(row) for row in rows})
+        return found
+
+    def issues_with_unposted_reports(self) -> set[int]:
+        """Issues with items copied for a late-time note that was not posted yet (a crash
+        between the two): the planner finishes the note.  Read by the report_key index."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT issue_id FROM ops AS item WHERE report_key >= 'late:' AND report_key < 'late;' "
+            "AND state = 'done' AND NOT EXISTS "
+            "(SELECT 1 FROM ops AS note WHERE note.key = item.report_key AND note.state = 'done')"
+        )
+        return {row["issue_id"] for row in rows}
 
     def ops_of_kind(self, *kinds: str) -> dict[str, Op]:
         rows = self.conn.execute(f"SELECT * FROM ops WHERE kind IN ({','.join('?' * len(kinds))})", kinds)
@@ -412,11 +467,21 @@ def _memory_copy(path: Path) -> sqlite3.Connection:
     return memory
 
 
+_State = TypeVar("_State", LinkState, OpState)
+
+
+def _known(enum: type[_State], value: str, what: str) -> _State:
+    try:
+        return enum(value)
+    except ValueError:
+        raise StateError(f"state store: {what} has an unknown state {value!r}") from None
+
+
 def _link(row: sqlite3.Row) -> Link:
     return Link(
         issue_id=row["issue_id"],
         task_id=row["task_id"],
-        state=row["state"],
+        state=_known(LinkState, row["state"], f"link {row['issue_id']}"),
         cycle=row["cycle"],
         issue_status=row["issue_status"],
         dirty=bool(row["dirty"]),
@@ -436,7 +501,7 @@ def _op(row: sqlite3.Row) -> Op:
         key=row["key"],
         issue_id=row["issue_id"],
         kind=row["kind"],
-        state=row["state"],
+        state=_known(OpState, row["state"], f"op {row['key']}"),
         remote_id=row["remote_id"],
         cycle=row["cycle"],
         report_key=row["report_key"],

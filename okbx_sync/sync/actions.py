@@ -37,6 +37,11 @@ class Context:
     store: Store
     config: Config
     remote: RemoteMarkers
+    # issue id -> when okbx last wrote a comment there: that write moves the issue's updated_at,
+    # and the next cycle must not take it for a change (engine.py)
+    own_writes: dict[int, datetime] = field(default_factory=dict)
+    # XML_ID -> tasks carrying it, looked up for many creates in one request; each used once
+    tasks_by_xml_id: dict[str, list[Task]] = field(default_factory=dict)
 
     def rebuilt(self, issue_id: int, task: Task, *, floor_cycle: int) -> rebuild.RebuiltLink:
         """Where the link of a task okbx has no record of really stands, from the markers on both sides."""
@@ -106,6 +111,18 @@ class Action:
         """Other actions this write carries (a status change carrying the summary)."""
         return []
 
+    # -- batching (Bitrix24 `batch`: up to 50 commands in one request) -------------------------
+    batchable: ClassVar[bool] = False
+
+    @classmethod
+    def look_many(cls, ctx: Context, actions: list[Action]) -> None:
+        """Read what `find` of each of these actions needs, in as few requests as possible."""
+
+    @classmethod
+    def perform_many(cls, ctx: Context, actions: list[Action]) -> dict[str, Effect | ApiError]:
+        """Perform these actions (of this kind) in one request; by action key."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class LocalAction(Action):
@@ -152,11 +169,10 @@ class CreateTask(Action):
         # Always looked for: even a lost state store cannot produce a second task.  The XML_ID
         # filter is inferred to work; the result is checked here either way.
         xml_id = str(self.fields["XML_ID"])
-        tasks = [
-            t
-            for t in ctx.bitrix.find_tasks({"XML_ID": xml_id, "GROUP_ID": ctx.config.bitrix24.group_id})
-            if t.xml_id == xml_id
-        ]
+        looked = ctx.tasks_by_xml_id.pop(xml_id, None)
+        if looked is None:
+            looked = ctx.bitrix.find_tasks({"XML_ID": xml_id, "GROUP_ID": ctx.config.bitrix24.group_id})
+        tasks = [t for t in looked if t.xml_id == xml_id]
         if not tasks:
             return None
         task = min(tasks, key=lambda t: t.id)
@@ -185,6 +201,21 @@ class CreateTask(Action):
         task = ctx.bitrix.add_task(dict(self.fields))
         ctx.remote.new_task(task.id)
         return str(task.id), {"task_id": task.id}
+
+    batchable = True
+
+    @classmethod
+    def look_many(cls, ctx: Context, actions: list[Action]) -> None:
+        xml_ids = [str(a.fields["XML_ID"]) for a in actions if isinstance(a, CreateTask)]
+        ctx.tasks_by_xml_id.update(ctx.bitrix.tasks_by_xml_id(xml_ids, ctx.config.bitrix24.group_id))
+
+    @classmethod
+    def perform_many(cls, ctx: Context, actions: list[Action]) -> dict[str, Effect | ApiError]:
+        creates = {a.key: a for a in actions if isinstance(a, CreateTask)}
+        tasks, errors = ctx.bitrix.add_tasks({key: dict(a.fields) for key, a in creates.items()})
+        for task in tasks.values():
+            ctx.remote.new_task(task.id)
+        return {**errors, **{key: (str(task.id), {"task_id": task.id}) for key, task in tasks.items()}}
 
 
 @dataclass(frozen=True)
@@ -300,6 +331,21 @@ class _TaskComment(Action):
         ctx.remote.task(task_id)[self.key] = new_id
         return new_id, {}
 
+    batchable = True
+
+    @classmethod
+    def look_many(cls, ctx: Context, actions: list[Action]) -> None:
+        links = (ctx.store.link(a.issue_id) for a in actions)
+        ctx.remote.read_tasks(link.task_id for link in links if link is not None and link.task_id is not None)
+
+    @classmethod
+    def perform_many(cls, ctx: Context, actions: list[Action]) -> dict[str, Effect | ApiError]:
+        comments = {a.key: (ctx.task_id(a.issue_id), a.text) for a in actions if isinstance(a, _TaskComment)}
+        new_ids, errors = ctx.bitrix.add_comments(comments)
+        for key, new_id in new_ids.items():
+            ctx.remote.task(comments[key][0])[key] = str(new_id)
+        return {**errors, **{key: (str(new_id), {}) for key, new_id in new_ids.items()}}
+
 
 @dataclass(frozen=True)
 class ForwardComment(_TaskComment):
@@ -359,8 +405,11 @@ class _IssueComment(Action):
         return Found(remote_id) if remote_id is not None else None
 
     def _post(self, ctx: Context, html: str, public: bool) -> Effect:
-        new_id = str(ctx.okdesk.add_comment(self.issue_id, html, public=public).id)
+        comment = ctx.okdesk.add_comment(self.issue_id, html, public=public)
+        new_id = str(comment.id)
         ctx.remote.issue(self.issue_id)[self.key] = new_id
+        if comment.published_at is not None:
+            ctx.own_writes[self.issue_id] = comment.published_at
         return new_id, {}
 
 

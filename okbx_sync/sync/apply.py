@@ -12,21 +12,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.http import BudgetExhausted, RateLimited
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
-from ..errors import ApiError, NotFound
+from ..errors import ApiError, MalformedResponse, NotFound
 from ..model import Comment
-from ..state.store import Store
+from ..state.store import LinkState, OpState, Store
 from . import rebuild
 from .actions import Action, Context, CreateTask, Found, LocalAction
 from .plan import stuck_note
 from .remote import RemoteMarkers
 
 log = logging.getLogger(__name__)
+BATCH = 50  # Bitrix24 runs at most 50 commands per `batch` (reference section 6)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ApplyReport:
     failed: list[tuple[Action, str]] = field(default_factory=list)
     not_reached: list[Action] = field(default_factory=list)
     stopped_because: str | None = None
+    own_writes: dict[int, datetime] = field(default_factory=dict)  # issue id -> okbx's last comment there
 
 
 class Applier:
@@ -58,63 +61,156 @@ class Applier:
         self.remote = RemoteMarkers(okdesk, bitrix, config.okdesk.bot_employee_id, issue_comments)
         self.ctx = Context(okdesk, bitrix, store, config, self.remote)
         self._checked: set[int] = set()
+        self._early: dict[str, str | BaseException] = {}  # action key -> outcome met in a batch
 
     def apply(self, by_issue: dict[int, list[Action]]) -> ApplyReport:
+        """Issues go BATCH at a time, in rounds: each round takes the next action of every issue
+        of the batch, and same-kind Bitrix24 writes of a round go out in one `batch` request."""
         report = ApplyReport()
-        for issue_id, actions in by_issue.items():
-            if report.stopped_because:
-                report.not_reached.extend(actions)
-                self._mark_dirty(issue_id)  # read fully next time: its comments were not all forwarded
-                continue
-            for index, action in enumerate(actions):
-                if self.should_stop():
-                    report.stopped_because = "asked to stop"
-                try:
-                    if report.stopped_because:
-                        raise _Stop
-                    outcome = self._apply_one(action)
-                except (BudgetExhausted, RateLimited) as stop:
-                    report.stopped_because = str(stop)
-                    report.not_reached.extend(actions[index:])
-                    self._mark_dirty(issue_id)
-                    break
-                except _Stop:
-                    report.not_reached.extend(actions[index:])
-                    self._mark_dirty(issue_id)
-                    break
-                except _Drift:
-                    report.not_reached.extend(actions[index:])
-                    self._mark_dirty(issue_id)
-                    break
-                except _Replan:
-                    report.adopted.append(action)
-                    report.not_reached.extend(actions[index + 1 :])
-                    self._mark_dirty(issue_id)
-                    break
-                except ApiError as error:
-                    if isinstance(error, NotFound) and action.side == "Okdesk" and self._issue_gone(issue_id):
-                        # a direct 404 on the issue written to: it was deleted, so the link stops
-                        # (time logged late, say, has nowhere to go) instead of failing forever
-                        self.store.local_change(
-                            issue_id, "gone", f"the Okdesk issue was deleted ({error})", state="gone_issue", dirty=False
-                        )
-                        report.not_reached.extend(actions[index + 1 :])
-                        self.on_action(action, "gone")
-                        break
-                    report.failed.append((action, str(error)))
-                    report.not_reached.extend(actions[index + 1 :])
-                    self.on_action(action, "failed")
-                    self.record_failure(issue_id, str(error), transient=error.ambiguous)
-                    break
-                (report.adopted if outcome == "adopted" else report.done).append(action)
-                self.on_action(action, outcome)
-            else:
-                link = self.store.link(issue_id)
-                if link and not link.parked and (link.fail_count or link.dirty or link.last_error):
-                    self.store.update_link(
-                        issue_id, fail_count=0, last_error=None, next_retry_at=None, parked=False, dirty=False
-                    )
+        issues = list(by_issue.items())
+        for start in range(0, len(issues), BATCH):
+            self._apply_rounds(dict(issues[start : start + BATCH]), report)
+        report.own_writes = dict(self.ctx.own_writes)
         return report
+
+    def _apply_rounds(self, chunk: dict[int, list[Action]], report: ApplyReport) -> None:
+        self._read_tasks_of(chunk)
+        cursor = {issue_id: 0 for issue_id in chunk}
+        while cursor:
+            if report.stopped_because:
+                for issue_id, index in cursor.items():
+                    report.not_reached.extend(chunk[issue_id][index:])
+                return
+            fronts = [chunk[issue_id][index] for issue_id, index in cursor.items() if index < len(chunk[issue_id])]
+            self._write_in_batches(fronts, report)
+            for issue_id, index in list(cursor.items()):
+                actions = chunk[issue_id]
+                if index < len(actions) and not self._step(issue_id, actions, index, report):
+                    del cursor[issue_id]
+                elif index + 1 >= len(actions):
+                    del cursor[issue_id]
+                else:
+                    cursor[issue_id] = index + 1
+
+    def _read_tasks_of(self, chunk: dict[int, list[Action]]) -> None:
+        """The comments of the chunk's tasks in one request: every issue with a remote write looks
+        at its task's markers first (`_check_handoff_number`), and one by one that would cost a
+        request per issue, enough to spend a small request budget before anything is written."""
+        writing = [i for i, actions in chunk.items() if any(a.side and not self._done(a) for a in actions)]
+        task_ids = [link.task_id for link in map(self.store.link, writing) if link is not None and link.task_id]
+        try:
+            self.remote.read_tasks(task_ids)
+        except (BudgetExhausted, RateLimited):
+            return  # the first write meets the same and stops the run
+        except ApiError as error:  # each issue reads its own task instead
+            log.warning("could not read the comments of %s tasks together: %s", len(task_ids), error)
+
+    def _done(self, action: Action) -> bool:
+        op = self.store.op(action.key)
+        return op is not None and op.state == OpState.DONE
+
+    def _step(self, issue_id: int, actions: list[Action], index: int, report: ApplyReport) -> bool:
+        """One action of an issue; False when the rest of the issue's actions wait."""
+        action = actions[index]
+        if action.key not in self._early and self.should_stop():
+            report.stopped_because = "asked to stop"
+        try:
+            if report.stopped_because and action.key not in self._early:
+                raise _Stop
+            outcome = self._apply_one(action)
+        except (BudgetExhausted, RateLimited) as stop:
+            report.stopped_because = str(stop)
+            report.not_reached.extend(actions[index:])
+            return False
+        except _Stop:
+            report.not_reached.extend(actions[index:])
+            return False
+        except _Drift:
+            report.not_reached.extend(actions[index:])
+            return False
+        except _Replan:
+            report.adopted.append(action)
+            report.not_reached.extend(actions[index + 1 :])
+            return False
+        except ApiError as error:
+            if isinstance(error, NotFound) and action.side == "Okdesk" and self._issue_gone(issue_id):
+                # a direct 404 on the issue written to: it was deleted, so the link stops
+                # (time logged late, say, has nowhere to go) instead of failing forever
+                self.store.local_change(
+                    issue_id, "gone", f"the Okdesk issue was deleted ({error})", state=LinkState.GONE_ISSUE, dirty=False
+                )
+                report.not_reached.extend(actions[index + 1 :])
+                self.on_action(action, "gone")
+                return False
+            report.failed.append((action, str(error)))
+            report.not_reached.extend(actions[index + 1 :])
+            self.on_action(action, "failed")
+            self.record_failure(issue_id, str(error), transient=error.ambiguous)
+            return False
+        (report.adopted if outcome == "adopted" else report.done).append(action)
+        self.on_action(action, outcome)
+        return True
+
+    def _write_in_batches(self, fronts: list[Action], report: ApplyReport) -> None:
+        """Same-kind batchable writes of one round: looked for together, their intents recorded,
+        then sent in one request.  Each outcome (or error) waits in `_early` for `_step`, which
+        books it exactly as a write made alone; a crash after the intents leaves the markers to
+        find (each task carries its XML_ID, each comment its marker)."""
+        groups: dict[type[Action], list[Action]] = {}
+        for action in fronts:
+            if action.batchable and action.key not in self._early:
+                groups.setdefault(type(action), []).append(action)
+        for kind, actions in groups.items():
+            if len(actions) < 2 or report.stopped_because or self.should_stop():
+                continue
+            try:
+                kind.look_many(self.ctx, actions)
+            except (BudgetExhausted, RateLimited):
+                return  # the first action alone meets the same and stops the run
+            except ApiError as error:  # each looks for itself instead
+                log.warning("could not look for %s writes together: %s", kind.kind, error)
+            ready: list[Action] = []
+            for action in actions:
+                try:
+                    outcome = self._before_write(action)
+                except (ApiError, _Replan, BudgetExhausted, RateLimited) as problem:
+                    self._early[action.key] = problem
+                    continue
+                if outcome is None:
+                    ready.append(action)
+                else:
+                    self._early[action.key] = outcome
+            if len(ready) < 2:
+                continue  # a single write goes the usual way
+            for action in ready:
+                cycle, report_key, detail = action.op_record()
+                self.store.begin_op(
+                    action.key, action.issue_id, action.kind, cycle=cycle, report_key=report_key, detail=detail
+                )
+            try:
+                results = kind.perform_many(self.ctx, ready)
+            except (BudgetExhausted, RateLimited) as stop:  # not sent: the intents stay, looked for next run
+                self._early.update({action.key: stop for action in ready})
+                continue
+            except ApiError as error:
+                for action in ready:
+                    self.store.fail_op(
+                        action.key, action.issue_id, action.kind, error=str(error), ambiguous=error.ambiguous
+                    )
+                    self._early[action.key] = error
+                continue
+            for action in ready:
+                result = results.get(action.key) or MalformedResponse("Bitrix24", "batch", "no answer for the command")
+                if isinstance(result, RateLimited):  # not run: the intent stays, looked for next run
+                    self._early[action.key] = result
+                elif isinstance(result, ApiError):
+                    self.store.fail_op(
+                        action.key, action.issue_id, action.kind, error=str(result), ambiguous=result.ambiguous
+                    )
+                    self._early[action.key] = result
+                else:
+                    self._finish(action, result[0], "done", action.detail, result[1])
+                    self._early[action.key] = "done"
 
     def record_failure(self, issue_id: int, error: str, *, transient: bool) -> None:
         """A failure of the link; a link that becomes parked gets one note in the issue at once."""
@@ -151,18 +247,34 @@ class Applier:
             return False
         return False
 
-    def _mark_dirty(self, issue_id: int) -> None:
-        if self.store.link(issue_id):
-            self.store.update_link(issue_id, dirty=True)
-
     # -- one action --------------------------------------------------------------------------
     def _apply_one(self, action: Action) -> str:
+        if (early := self._early.pop(action.key, None)) is not None:  # written (or met) in a batch
+            if isinstance(early, BaseException):
+                raise early
+            return early
         ctx = self.ctx
         if isinstance(action, LocalAction):
             action.apply_locally(ctx)
             return "done"
+        outcome = self._before_write(action)
+        if outcome is not None:
+            return outcome
+        cycle, report_key, detail = action.op_record()
+        self.store.begin_op(action.key, action.issue_id, action.kind, cycle=cycle, report_key=report_key, detail=detail)
+        try:
+            remote_id, link_update = action.perform(ctx)
+        except ApiError as error:
+            self.store.fail_op(action.key, action.issue_id, action.kind, error=str(error), ambiguous=error.ambiguous)
+            raise
+        self._finish(action, remote_id, "done", action.detail, link_update)
+        return "done"
+
+    def _before_write(self, action: Action) -> str | None:
+        """Everything before the intent; an outcome when no write is needed."""
+        ctx = self.ctx
         op = self.store.op(action.key)
-        if op is not None and op.state == "done":
+        if op is not None and op.state == OpState.DONE:
             return "skipped"
         self._check_handoff_number(action.issue_id)
         action.prepare(ctx)
@@ -175,15 +287,7 @@ class Applier:
             return "adopted"
         if isinstance(action, CreateTask) and action.unwritten(ctx):
             return "done"
-        cycle, report_key, detail = action.op_record()
-        self.store.begin_op(action.key, action.issue_id, action.kind, cycle=cycle, report_key=report_key, detail=detail)
-        try:
-            remote_id, link_update = action.perform(ctx)
-        except ApiError as error:
-            self.store.fail_op(action.key, action.issue_id, action.kind, error=str(error), ambiguous=error.ambiguous)
-            raise
-        self._finish(action, remote_id, "done", action.detail, link_update)
-        return "done"
+        return None
 
     def _check_handoff_number(self, issue_id: int) -> None:
         """Before an issue's first write: is the store behind the accounts?

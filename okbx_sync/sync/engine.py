@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .. import billing
 from ..clients.bitrix24 import Bitrix24Client
@@ -19,12 +19,14 @@ from ..clock import REAL_CLOCK, Clock
 from ..config import Config
 from ..errors import ApiError, OkbxError
 from ..secrets import Redactor
-from ..state.store import Link, Store
+from ..state.store import Link, LinkState, OpState, Store
+from . import keys
 from .actions import Action
 from .adopt import adopt_recent_tasks
 from .apply import Applier, ApplyReport
 from .fetch import fetch_snapshot
 from .plan import Plan, build_plan
+from .settle import CycleFacts, StoreChanges, settle
 from .snapshot import Snapshot, StateView
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ class Clients:
 
     @classmethod
     def build(cls, config: Config, redactor: Redactor, clock: Clock = REAL_CLOCK) -> Clients:
-        budget = RequestBudget(config.sync.max_requests_per_cycle)
+        budget = RequestBudget(
+            config.sync.max_requests_per_cycle, seconds=config.sync.max_seconds, monotonic=clock.monotonic
+        )
         backoff_seconds = config.sync.backoff_seconds
         return cls(
             OkdeskClient(config.okdesk, redactor, budget=budget, backoff_seconds=backoff_seconds, clock=clock),
@@ -51,11 +55,11 @@ class Clients:
         )
 
     def requests_sent(self) -> dict[str, int]:
-        return {"okdesk": self.okdesk.transport.requests_sent, "bitrix24": self.bitrix.transport.requests_sent}
+        return {"okdesk": self.okdesk.requests_sent, "bitrix24": self.bitrix.requests_sent}
 
     def close(self) -> None:
-        self.okdesk.transport.close()
-        self.bitrix.transport.close()
+        self.okdesk.close()
+        self.bitrix.close()
 
 
 @contextmanager
@@ -120,15 +124,22 @@ def run_cycle(
             raise
         except ApiError as problem:  # tried again next run; the rest of the cycle does not depend on it
             log.warning("could not look for recently completed tasks yet: %s", problem)
-    links = store.links()
-    watermark_text = store.get_meta("okdesk_watermark")
-    watermark = datetime.fromisoformat(watermark_text) if watermark_text else None
-    last_full = store.get_meta("last_full_scan")
+    links = store.hot_links(started - timedelta(days=config.time.late_window_days))
+    watermark = _meta_time(store, "okdesk_watermark")
+    last_full = _meta_time(store, "last_full_scan")
     full_scan = (
         config.okdesk.comment_detection == "full"
         or last_full is None
-        or (started - datetime.fromisoformat(last_full)).total_seconds() >= config.okdesk.full_scan_minutes * 60
+        or (started - last_full).total_seconds() >= config.okdesk.full_scan_minutes * 60
     )
+    last_listing = _meta_time(store, "last_full_listing")
+    full_listing = (
+        last_listing is None
+        or (started - last_listing).total_seconds() >= config.sync.full_listing_minutes * 60
+        or sum(1 for link in links.values() if link.state == LinkState.ACTIVE) < config.sync.full_listing_below
+    )
+    if offset := store.get_meta("okdesk_utc_offset"):
+        clients.okdesk.assume_offset(offset)
     elapsed_after = int(store.get_meta("elapsed_watermark") or 0)
 
     snapshot = fetch_snapshot(
@@ -142,9 +153,12 @@ def run_cycle(
         now=started,
         budget=clients.budget,
         scan_after=int(store.get_meta("full_scan_cursor") or 0),
+        full_listing=full_listing,
+        tasks_changed_since=_meta_time(store, "bitrix_watermark"),
+        load_links=store.links_for,
+        scan_quota=None if config.okdesk.comment_detection == "full" else config.okdesk.scan_per_cycle,
     )
-    scope = sorted(set(links) | set(snapshot.handoff))
-    state = StateView(links=links, ops=store.ops_for(scope))
+    state = StateView(links=links, ops=store.ops_for(sorted(_planning_scope(store, links, snapshot))))
     plan = build_plan(snapshot, state, config, started)
     result = CycleResult(plan=plan, snapshot=snapshot, read_errors=dict(snapshot.errors))
     if dry_run:
@@ -170,10 +184,51 @@ def run_cycle(
             applier.record_failure(issue_id, snapshot.errors[issue_id], transient=True)
     result.applied = applier.apply(plan.by_issue())
 
-    _remember(store, snapshot, links, plan, result.applied, started, full_scan)
+    learned = clients.okdesk.learned_offset()
+    touched = set(snapshot.seen_status) | set(snapshot.issues) | set(snapshot.comments) | set(plan.by_issue())
+    facts = CycleFacts(
+        started=started,
+        links=links,
+        after=store.links_for(touched),
+        full_scan=full_scan,
+        full_listing=full_listing,
+        copied_items=frozenset(
+            item.id
+            for item in snapshot.late_elapsed
+            if (op := store.op(keys.time_entry(item.id).text)) is not None and op.state == OpState.DONE
+        ),
+        elapsed_watermark=int(store.get_meta("elapsed_watermark") or 0),
+        learned_offset=learned if learned != offset else None,
+    )
+    _save(store, settle(snapshot, plan, result.applied, facts))
     if result.applied.stopped_because is None:  # a rate-limited, spent or stopped cycle sends nothing more
         _run_billing(result, config, clients, store, started, dry_run=False, force=force)
     return result
+
+
+def _save(store: Store, changes: StoreChanges) -> None:
+    for issue_id, fields in changes.link_updates.items():
+        store.update_link(issue_id, **fields)
+    store.observe_statuses(changes.statuses, changes.read_at)
+    for key, value in changes.meta.items():
+        store.set_meta(key, value)
+
+
+def _meta_time(store: Store, key: str) -> datetime | None:
+    text = store.get_meta(key)
+    return datetime.fromisoformat(text) if text else None
+
+
+def _planning_scope(store: Store, links: dict[int, Link], snapshot: Snapshot) -> set[int]:
+    """The links whose ops the planner reads: a done link with nothing new (the bulk of the
+    store) plans nothing, so its ops are not loaded."""
+    late_tasks = {item.task_id for item in snapshot.late_elapsed}
+    scope = {
+        issue_id
+        for issue_id, link in links.items()
+        if link.state != LinkState.DONE or link.parked or link.fail_count or link.dirty or link.task_id in late_tasks
+    }
+    return scope | set(snapshot.handoff) | store.issues_with_unposted_reports()
 
 
 def _run_billing(
@@ -186,57 +241,3 @@ def _run_billing(
         result.billing = billing.run(config, clients.okdesk, clients.bitrix, store, now, dry_run=dry_run, force=force)
     except OkbxError as error:
         result.billing_error = f"billing: {error}"
-
-
-def _remember(
-    store: Store,
-    snapshot: Snapshot,
-    links: dict[int, Link],
-    plan: Plan,
-    applied: ApplyReport,
-    started: datetime,
-    full_scan: bool,
-) -> None:
-    """After a cycle: statuses seen, watermarks, and links that no longer need a full read."""
-    # A deferred issue was not looked at: keep it marked for a full read, and do not record its
-    # status (its departure from the handoff status must still be noticed when it is read).
-    for issue_id in snapshot.deferred & set(links):
-        store.update_link(issue_id, dirty=True)
-    statuses = {i: s for i, s in snapshot.seen_status.items() if i not in snapshot.deferred}
-    statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
-    linked = set(store.links())
-    # An issue skipped this cycle (waiting to retry, parked) was read but not acted on: it keeps
-    # its dirty flag and its old updated_at, so it is read again when it is tried.
-    # So does one whose actions failed or were not reached (a stopped cycle).
-    unfinished = {a.issue_id for a in applied.not_reached} | {a.issue_id for a, _ in applied.failed}
-    acted = {i for i in snapshot.comments if i not in plan.skipped and i not in unfinished}
-    read_at = {i: snapshot.seen_updated[i] for i in acted if i in snapshot.seen_updated}
-    for i in acted:
-        issue = snapshot.issues.get(i)
-        if i not in read_at and issue is not None and issue.updated_at is not None:
-            read_at[i] = issue.updated_at
-    store.observe_statuses(
-        {i: s for i, s in statuses.items() if i in linked}, {i: at for i, at in read_at.items() if i in linked}
-    )
-    store.set_meta("okdesk_watermark", started.isoformat())
-    if full_scan and not snapshot.scan_deferred:
-        store.set_meta("last_full_scan", started.isoformat())
-        store.set_meta("full_scan_cursor", "0")
-    elif full_scan and snapshot.scanned:  # cut short by the budget: the next cycle goes on from here
-        store.set_meta("full_scan_cursor", str(max(snapshot.scanned)))
-    # The elapsed watermark only passes items that were copied: one whose copy failed is read again.
-    watermark = int(store.get_meta("elapsed_watermark") or 0)
-    for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
-        op = store.op(f"time:{item.id}")
-        if op is None or op.state != "done":
-            break
-        watermark = max(watermark, item.id)
-    store.set_meta("elapsed_watermark", str(watermark))
-    planned = {a.issue_id for a in plan.actions}
-    for issue_id, link in links.items():
-        if issue_id in planned or issue_id in snapshot.errors or issue_id not in acted:
-            continue
-        if link.dirty or link.fail_count or link.last_error:
-            # read cleanly with nothing left to do: healthy again (transient read errors must
-            # not add up to parking a link)
-            store.update_link(issue_id, dirty=False, fail_count=0, last_error=None, next_retry_at=None)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..config import Config
 from ..model import ElapsedItem, Issue, Task
-from ..state.store import Link
+from ..state.store import Link, LinkState
 from ..timeutil import human_duration
 from . import keys, render
 from .actions import (
@@ -131,7 +131,7 @@ def _plan_issue(
                 return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
             return [
                 RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=_closed_at(snap, link.task_id)),
-                *_active(replace(link, state="active", cycle=cycle), snap, state, config, renewing=True),
+                *_active(replace(link, state=LinkState.ACTIVE, cycle=cycle), snap, state, config, renewing=True),
             ]
         return _late_time(link, snap, state, config, now)
     if link.state == "gone_task":
@@ -288,9 +288,7 @@ def _copy_actions(
 ) -> tuple[list[Action], list[dict[str, object]]]:
     """Copy each item not copied yet; return the actions and all rows the report lists."""
     actions: list[Action] = []
-    rows = [
-        dict(op.detail) for op in state.ops.values() if op.report_key == report_key and op.state == "done" and op.detail
-    ]
+    rows = [dict(op.detail) for op in state.reported_in(report_key) if op.state == "done" and op.detail]
     for item in sorted(items, key=lambda i: i.id):
         key = keys.time_entry(item.id)
         if state.done(key.text):
@@ -386,7 +384,7 @@ def _late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now
     orphan = sorted(
         {
             op.report_key
-            for op in state.ops.values()
+            for op in state.ops_of(issue_id)
             if op.report_key
             and op.report_key.startswith(prefix)
             and op.state == "done"

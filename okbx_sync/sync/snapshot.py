@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cached_property
 
 from ..model import Comment, ElapsedItem, Issue, Task
-from ..state.store import Link, Op
+from ..state.store import Link, Op, OpState
 
 
 @dataclass
@@ -35,14 +35,37 @@ class StateView:
 
     def done(self, key: str) -> bool:
         op = self.ops.get(key)
-        return op is not None and op.state == "done"
+        return op is not None and op.state == OpState.DONE
+
+    @cached_property
+    def _by_issue(self) -> dict[int, list[Op]]:
+        """Ops per issue: planning one link reads its own ops, not every op of every link."""
+        found: dict[int, list[Op]] = {}
+        for op in self.ops.values():
+            found.setdefault(op.issue_id, []).append(op)
+        return found
+
+    @cached_property
+    def _by_report(self) -> dict[str, list[Op]]:
+        found: dict[str, list[Op]] = {}
+        for op in self.ops.values():
+            if op.report_key:
+                found.setdefault(op.report_key, []).append(op)
+        return found
+
+    def ops_of(self, issue_id: int) -> list[Op]:
+        return self._by_issue.get(issue_id, [])
+
+    def reported_in(self, report_key: str) -> list[Op]:
+        """The ops whose rows a report (summary, late note) lists."""
+        return self._by_report.get(report_key, [])
 
     @cached_property
     def _task_cycles(self) -> dict[tuple[int, str], int]:
         return {
             (op.issue_id, op.remote_id or ""): op.cycle
             for op in self.ops.values()
-            if op.kind == "task" and op.state == "done" and op.cycle is not None
+            if op.kind == "task" and op.state == OpState.DONE and op.cycle is not None
         }
 
     @cached_property
