@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
-from ..model import Comment, TimeEntry
+from ..model import Comment, TaskComment, TimeEntry
 from . import keys
 
 
@@ -64,11 +64,7 @@ class RemoteMarkers:
         """Keys of okbx's comments in the Bitrix24 task -> comment id."""
         if task_id not in self._task:
             self.reads += 1
-            found: dict[str, str] = {}
-            for c in self.bitrix.list_comments(task_id):
-                if key := keys.in_bbcode(c.text):
-                    found.setdefault(key.text, str(c.id))
-            self._task[task_id] = found
+            self._task[task_id] = _task_markers(self.bitrix.list_comments(task_id))
         return self._task[task_id]
 
     def read_tasks(self, task_ids: Iterable[int]) -> None:
@@ -82,13 +78,8 @@ class RemoteMarkers:
         # an empty list may be the new task card's (its comments are in the chat): those are read alone
         chats = self.bitrix.tasks_with_chats(empty) if empty else set()
         for task_id, comments in listed.items():
-            if task_id in chats:
-                continue
-            found: dict[str, str] = {}
-            for c in comments:
-                if key := keys.in_bbcode(c.text):
-                    found.setdefault(key.text, str(c.id))
-            self._task[task_id] = found
+            if task_id not in chats:
+                self._task[task_id] = _task_markers(comments)
 
     def time_entries(self, issue_id: int) -> dict[str, TimeEntry]:
         """okbx's time entries in the Okdesk issue, by key."""
@@ -105,3 +96,12 @@ class RemoteMarkers:
     def new_task(self, task_id: int) -> None:
         """A task okbx has just created has no comments: nothing to read."""
         self._task.setdefault(task_id, {})
+
+
+def _task_markers(comments: Iterable[TaskComment]) -> dict[str, str]:
+    """Keys of okbx's comments among a task's comments -> comment id (the first of each)."""
+    found: dict[str, str] = {}
+    for c in comments:
+        if key := keys.in_bbcode(c.text):
+            found.setdefault(key.text, str(c.id))
+    return found
