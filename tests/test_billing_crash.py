@@ -212,6 +212,8 @@ def test_an_invoice_made_just_before_the_store_was_lost_gets_its_note_once_and_i
     invoices = [i for i in world.bitrix.crm.invoices() if (i["xmlId"] or "").startswith("okbx:invoice:")]
     assert len(invoices) == 1, invoices
     assert _markers(world, case.issue)[f"okbx:invnote:{case.issue}:1"] == 1
+    task = next(t for t in world.bitrix.tasks() if t.get("XML_ID") == f"okdesk:{case.issue}")
+    assert task.get("UF_CRM_TASK") == [f"SI_{invoices[0]['id']}"]  # linked to its task too, once
     world.bitrix.crm.move_invoice(invoices[0]["id"], "P")  # and its payment is still followed
     sync_ok(okbx)
     sync_ok(okbx)

@@ -47,6 +47,9 @@ def fetch_billing(
         pipeline = _stages(config, crm)
         _billed(snap, ops, crm, pipeline[1])
         _billed_found_remotely(snap, ops, crm, *pipeline, since=today - timedelta(days=config.time.late_window_days))
+        for issue_id, _, _ in snap.unknown_invoices:
+            if (link := store.link(issue_id)) is not None and link.task_id is not None:
+                snap.task_of[issue_id] = link.task_id
     if config.debt is not None:
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)

@@ -77,6 +77,8 @@ def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
                 plan.actions.append(
                     NoteInvoice(issue_id, cycle, adopt.key, made.opportunity, made.currency, note_public)
                 )
+            if f"tasklink:{issue_id}:{cycle}" not in snap.done and issue_id in snap.task_of:
+                plan.actions.append(LinkInvoiceToTask(issue_id, cycle, snap.task_of[issue_id], adopt.key))
         for invoice in snap.billed:
             key = f"paid:{invoice.issue_id}:{invoice.invoice_id}"
             if invoice.stage_semantics in ("S", "F") and key not in snap.done:
