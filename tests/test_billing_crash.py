@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-from e2e import SYNC, kill_during, sync_ok
+from e2e import SYNC, Okbx, kill_during, sync_ok
 
 from okbx_sync.billing.actions import BillingAction
 from okbx_sync.emulator.http import Fault
@@ -218,3 +218,18 @@ def test_an_invoice_made_just_before_the_store_was_lost_gets_its_note_once_and_i
     sync_ok(okbx)
     sync_ok(okbx)
     assert _markers(world, case.issue)[f"okbx:paid:{case.issue}:{invoices[0]['id']}"] == 1
+
+
+def test_an_invoice_left_without_rows_by_another_installation_is_reported_not_guessed(world, okbx, tmp_path, clock):
+    case = _completed(world, okbx)
+    kill_during(okbx, world.bitrix_server, "crm.item.add")  # the invoice exists; its rows were never set
+    (tmp_path / "second").mkdir()
+    second = Okbx(world, tmp_path / "second", clock=clock)
+    _configure(second)
+    results = [second.sync() for _ in range(2)]
+    assert all("has no rows" in r.stderr for r in results), results[-1].output
+    (invoice,) = world.bitrix.crm.invoices()  # not a second invoice, and no note for a rowless one
+    assert invoice["rows"] == [] and _markers(world, case.issue)[f"okbx:invnote:{case.issue}:1"] == 0
+    world.bitrix.crm.set_rows(invoice["id"], [("Work", 3000, 2)])  # a person completes it
+    sync_ok(second)
+    assert _markers(world, case.issue)[f"okbx:invnote:{case.issue}:1"] == 1

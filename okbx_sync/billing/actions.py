@@ -138,8 +138,9 @@ class CreateInvoice(BillingAction):
         # Our own attempt that did not finish (a crash, a lost answer, a failed rows call) may have
         # left the invoice without its rows: set them (crm.item.productrow.set replaces all rows).
         # An invoice this store never began to write (another installation's, or a lost or restored
-        # store) is left as it is: a manager may have edited its rows since.
-        if ctx.store.op(self.key) is not None:
+        # store) keeps the rows it has, as a manager may have edited them; one without any rows
+        # is okbx's unfinished work all the same, and gets them.
+        if ctx.store.op(self.key) is not None or not ctx.crm.invoice_has_lines(invoice.id):
             ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
         return str(invoice.id), {}
 

@@ -50,6 +50,8 @@ def fetch_billing(
         for issue_id, _, _ in snap.unknown_invoices:
             if (link := store.link(issue_id)) is not None and link.task_id is not None:
                 snap.task_of[issue_id] = link.task_id
+        # an invoice whose run was cut short before its rows: its lines cannot be known any more
+        snap.rowless = frozenset(i.id for _, _, i in snap.unknown_invoices if not crm.invoice_has_lines(i.id))
     if config.debt is not None:
         pipeline = pipeline or _stages(config, crm)
         _debts(snap, config, okdesk, crm, matcher, *pipeline)

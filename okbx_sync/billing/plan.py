@@ -71,6 +71,10 @@ def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
             adopt = AdoptInvoice(issue_id, cycle, made.id, made.opportunity, made.currency)
             if adopt.key in billed_now:  # its completion is planned above: CreateInvoice finds it first
                 continue
+            if made.id in snap.rowless:  # never a guess: a person completes it, and okbx goes on then
+                why = f"invoice No. {made.account_number} was made by okbx but has no rows (its run was cut short)"
+                plan.blocked[adopt.key] = (issue_id, f"{why}: add its rows in Bitrix24")
+                continue
             plan.actions.append(adopt)
             if f"invnote:{issue_id}:{cycle}" not in snap.done:
                 note_public = config.billing.note_public

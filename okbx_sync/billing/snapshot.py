@@ -74,6 +74,7 @@ class BillingSnapshot:
     # okbx invoices of recent completions this store does not know: (issue, handoff, invoice)
     unknown_invoices: list[tuple[int, int, Invoice]] = field(default_factory=list)
     task_of: dict[int, int] = field(default_factory=dict)  # their issues' tasks, where the store knows them
+    rowless: frozenset[int] = frozenset()  # of those invoices, the ones without any product row
     debts: dict[int, Debt] = field(default_factory=dict)  # by Okdesk company id
     debtor_issues: dict[int, list[Issue]] = field(default_factory=dict)  # by Okdesk company id
     holds: list[Hold] = field(default_factory=list)

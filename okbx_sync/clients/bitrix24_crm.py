@@ -203,6 +203,12 @@ class CrmClient:
         invoice: Invoice = self._parse(method, lambda r: parse_invoice(obj(r, method).get("item")), raw)
         return invoice
 
+    def invoice_has_lines(self, invoice_id: int) -> bool:
+        method = "crm.item.productrow.list"
+        raw = self.bitrix.call(method, {"filter": {"=ownerType": "SI", "=ownerId": int(invoice_id)}, "start": -1})
+        rows = self._parse(method, lambda r: items(obj(r, method).get("productRows", []), "productRows"), raw)
+        return bool(rows)
+
     def set_invoice_lines(self, invoice_id: int, lines: list[InvoiceLine]) -> None:
         rows = [
             {"productName": line.name, "price": float(line.price), "quantity": float(line.quantity)} for line in lines

@@ -49,6 +49,7 @@ CRM_METHODS = {  # method -> CrmPortal handler, registered in the Bitrix24 emula
     "crm.item.update": "item_update",
     "crm.item.list": "item_list",
     "crm.item.productrow.set": "productrow_set",
+    "crm.item.productrow.list": "productrow_list",
     "crm.status.list": "status_list",
     "crm.category.list": "category_list",
     "crm.requisite.list": "requisite_list",
@@ -110,6 +111,12 @@ class CrmPortal:
         """A manager moves the invoice in the pipeline ("P" paid, "D" declined, ...)."""
         with self._lock:
             self._move(self._existing(INVOICE, invoice_id), self.stage_id(stage))
+
+    def set_rows(self, invoice_id: int, rows: list[tuple[str, float, float]]) -> None:
+        """A manager edits the invoice's product rows (name, price, quantity) in the UI."""
+        payload = [{"productName": name, "price": price, "quantity": quantity} for name, price, quantity in rows]
+        with self._lock:
+            self.productrow_set({"ownerType": "SI", "ownerId": invoice_id, "productRows": payload})
 
     def stage_id(self, code: str) -> str:
         return f"DT31_{self.invoice_category_id}:{code}"
@@ -184,6 +191,18 @@ class CrmPortal:
         if not invoice.get("isManualOpportunity"):
             invoice["opportunity"] = round(sum(r["price"] * r["quantity"] for r in rows), 2)
         return {"productRows": rows}
+
+    def productrow_list(self, params: Any) -> Any:
+        """Doc: `=ownerType` and `=ownerId` are required (REQUIRED_ARG_MISSING otherwise); one page
+        of at most 50 rows; other conditions are ignored."""
+        filters = q.as_mapping(q.as_mapping(params).get("filter"))
+        if "=ownerType" not in filters or "=ownerId" not in filters:
+            raise ApiError(400, "REQUIRED_ARG_MISSING", "Required argument missing: =ownerType, =ownerId")
+        if filters["=ownerType"] != "SI":
+            return {"productRows": []}  # only invoices are emulated
+        rows = self._rows.get(q.lax_int(filters["=ownerId"]) or 0, [])
+        start = q.lax_int(q.as_mapping(params).get("start")) or 0
+        return {"productRows": [dict(r) for r in rows[max(start, 0) : max(start, 0) + 50]]}
 
     def status_list(self, params: Any) -> list[dict[str, Any]]:
         entity = q.as_mapping(q.as_mapping(params).get("filter")).get("ENTITY_ID")
