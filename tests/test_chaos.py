@@ -441,12 +441,22 @@ class Story(OnWorld):
         self.clear_faults()
         for _ in range(8):
             self.retry_failed()
+            self.complete_rowless_invoices()
             result = self.sync()
             line = SUMMARY_LINE.search(result.stdout)
             quiet = "okbx billing:" not in result.stdout  # billing wrote nothing either
             if result.exit_code == 0 and line and line.groups() == ("0", "0", "0", "0") and quiet:
                 return
         raise AssertionError(f"okbx did not settle in 8 clean syncs\n{self.where()}")
+
+    def complete_rowless_invoices(self) -> None:
+        """What `okbx status` asks a person to do: an okbx invoice whose run was cut short before its
+        rows, with the store lost meanwhile, gets its rows by hand (its sum is in the invoice)."""
+        crm = self.bx.crm
+        for invoice in crm.invoices():
+            if (invoice["xmlId"] or "").startswith("okbx:invoice:") and not invoice["rows"]:
+                crm.set_rows(invoice["id"], [("Work, added by hand", invoice["opportunity"], 1)])
+                self.note(f"  a person added the rows of rowless invoice {invoice['id']}")
 
     def complete_everything(self) -> None:
         for m in self.issues.values():
