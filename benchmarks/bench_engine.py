@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from okbx_emulator.http import Request
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
-from okbx_sync.emulator.http import Request
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.state.store import Store
 
 SUMMARY = re.compile(r"(\d+) left for the next run; requests: Okdesk (\d+), Bitrix24 (\d+)")

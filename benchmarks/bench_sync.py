@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.secrets import Redactor
 from okbx_sync.sync.engine import opened, run_cycle
 

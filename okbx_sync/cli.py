@@ -1023,7 +1023,8 @@ def emulate(
     import tempfile
     import threading
 
-    from .emulator.world import World
+    from okbx_emulator.world import World
+
     from .envfile import ENV_FILE_NAME, render_env_file, write_private_file
 
     with _errors():

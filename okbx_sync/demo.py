@@ -7,8 +7,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from okbx_emulator.world import HANDOFF, World
+
 from .config import load_config
-from .emulator.world import HANDOFF, World
 from .markup import html_to_text
 from .secrets import Redactor
 from .state.store import Store

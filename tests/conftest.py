@@ -13,8 +13,8 @@ import pytest
 pytest.register_assert_rewrite("e2e")
 from e2e import Okbx, TestClock, start_world  # noqa: E402
 
+from okbx_emulator.world import World  # noqa: E402
 from okbx_sync.clients.bitrix24 import forget_admin_rights  # noqa: E402
-from okbx_sync.emulator.world import World  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

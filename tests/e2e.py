@@ -32,13 +32,13 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from okbx_emulator.bitrix24 import Bitrix24Emulator
+from okbx_emulator.http import EmulatorServer, Fault, Response
+from okbx_emulator.okdesk import OkdeskEmulator
+from okbx_emulator.world import HANDOFF, People, World
 from okbx_sync.cli import app
 from okbx_sync.clock import Clock
 from okbx_sync.config import Config, load_config
-from okbx_sync.emulator.bitrix24 import Bitrix24Emulator
-from okbx_sync.emulator.http import EmulatorServer, Fault, Response
-from okbx_sync.emulator.okdesk import OkdeskEmulator
-from okbx_sync.emulator.world import HANDOFF, People, World
 from okbx_sync.state.store import Store
 
 # Retries come at once and a failed issue waits one (virtual) second.

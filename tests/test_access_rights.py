@@ -21,8 +21,8 @@ import requests
 from conftest import Okbx
 from test_sync_story import hand_off, only_task
 
+from okbx_emulator.world import GROUP_ID, World
 from okbx_sync.clients.bitrix24 import Bitrix24Client
-from okbx_sync.emulator.world import GROUP_ID, World
 from okbx_sync.secrets import Redactor
 
 REASON = "task not visible to the webhook user: check its rights"

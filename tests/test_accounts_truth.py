@@ -10,7 +10,7 @@ from pathlib import Path
 from e2e import Okbx, hand_off
 from test_sync_story import only_task
 
-from okbx_sync.emulator.world import HANDOFF
+from okbx_emulator.world import HANDOFF
 
 
 def lose_store(okbx: Okbx) -> None:

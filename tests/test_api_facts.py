@@ -19,10 +19,10 @@ from conftest import Okbx
 from test_rate_limits import FAST, clean, query_limit, statuses, summary
 from test_sync_story import hand_off, only_task
 
+from okbx_emulator.http import Fault
+from okbx_emulator.world import World
 from okbx_sync.clients.bitrix24 import Bitrix24Client
 from okbx_sync.clients.okdesk_parse import parse_comments
-from okbx_sync.emulator.http import Fault
-from okbx_sync.emulator.world import World
 from okbx_sync.secrets import Redactor
 
 TIME_POST = "POST /issues/{id}/time_entries"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from e2e import TestClock, start_world
 
+from okbx_emulator.http import Fault, Response
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import Config, load_config
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.model import Comment, Issue, Person
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Store

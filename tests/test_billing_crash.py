@@ -17,9 +17,9 @@ from datetime import date, timedelta
 import pytest
 from e2e import SYNC, Okbx, kill_during, sync_ok
 
+from okbx_emulator.http import Fault
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.billing.actions import BillingAction
-from okbx_sync.emulator.http import Fault
-from okbx_sync.emulator.world import HANDOFF, World
 
 COMMENTS, STATUS = "POST /issues/{id}/comments", "POST /issues/{id}/statuses"
 BILLING = {"default_rate": 3000, "round_minutes": 15}

@@ -7,8 +7,8 @@ import io
 import json
 from datetime import UTC, datetime
 
+from okbx_emulator.world import HANDOFF
 from okbx_sync.billing.report import LedgerRow, summarize
-from okbx_sync.emulator.world import HANDOFF
 
 
 def _completed(world, okbx, title: str, logged: list[tuple[int, int, datetime]]) -> tuple[int, int]:

@@ -6,8 +6,8 @@ import json
 from datetime import date, timedelta
 from decimal import Decimal
 
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
+from okbx_emulator.http import Fault, Response
+from okbx_emulator.world import HANDOFF, World
 
 STATUS = "POST /issues/{id}/statuses"
 

@@ -52,8 +52,8 @@ from e2e import (
     start_world,
 )
 
-from okbx_sync.emulator.http import HTML_500, Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
+from okbx_emulator.http import HTML_500, Fault, Response
+from okbx_emulator.world import HANDOFF, World
 
 DEFAULT_SEED = 20261127
 SHORT_STEPS = 30

@@ -10,9 +10,9 @@ import time
 
 from typer.testing import CliRunner
 
+from okbx_emulator.http import Fault
+from okbx_emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET
 from okbx_sync.cli import app
-from okbx_sync.emulator.http import Fault
-from okbx_sync.emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET
 
 
 def test_init_non_interactive_writes_a_config_that_doctor_accepts(world, tmp_path):

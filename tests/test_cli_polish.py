@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from okbx_emulator.http import Fault, Response
+from okbx_emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET
 from okbx_sync.cli import app
 from okbx_sync.config import MAX_CONFIG_BYTES, MAX_NESTING
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET
 
 OKBX = Path(sys.executable).with_name("okbx")
 

@@ -19,7 +19,7 @@ BASE = Path("/srv/okbx")
 
 
 def valid() -> dict[str, Any]:
-    """The shape `okbx_sync/emulator/world.py::config_dict` writes, with literal values."""
+    """The shape `okbx_emulator/world.py::config_dict` writes, with literal values."""
     return {
         "okdesk": {
             "url": "https://acme.okdesk.ru",

@@ -40,8 +40,8 @@ from e2e import (
     wait_logged,
 )
 
-from okbx_sync.emulator.http import EmulatorServer, Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
+from okbx_emulator.http import EmulatorServer, Fault, Response
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.sync.actions import Action
 
 STORE_SOURCE = Path(__file__).resolve().parents[1] / "okbx_sync" / "state" / "store.py"

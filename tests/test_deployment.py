@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from okbx_emulator.http import Fault, Response
+from okbx_emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.cli import app
 from okbx_sync.config import parse_config
 from okbx_sync.doctor import _transport_check
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.envfile import parse_env_file
 
 ROOT = Path(__file__).resolve().parent.parent

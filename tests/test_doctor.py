@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from okbx_emulator.world import GROUP_ID, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.clients.bitrix24 import Bitrix24Client
 from okbx_sync.clients.okdesk import OkdeskClient
 from okbx_sync.config import parse_config
 from okbx_sync.doctor import Check, run_checks
-from okbx_sync.emulator.world import GROUP_ID, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.secrets import Redactor
 
 ALL_CHECKS = {
@@ -247,7 +247,7 @@ def test_classic_task_card_is_named(world: World, tmp_path: Path) -> None:
 
 
 def test_one_failing_call_does_not_stop_the_others(world: World, tmp_path: Path) -> None:
-    from okbx_sync.emulator.http import Fault, Response
+    from okbx_emulator.http import Fault, Response
 
     world.bitrix_server.inject(
         Fault("sonet_group.get", when="before", response=Response.json(400, {"error": "ERROR_CORE"}), times=10)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from e2e import TestClock, start_world
 
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.clients.http import RequestBudget
 from okbx_sync.config import Config, load_config
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Link
 from okbx_sync.sync.engine import Clients

@@ -50,9 +50,9 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from okbx_emulator.http import Fault, Response
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
-from okbx_sync.emulator.http import Fault, Response
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Store
 from okbx_sync.sync.engine import Clients, CycleResult, UnsafePlan, run_cycle

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from e2e import FAST, Okbx, TestClock, clean, hand_off, in_task, query_limit, start_world, summary
 
-from okbx_sync.emulator.http import HTML_500, Fault, Response
-from okbx_sync.emulator.world import World
+from okbx_emulator.http import HTML_500, Fault, Response
+from okbx_emulator.world import World
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e import Okbx, hand_off, task_of
 
-from okbx_sync.emulator.world import GROUP_ID, World
+from okbx_emulator.world import GROUP_ID, World
 
 OTHER_GROUP = 43
 WEBHOOK_USER = 1

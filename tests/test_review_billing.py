@@ -12,8 +12,8 @@ from datetime import date, timedelta
 import requests
 from e2e import Okbx, hand_off, sync_ok, task_of
 
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.billing.report import LedgerRow, summarize, to_csv
-from okbx_sync.emulator.world import HANDOFF, World
 
 BILLING = {"default_rate": 3000, "currency": "RUB", "round_minutes": 15}
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from e2e import Okbx, TestClock, hand_off, in_task, start_world, task_of
 
-from okbx_sync.emulator.world import World
+from okbx_emulator.world import World
 
 
 @pytest.fixture

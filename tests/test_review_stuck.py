@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from e2e import Okbx, hand_off
 
-from okbx_sync.emulator.http import Fault, Response
+from okbx_emulator.http import Fault, Response
 
 COMMENTS = "POST /issues/{id}/comments"
 

@@ -41,10 +41,10 @@ from e2e import (
 )
 from typer.testing import CliRunner
 
+from okbx_emulator.http import HTML_500, Fault, Response
+from okbx_emulator.okdesk import DEFAULT_STATUSES
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.cli import app
-from okbx_sync.emulator.http import HTML_500, Fault, Response
-from okbx_sync.emulator.okdesk import DEFAULT_STATUSES
-from okbx_sync.emulator.world import HANDOFF, World
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from e2e import Okbx, TestClock, clean, hand_off, in_task, summary, task_of, tasks_of
 
+from okbx_emulator.world import HANDOFF, World
 from okbx_sync.clients.okdesk import OkdeskClient
-from okbx_sync.emulator.world import HANDOFF, World
 from okbx_sync.errors import StateError
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import LinkState, Store

@@ -22,10 +22,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 from e2e import FAST, CliResult, Okbx, hand_off, own_output, query_limit
 
-from okbx_sync.emulator.bitrix24 import Bitrix24Emulator
-from okbx_sync.emulator.http import HTML_500, EmulatorServer, Fault, Response
-from okbx_sync.emulator.okdesk import OkdeskEmulator
-from okbx_sync.emulator.world import OKDESK_TOKEN, WEBHOOK_SECRET, World
+from okbx_emulator.bitrix24 import Bitrix24Emulator
+from okbx_emulator.http import HTML_500, EmulatorServer, Fault, Response
+from okbx_emulator.okdesk import OkdeskEmulator
+from okbx_emulator.world import OKDESK_TOKEN, WEBHOOK_SECRET, World
 
 TASK_MARKER = re.compile(r"\[I\](okbx:[^\[\]\s]+)\[/I\]\s*$")
 OUR_BB_TAGS = {"B", "/B", "I", "/I", "URL", "/URL", "QUOTE", "/QUOTE", "U", "/U", "S", "/S"}

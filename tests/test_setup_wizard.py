@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from okbx_emulator.world import GROUP_ID, HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.clients.bitrix24 import Bitrix24Client
 from okbx_sync.clients.okdesk import OkdeskClient
 from okbx_sync.config import OPT_IN_SECTIONS, SECTIONS, load_config
 from okbx_sync.doctor import run_checks
-from okbx_sync.emulator.world import GROUP_ID, HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.errors import ApiError, UsageError
 from okbx_sync.secrets import Redactor
 from okbx_sync.setup_wizard import (

@@ -19,8 +19,8 @@ from test_secrets import free_port
 from test_sync_story import hand_off, only_task
 from typer.testing import CliRunner
 
+from okbx_emulator.world import WEBHOOK_SECRET, World
 from okbx_sync.cli import app
-from okbx_sync.emulator.world import WEBHOOK_SECRET, World
 from okbx_sync.state.binding import Binding, stored_binding
 
 WRITES = (

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from e2e import hand_off, writes
 
-from okbx_sync.emulator.world import HANDOFF
+from okbx_emulator.world import HANDOFF
 
 
 def only_task(world):
@@ -244,7 +244,7 @@ def test_a_bad_config_is_reported_with_key_paths_and_exit_code_2(world, okbx, tm
 
 
 def test_a_summary_whose_status_change_was_lost_is_posted_once_the_issue_was_moved_by_hand(world, okbx):
-    from okbx_sync.emulator.http import Fault
+    from okbx_emulator.http import Fault
 
     ok, bx, p = world.okdesk, world.bitrix, world.people
     okbx.reconfigure(sync={"retry_base_seconds": 1, "backoff_seconds": 0.05})
@@ -265,7 +265,7 @@ def test_a_summary_whose_status_change_was_lost_is_posted_once_the_issue_was_mov
 
 
 def test_a_task_created_with_a_lost_answer_is_adopted_after_the_issue_left_the_handoff(world, okbx):
-    from okbx_sync.emulator.http import Fault
+    from okbx_emulator.http import Fault
 
     ok, bx, p = world.okdesk, world.bitrix, world.people
     okbx.reconfigure(sync={"retry_base_seconds": 1, "backoff_seconds": 0.05})

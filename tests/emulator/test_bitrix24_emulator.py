@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from okbx_sync.emulator.bitrix24 import Bitrix24Emulator
-from okbx_sync.emulator.http import EmulatorServer
+from okbx_emulator.bitrix24 import Bitrix24Emulator
+from okbx_emulator.http import EmulatorServer
 
 START = datetime(2025, 10, 1, 9, 0, 0, tzinfo=UTC)
 IVAN, MARIA, GONE = 503, 547, 600

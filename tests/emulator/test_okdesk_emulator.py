@@ -18,8 +18,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from okbx_sync.emulator.http import EmulatorServer, Request, Response
-from okbx_sync.emulator.okdesk import OkdeskEmulator
+from okbx_emulator.http import EmulatorServer, Request, Response
+from okbx_emulator.okdesk import OkdeskEmulator
 
 TOKEN = "test-token"
 START = datetime(2024, 8, 21, 11, 27, 53, 441000, tzinfo=UTC)  # 14:27:53.441 in Moscow (+03:00)

@@ -6,7 +6,7 @@ bodies in all three shapes (string, list, field dict), `dd-mm-yyyy HH:MM` filter
 offset, page-size caps, allowed status transitions and the time-entry body shape.  A client that
 passes its tests against this emulator should not be surprised by a real account.
 
-`EmulatorServer` (okbx_sync.emulator.http) serves an `OkdeskEmulator` over loopback; tests play
+`EmulatorServer` (okbx_emulator.http) serves an `OkdeskEmulator` over loopback; tests play
 the consultant or the client through plain methods (`create_issue`, `set_status`, `add_comment`).
 Facts the reference only infers are tagged `# inferred:`; the uncertain ones are constructor options.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
-from okbx_sync.emulator.http import Request, Response
+from okbx_emulator.http import Request, Response
 
 DEFAULT_STATUSES: list[tuple[str, str]] = [
     ("opened", "Открыта"),

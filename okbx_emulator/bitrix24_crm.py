@@ -21,8 +21,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from okbx_sync.emulator import bitrix24_query as q
-from okbx_sync.emulator.bitrix24_query import ApiError
+from okbx_emulator import bitrix24_query as q
+from okbx_emulator.bitrix24_query import ApiError
 
 COMPANY, INVOICE = 4, 31
 _FILTER_PREFIXES = ("!=", ">=", "<=", "!@", "=%", "!%", "!", ">", "<", "=", "@", "%")

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
-from okbx_sync.emulator.http import Request
+from okbx_emulator.http import Request
 
 PAGE_SIZE = 50  # every classic list method pages by 50 and caps nPageSize at 50
 

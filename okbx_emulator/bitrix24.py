@@ -39,12 +39,12 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from okbx_sync.emulator import bitrix24_query as q
-from okbx_sync.emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
-from okbx_sync.emulator.bitrix24_limits import LeakyBucket, OperatingBudget
-from okbx_sync.emulator.bitrix24_query import ApiError, core_error
-from okbx_sync.emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
-from okbx_sync.emulator.http import Fault, Request, Response
+from okbx_emulator import bitrix24_query as q
+from okbx_emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
+from okbx_emulator.bitrix24_limits import LeakyBucket, OperatingBudget
+from okbx_emulator.bitrix24_query import ApiError, core_error
+from okbx_emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
+from okbx_emulator.http import Fault, Request, Response
 
 _BATCH_LIMIT = 50
 _STATUS_DENIED = "Action on the task is not allowed"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from okbx_sync.emulator import bitrix24_query as q
+from okbx_emulator import bitrix24_query as q
 
 # action: (new status, statuses it is allowed from, error code on refusal, system comment).
 # inferred: the allowed sets follow CTaskItem's action checks for an admin caller; the docs
