@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from .clients.bundle import Clients
     from .config import Config
+    from .core.action import Action
+    from .core.engine import CycleResult
     from .state.store import Link, Store
-    from .sync.actions import Action
-    from .sync.engine import Clients, CycleResult
 
 HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -140,7 +141,7 @@ class _Run:
         return Store(self.config.state.path, clock=self.clock.now, crash_after=self.crash_after)
 
     def clients(self) -> Clients:
-        from .sync.engine import Clients
+        from .clients.bundle import Clients
 
         return Clients.build(self.config, self.redactor, self.clock)
 
@@ -216,8 +217,8 @@ def _ensure_binding(store: Store, cfg: Config, *, record: bool = True) -> None:
 
 def _extra(action: Action, outcome: str, **more: Any) -> dict[str, Any]:
     """Structured fields of an action's log line (the JSON log's issue/action/system/outcome)."""
-    fields = {"issue": action.issue_id, "action": action.__class__.__name__, "system": action.side or "local"}
-    return {**fields, "outcome": outcome, **more}
+    fields = {"issue": action.issue_id, "action": action.name, "system": action.side or "local"}
+    return {**fields, "track": str(action.track), "outcome": outcome, **more}
 
 
 def _log_action(action: Action, outcome: str) -> None:
@@ -228,7 +229,7 @@ def _log_action(action: Action, outcome: str) -> None:
         _log(ACTION_LOGGER).info(
             "issue %s: %s %s: %s",
             action.issue_id,
-            action.__class__.__name__,
+            action.name,
             outcome,
             action.detail,
             extra=_extra(action, outcome),
@@ -240,113 +241,58 @@ def _report_cycle(
     clients: Clients,
     *,
     quiet: bool,
-    newly_parked: dict[int, Link],
     emit: Callable[..., None] | None = None,
 ) -> tuple[int, str]:
     """Failures and new parkings as WARNING/ERROR (stderr and the log file, also with -q); the
-    summary on stdout unless quiet (or through `emit` in the loop), and always in the log file."""
+    summary on stdout unless quiet (or through `emit` in the loop), and always in the log file.
+    Counts, line and exit code all come from one Outcome, so they agree."""
+    from .core.outcome import outcome_of
     from .logsetup import ACTION_LOGGER, ON_STDOUT
 
-    applied = result.applied
-    assert applied is not None
+    outcome = outcome_of(result, clients.requests_sent())
     action_log = _log(ACTION_LOGGER)
-    for action, error in applied.failed:
+    for failure in outcome.failures:
+        where = f"issue {failure.issue_id}: " if failure.issue_id is not None else ""
+        what = f"{failure.what}: " if failure.what else ""
         action_log.warning(
-            "failed: issue %s: %s: %s",
-            action.issue_id,
-            action.kind,
-            error,
-            extra=_extra(action, "failed", reason=error),
+            "failed: %s%s%s",
+            where,
+            what,
+            failure.why,
+            extra={"issue": failure.issue_id, "action": failure.what, "outcome": "failed", "reason": failure.why},
         )
-    for issue_id, error in result.read_errors.items():
-        action_log.warning("failed: issue %s: %s", issue_id, error, extra={"issue": issue_id, "reason": error})
-    reported = {action.issue_id for action, _ in applied.failed}  # the applier logs those parkings itself
-    for issue_id, link_ in newly_parked.items():
-        if issue_id not in reported:
-            _log().error(
-                "issue %s parked after %s failures: %s; fix the cause, then `okbx retry %s`",
-                issue_id,
-                link_.fail_count,
-                link_.last_error,
-                issue_id,
-                extra={"issue": issue_id, "outcome": "parked", "reason": link_.last_error},
-            )
-    _report_billing(result, quiet=quiet, emit=emit)
-    sent = clients.requests_sent()
-    left = len(applied.not_reached) + len(result.snapshot.deferred)
-    line = (
-        f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
-        f"{left} left for the next run; requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
-    )
-    if newly_parked:
-        line += f"; {len(newly_parked)} newly parked"
-    if applied.stopped_because:
-        line += f"; stopped early: {applied.stopped_because}"
-    elif result.snapshot.deferred:
-        line += f"; {len(result.snapshot.deferred)} issues deferred: the request budget is spent"
-    ok = result.ok and not newly_parked
-    fields = {
-        "done": len(applied.done),
-        "adopted": len(applied.adopted),
-        "failed": len(applied.failed),
-        "left": left,
-        "requests": sent,
-        "outcome": "ok" if ok else "failed",
-    }
+    for health in outcome.parked:
+        _log().error(
+            "issue %s parked after %s failures (%s): %s; fix the cause, then `okbx retry %s`",
+            health.issue_id,
+            health.fail_count,
+            health.track,
+            health.last_error,
+            health.issue_id,
+            extra={"issue": health.issue_id, "outcome": "parked", "reason": health.last_error},
+        )
+    if outcome.refused:
+        action_log.warning(
+            "refused: %s. Nothing was written for those issues; check both systems; if the change is real, "
+            "run `okbx sync --force`.",
+            outcome.refused,
+            extra={"outcome": "refused", "reason": outcome.refused},
+        )
+    line = outcome.line()
     if emit is not None:
-        emit("%s", line, extra=fields)
+        emit("%s", line, extra=outcome.fields())
     else:
         printed = not quiet
         if printed:
             typer.echo(line)
-        _log().info("%s", line, extra={**fields, ON_STDOUT: printed})
-    return int(ExitCode.OK if ok else ExitCode.ACTIONS_FAILED), line
-
-
-def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[..., None] | None) -> None:
-    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed.
-    Failures go to the log at WARNING like the sync's own (stderr and the log file, also with -q)."""
-    from .logsetup import ACTION_LOGGER, ON_STDOUT
-
-    action_log = _log(ACTION_LOGGER)
-    billed = result.billing
-    if result.billing_error:
-        action_log.warning("failed: %s", result.billing_error, extra={"reason": result.billing_error})
-    if billed is None:
-        return
-    for action, error in billed.failed:
-        action_log.warning(
-            "failed: issue %s: %s: %s", action.issue_id, action.kind, error, extra={"issue": action.issue_id}
-        )
-    for issue_id, why in billed.blocked.values():
-        action_log.warning("failed: issue %s: invoice: %s", issue_id, why, extra={"issue": issue_id, "reason": why})
-    if billed.refused:
-        action_log.warning("%s", billed.refused)
-    applied = billed.applied
-    if applied and (applied.done or applied.adopted):
-        line = f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted"
-        if emit is not None:
-            emit("%s", line)
-        else:
-            if not quiet:
-                typer.echo(line)
-            _log().info("%s", line, extra={ON_STDOUT: not quiet})
+        _log().info("%s", line, extra={**outcome.fields(), ON_STDOUT: printed})
+    return outcome.exit_code, line
 
 
 def _print_plan(result: CycleResult) -> None:
-    rows: list[Sequence[Any]] = []
-    for action in result.plan.actions:
-        rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
-    for issue_id, why in result.plan.skipped.items():
-        rows.append((issue_id, "", "skip", why))
-    if result.billing is not None:  # issue 10: invoices, notes, holds and releases
-        rows += [(a.issue_id, a.side or "local", a.__class__.__name__, a.detail) for a in result.billing.plan.actions]
-        rows += [(issue_id, "", "cannot invoice", why) for issue_id, why in result.billing.blocked.values()]
-    _print_table(
-        f"okbx sync --dry-run: {len(result.plan.actions)} actions (nothing was written)",
-        ("issue", "system", "action", "detail"),
-        rows,
-    )
+    from .core.outcome import plan_rows, plan_title
+
+    _print_table(plan_title(result.plan), ("issue", "system", "action", "detail"), list(plan_rows(result.plan)))
 
 
 @app.command()
@@ -387,9 +333,11 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task: list[Any] = []
 
-        def on_plan(plan: Any) -> None:
-            if len(plan.actions) >= PROGRESS_FROM:
+        def on_plan(plan: Any) -> None:  # called per page: the bar grows with the pages planned
+            if not task and len(plan.actions) >= PROGRESS_FROM:
                 task.append(progress.add_task("syncing", total=len(plan.actions)))
+            elif task:
+                progress.update(task[0], total=(progress.tasks[0].total or 0) + len(plan.actions))
 
         def on_action(action: Any, outcome: str) -> None:
             if task:
@@ -423,7 +371,7 @@ def _one_cycle(
     emit: Callable[..., None] | None = None,
 ) -> int:
 
-    from .sync.engine import opened, run_cycle
+    from .cycle import opened, sync_cycle
     from .sync.lock import run_lock
 
     cfg = run.config
@@ -431,23 +379,22 @@ def _one_cycle(
     lock = nullcontext() if dry_run else run_lock(cfg.state.path, wait, run.clock)
     with lock, opened(cfg, run.redactor, run.crash_after, run.clock, read_only=dry_run) as (clients, store):
         _ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
-        parked_before = {issue_id for issue_id, link_ in store.links().items() if link_.parked}
         started = run.clock.now()
         try:
-            with _progress(enabled=not quiet and not dry_run) as (on_plan, on_progress):
+            with _progress(enabled=not quiet and not dry_run) as (on_page, on_progress):
 
                 def on_action(action: Action, outcome: str) -> None:
                     _log_action(action, outcome)
                     on_progress(action, outcome)
 
-                result = run_cycle(
+                result = sync_cycle(
                     cfg,
                     clients,
                     store,
                     dry_run=dry_run,
                     force=force,
                     should_stop=should_stop,
-                    on_plan=on_plan,
+                    on_page=on_page,
                     on_action=on_action,
                 )
         except OkbxError as error:
@@ -458,9 +405,7 @@ def _one_cycle(
             _print_plan(result)
             return 0
         _ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
-        links_now = store.links().items()
-        newly_parked = {i: lk for i, lk in links_now if lk.parked and i not in parked_before}
-        code, line = _report_cycle(result, clients, quiet=quiet, newly_parked=newly_parked, emit=emit)
+        code, line = _report_cycle(result, clients, quiet=quiet, emit=emit)
         _remember_run(store, started, "ok" if code == 0 else "failed", line)
         return code
 
@@ -506,13 +451,10 @@ def link(
                 found_task = clients.bitrix.get_task(task)
                 if found_task is None:
                     raise UsageError(f"Bitrix24 task {task} does not exist (or the webhook user cannot see it)")
-                store.create_link(issue, task, status=found_issue.status, origin=f"linked by hand to task {task}")
+                from .sync.manual import link_pair
+
+                link_pair(store, issue, task, found_issue.status)
                 _ensure_binding(store, cfg)
-                key = f"task:{issue}:1"
-                store.begin_op(key, issue, "task", cycle=1, report_key=None, detail={"detail": "linked by hand"})
-                store.finish_op(
-                    key, issue, "task", remote_id=str(task), outcome="linked", summary=f"linked by hand to task {task}"
-                )
                 typer.echo(
                     f"linked Okdesk issue {issue} ('{found_issue.title}') and Bitrix24 task {task} "
                     f"('{found_task.title}'); the next sync forwards comments and, once the task is "
@@ -544,9 +486,16 @@ def _link_row(link_: Link | None, counts: dict[str, int] | None = None) -> dict[
 
 
 def _billing_failures(store: Store) -> dict[int, str]:
-    """Issue 10: billing writes that failed (an unmatched company, a refused hold ...), by issue."""
-    kinds = ("invoice", "invoice_note", "payment_note", "hold", "release")
-    return {op.issue_id: f"{op.key}: {op.error}" for op in store.ops_of_kind(*kinds).values() if op.state == "failed"}
+    """Billing and debt-hold work that is failing or parked (an unmatched company, a refused hold ...)."""
+    from .state.lifecycle import Track
+
+    found: dict[int, str] = {}
+    for health in store.failing():
+        if health.track != Track.ROUTE:
+            state = "parked" if health.parked else f"{health.fail_count} failures"
+            text = f"{health.track} ({state}): {health.last_error}"
+            found[health.issue_id] = f"{found[health.issue_id]}; {text}" if health.issue_id in found else text
+    return found
 
 
 def _status_rows(store: Store) -> list[dict[str, Any]]:
@@ -692,11 +641,11 @@ def retry(
     with _errors(run):
         store = run.store()
         try:
+            from .sync.manual import retry_issue
+
             _ensure_binding(store, run.config)
-            if store.link(issue) is None:
-                raise UsageError(f"issue {issue} is not linked")
-            store.update_link(issue, fail_count=0, next_retry_at=None, parked=False, dirty=True)
-            typer.echo(f"issue {issue} will be tried at the next sync")
+            tracks = retry_issue(store, issue)
+            typer.echo(f"issue {issue} will be tried at the next sync ({', '.join(tracks)})")
         finally:
             store.close()
 

@@ -127,6 +127,9 @@ class DebtConfig:
     skip_statuses: tuple[str, ...] = ("completed", "closed")  # never held (finished work)
     max_changes: int = 10  # more holds + releases in one cycle need --force
     note_public: bool = False
+    # an issue held while `delayed` goes back to `delayed` with its date; when the date passed
+    # during the hold it goes to this status instead (Okdesk refuses `delayed` without a date)
+    expired_delay_status: str = "opened"
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ SECTIONS["debt"] = (
         "skip_statuses": Key("str_list", ("completed", "closed")),
         "max_changes": Key("int", 10, check=_positive),
         "note_public": Key("bool", False),
+        "expired_delay_status": Key("str", "opened"),
     },
 )
 OPTIONAL_SECTIONS = {"comments", "state", "sync"}

@@ -10,10 +10,10 @@ from pathlib import Path
 from okbx_emulator.world import HANDOFF, World
 
 from .config import load_config
+from .cycle import opened, sync_cycle
 from .markup import html_to_text
 from .secrets import Redactor
 from .state.store import Store
-from .sync.engine import opened, run_cycle
 
 Say = Callable[[str], None]
 
@@ -21,18 +21,15 @@ Say = Callable[[str], None]
 def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
     config = load_config(config_path, env=world.env())
     with opened(config, Redactor(config.secrets())) as (clients, store):
-        result = run_cycle(config, clients, store)
+        result = sync_cycle(config, clients, store)
     applied = result.applied
     assert applied is not None
     sent = clients.requests_sent()
     say(f"  $ okbx sync    # {label}")
     for action in applied.done + applied.adopted:
-        say(f"    {action.side or 'state':8} {action.__class__.__name__:16} issue {action.issue_id}: {action.detail}")
+        say(f"    {action.side or 'state':8} {action.name:16} issue {action.issue_id}: {action.detail}")
     for action, error in applied.failed:
-        say(f"    FAILED {action.__class__.__name__} issue {action.issue_id}: {error}")
-    billed = result.billing.applied if result.billing else None  # issue 10
-    for done in (billed.done + billed.adopted) if billed else []:
-        say(f"    {done.side or 'state':8} {done.__class__.__name__:16} issue {done.issue_id}: {done.detail}")
+        say(f"    FAILED {action.name} issue {action.issue_id}: {error}")
     say(
         f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
         f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"

@@ -26,7 +26,7 @@ from okbx_sync.state.store import Store
 from okbx_sync.sync import render
 from okbx_sync.sync.actions import Action, CloseLink, CreateTask, ForwardComment, PostLinkComment
 from okbx_sync.sync.apply import Applier, ApplyReport
-from okbx_sync.sync.engine import Clients
+from okbx_sync.clients.bundle import Clients
 
 WHEN = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

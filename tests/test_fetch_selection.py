@@ -22,7 +22,7 @@ from okbx_sync.clients.http import RequestBudget
 from okbx_sync.config import Config, load_config
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Link
-from okbx_sync.sync.engine import Clients
+from okbx_sync.clients.bundle import Clients
 from okbx_sync.sync.fetch import fetch_snapshot
 from okbx_sync.sync.snapshot import Snapshot
 
