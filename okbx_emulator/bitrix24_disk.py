@@ -575,8 +575,10 @@ class Drive:
         return task
 
     def _mint(self, kind: str, target: int, params: dict[str, Any] | None = None) -> _Link:
-        token = ("disk|" if kind != "once" else "im|") + secrets.token_hex(12)
-        link = _Link(kind, target, self._bx._now(), secrets.token_hex(16), token, params or {})
+        auth = secrets.token_hex(16)
+        # a uf.php link carries only auth[auth]: that is its key; the others carry a token too
+        token = auth if kind == "attached" else ("im|" if kind == "once" else "disk|") + secrets.token_hex(12)
+        link = _Link(kind, target, self._bx._now(), auth, token, params or {})
         self._links[token] = link
         return link
 
@@ -656,7 +658,8 @@ class Drive:
 
     def _list_children(self, folder: _Object, named: dict[str, Any]) -> Page:
         self._require(folder, "read")
-        coercers: dict[str, Callable[[Any], Any]] = {"ID": q.php_intval, "NAME": str, "TYPE": str}
+        # inferred: NAME compares as MySQL's default collation does, without regard to case
+        coercers: dict[str, Callable[[Any], Any]] = {"ID": q.php_intval, "NAME": _folded, "TYPE": str}
         coercers |= {"CREATE_TIME": self._bx._filter_date, "UPDATE_TIME": self._bx._filter_date}
         filters = q.as_mapping(named.get("filter"))
         rows = [o for o in self._children(folder.id) if self._may(o, "read")]
@@ -707,8 +710,12 @@ def _on_task(attached: _Attached, task_id: int) -> bool:
     return attached.entity_type == "tasks_task" and attached.entity_id == task_id
 
 
+def _folded(value: Any) -> str:
+    return str(value).casefold()
+
+
 def _value(obj: _Object, field: str) -> Any:
-    return {"ID": obj.id, "NAME": obj.name, "TYPE": obj.type, "CREATE_TIME": obj.created,
+    return {"ID": obj.id, "NAME": obj.name.casefold(), "TYPE": obj.type, "CREATE_TIME": obj.created,
             "UPDATE_TIME": obj.created}.get(field)  # fmt: skip
 
 
