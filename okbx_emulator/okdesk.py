@@ -535,7 +535,7 @@ class OkdeskEmulator:
         return None
 
     def _body(self, request: Request) -> dict[str, Any]:
-        if not request.body.strip():
+        if not request.body.strip() and request.body_file is None:  # body_file: a large upload
             return {}
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
