@@ -195,7 +195,11 @@ class EmulatorServer:
                 pass  # the request log replaces stderr chatter
 
             def _serve(self) -> None:
-                body, body_file = _read_body(self)
+                try:
+                    body, body_file = _read_body(self)
+                except OSError:  # the client went away mid-body (an upload it stopped): nothing to answer
+                    self.close_connection = True
+                    return
                 parts = urlsplit(self.path)
                 request = Request(
                     method=self.command,
@@ -224,13 +228,10 @@ class EmulatorServer:
                 for key, value in response.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                if response.chunks is None:
-                    self.wfile.write(response.body)
-                    return
                 try:
-                    for chunk in response.chunks:
+                    for chunk in (response.body,) if response.chunks is None else response.chunks:
                         self.wfile.write(chunk)
-                except OSError:  # the client went away mid-download (a byte cap): not our problem
+                except OSError:  # the client went away (a byte cap, a stopped upload): not our problem
                     self.close_connection = True
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve

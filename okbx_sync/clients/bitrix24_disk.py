@@ -134,7 +134,8 @@ class Bitrix24Drive:
         raw = self.bitrix.call(method, {"id": int(folder_id), "generateUniqueName": unique_name}, write=True)
         field, url = _parse(method, parse_upload_target, raw)
         named = FileSource(safe_filename(source.name), source.content, size, source.content_type)
-        result = self.bitrix.post_form(url.reveal(), "upload.json", streaming_body([], [(field, named)]))
+        body = streaming_body([], [(field, named)], max_file_bytes=self.max_bytes)
+        result = self.bitrix.post_form(url.reveal(), "upload.json", body)
         uploaded = _parse("upload.json", parse_drive_object, result, self._origin)
         log.info("Bitrix24 Drive: file %s (%d bytes) uploaded to folder %s", uploaded.id, uploaded.size, folder_id)
         return uploaded

@@ -33,6 +33,7 @@ import requests
 from .. import __version__
 from ..errors import ApiError, MalformedResponse, OkbxError
 from ..secrets import Redactor
+from .multipart import BodyError, OverCap
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,10 @@ class Transport:
             )
         except requests.Timeout:
             raise ApiError(self.system, op, "timed out waiting for the answer", ambiguous=True) from None
+        except BodyError as exc:  # an upload stopped part-way: the server never got a whole request
+            raise (TooLarge if isinstance(exc, OverCap) else ApiError)(
+                self.system, op, f"upload stopped: {exc}"
+            ) from None
         except requests.ConnectionError as exc:
             reason = self.redact(_short_reason(exc))
             raise ApiError(self.system, op, f"connection failed: {reason}", ambiguous=True) from None

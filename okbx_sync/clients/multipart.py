@@ -35,12 +35,17 @@ class FileSource:
         if self.size is not None:
             return self.size
         content = self.content
-        if hasattr(content, "fileno") and hasattr(content, "tell"):
-            try:
-                return os.fstat(content.fileno()).st_size - content.tell()
-            except (OSError, ValueError):
+        if not hasattr(content, "seek") or not hasattr(content, "tell"):
+            return None
+        try:
+            if hasattr(content, "seekable") and not content.seekable():
                 return None
-        return None
+            here = content.tell()
+            end = content.seek(0, os.SEEK_END)
+            content.seek(here)
+            return int(end) - int(here)
+        except (OSError, ValueError):
+            return None
 
     def chunks(self) -> Iterator[bytes]:
         content = self.content
@@ -53,8 +58,16 @@ class FileSource:
                     yield bytes(chunk)
 
 
-class SizeMismatch(ValueError):
+class BodyError(ValueError):
+    """The body could not be sent as declared (the transport turns it into an API error)."""
+
+
+class SizeMismatch(BodyError):
     """A file delivered another number of bytes than it declared."""
+
+
+class OverCap(BodyError):
+    """A file of unknown size turned out larger than the cap while it was being sent."""
 
 
 def _quoted(value: str) -> str:
@@ -65,7 +78,10 @@ def _quoted(value: str) -> str:
 class MultipartBody:
     """Iterate it for the bytes; `content_type` for the header; `len()` when every size is known."""
 
-    def __init__(self, fields: list[tuple[str, str]], files: list[tuple[str, FileSource]]) -> None:
+    def __init__(
+        self, fields: list[tuple[str, str]], files: list[tuple[str, FileSource]], max_file_bytes: int | None = None
+    ) -> None:
+        self.max_file_bytes = max_file_bytes
         self.boundary = "okbx" + secrets.token_hex(16)
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         self._fields, self._files = fields, files
@@ -102,6 +118,8 @@ class MultipartBody:
                 count += len(chunk)
                 if size is not None and count > size:
                     raise SizeMismatch(f"{source.name!r} is longer than its declared {size} bytes")
+                if self.max_file_bytes is not None and count > self.max_file_bytes:
+                    raise OverCap(f"{source.name!r} is over the cap of {self.max_file_bytes} bytes")
                 self.sent += len(chunk)
                 yield chunk
             if size is not None and count != size:
@@ -115,7 +133,10 @@ class _Sized(MultipartBody):
         return self.length() or 0
 
 
-def streaming_body(fields: list[tuple[str, str]], files: list[tuple[str, FileSource]]) -> MultipartBody:
-    """A body `requests` sends with a Content-Length when it can be known, else chunked."""
-    body = _Sized(fields, files)
-    return body if body.length() is not None else MultipartBody(fields, files)
+def streaming_body(
+    fields: list[tuple[str, str]], files: list[tuple[str, FileSource]], *, max_file_bytes: int | None = None
+) -> MultipartBody:
+    """A body `requests` sends with a Content-Length when it can be known, else chunked; a file
+    over `max_file_bytes` (found while sending one of unknown size) stops the upload."""
+    body = _Sized(fields, files, max_file_bytes)
+    return body if body.length() is not None else MultipartBody(fields, files, max_file_bytes)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import MalformedResponse
+from ..errors import ApiError, MalformedResponse
 from ..filenames import safe_filename
 from ..model import Comment
 from ..secrets import Secret
@@ -130,11 +130,16 @@ class OkdeskFiles:
                 fields.append((f"comment[attachments][{index}][description]", upload.description))
             shown = public if upload.is_public is None else upload.is_public
             fields.append((f"comment[attachments][{index}][is_public]", "true" if shown else "false"))
-        body = streaming_body(fields, parts)
-        raw = self.okdesk.call(
-            "POST", f"/issues/{int(issue_id)}/comments", op, data=body,
-            headers={"Content-Type": body.content_type}, write=True,
-        )  # fmt: skip
+        body = streaming_body(fields, parts, max_file_bytes=self.max_upload_bytes)
+        try:
+            raw = self.okdesk.call(
+                "POST", f"/issues/{int(issue_id)}/comments", op, data=body,
+                headers={"Content-Type": body.content_type}, write=True,
+            )  # fmt: skip
+        except ApiError as error:
+            if error.status == 413:  # inferred: the account's own limit (unknown in every source)
+                raise TooLarge(SYSTEM, op, error.message, status=413) from None
+            raise
         comment = _parse(op, parse_comment, raw, int(issue_id))
         data = _parse(op, obj, raw, "comment")
         attached = _parse(op, parse_attachments, data.get("attachments"), "comment", comment.id)
