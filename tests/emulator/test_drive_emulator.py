@@ -365,3 +365,13 @@ def test_no_drive_link_reaches_an_error(world, fc, folder, clock):
     url = stale.download_url.reveal()
     assert url.split("auth=")[1].split("&")[0] not in str(caught.value) and "token=" not in str(caught.value)
     assert "***" in repr(stale)
+
+
+def test_a_drive_upload_is_never_sent_twice(world, fc, folder):
+    from okbx_emulator.http import Fault
+
+    world.bitrix_server.inject(Fault("upload.json", when="after", kind="drop"))
+    with pytest.raises(ApiError) as lost:
+        fc.drive.upload(folder, FileSource("a.txt", io.BytesIO(b"a")))
+    assert lost.value.ambiguous and world.bitrix_server.count("upload.json") == 1
+    assert [o.name for o in fc.drive.children(folder, name="a.txt")] == ["a.txt"]  # the look finds it

@@ -202,3 +202,19 @@ def test_no_link_token_or_file_content_reaches_an_error_or_a_log(world, fc, issu
     token = link.split("token=")[1]
     assert token not in str(expired.value) and expired.value.status == 403
     assert "TOP-SECRET" not in caplog.text and token not in caplog.text and OKDESK_TOKEN not in caplog.text
+
+
+def test_an_upload_is_never_sent_twice(world, fc, issue):
+    from okbx_emulator.http import Fault, Response
+
+    op = "POST /issues/{id}/comments"
+    world.okdesk_server.inject(Fault(op, when="after", kind="drop"))  # applied, the answer lost
+    with pytest.raises(ApiError) as lost:
+        fc.files.add_comment_with_files(issue, "x", [Upload(FileSource("a.txt", io.BytesIO(b"a")))], public=False)
+    assert lost.value.ambiguous and world.okdesk_server.count(op) == 1
+    limited = Response.json(429, {"errors": "Превышен лимит запросов"}, headers={"Retry-After": "1"})
+    world.okdesk_server.inject(Fault(op, when="before", response=limited))  # "not executed", yet not repeated
+    with pytest.raises(ApiError):
+        fc.files.add_comment_with_files(issue, "y", [Upload(FileSource("b.txt", io.BytesIO(b"b")))], public=False)
+    assert world.okdesk_server.count(op) == 2
+    assert [len(c["attachments"]) for c in world.okdesk.comments(issue)] == [1]  # the one the lost answer made
