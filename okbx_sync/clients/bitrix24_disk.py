@@ -160,6 +160,17 @@ class Bitrix24Drive:
             )
         return done
 
+    def download_file(self, object_id: int, sink: Sink) -> tuple[DriveObject, Downloaded]:
+        """A Drive file (a chat's, say) through a link made just now (`disk.file.get`): the
+        links' lifetime is not documented, so none is kept for later."""
+        file = self.file(object_id)
+        return file, self.download(file, sink)
+
+    def download_attachment(self, attachment_id: int, sink: Sink) -> tuple[TaskFile, Downloaded]:
+        """A task's or a comment's file by its attachment id, through a link made just now."""
+        file = self.attached_object(attachment_id)
+        return file, self.download(file, sink)
+
     # -- tasks ---------------------------------------------------------------------------------
     def attach_to_task(self, task_id: int, object_id: int) -> int:
         """Attach a Drive file (its `ID`) to the task; the attachment id."""

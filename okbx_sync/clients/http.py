@@ -316,11 +316,13 @@ class Transport:
         self.throttle.acquire()
         self.requests_sent += 1
         digest, size = hashlib.sha256(), 0
+        headers = {"Accept-Encoding": "identity", **(headers or {})}  # the bytes as stored: sizes compare
         try:
             with self.session.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
                 if response.status_code >= 400:
                     raise self._download_refused(op, response)
-                declared = response.headers.get("Content-Length", "")
+                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                declared = "" if encoded else response.headers.get("Content-Length", "")
                 if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise TooLarge(self.system, op, f"file of {declared} bytes is over the cap of {max_bytes}")
                 for chunk in response.iter_content(chunk_size=1 << 16):
@@ -347,12 +349,6 @@ class Transport:
             detail = f"refused ({kind})"
         kind_of = TooLarge if response.status_code == 413 else ApiError
         return kind_of(self.system, op, self.redact(detail), status=response.status_code)
-
-
-def mask_url(url: str) -> str:
-    """An address fit for a log line: scheme, host and path; the query (tokens) masked."""
-    head, question, _ = url.partition("?")
-    return head + ("?***" if question else "")
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:

@@ -193,6 +193,8 @@ def test_attaching_a_drive_file_to_a_task_and_reading_it_back(world, fc, folder,
     sink = io.BytesIO()
     fc.drive.download(file, sink)
     assert sink.getvalue() == b"%PDF"
+    fresh, done = fc.drive.download_attachment(attachment, HashSink())
+    assert fresh.object_id == uploaded.id and done.sha256 == sha256(b"%PDF")
     assert fc.drive.attach_to_task(task, uploaded.id) == attachment  # inferred: the same file again adds nothing
     assert fc.drive.task_file_ids(999) is None
 
@@ -200,6 +202,9 @@ def test_attaching_a_drive_file_to_a_task_and_reading_it_back(world, fc, folder,
 def test_selecting_one_of_three_user_fields_returns_all_three(fc, task):
     got = fc.bitrix.call("tasks.task.get", {"taskId": task, "select": ["ID", "UF_CRM_TASK"]})["task"]
     assert {"ufCrmTask", "ufTaskWebdavFiles", "ufMailMessage"} <= set(got)
+    query = {"filter": {"ID": task}, "select": ["ID", "UF_MAIL_MESSAGE"]}
+    (listed,) = fc.bitrix.call("tasks.task.list", query)["tasks"]
+    assert {"ufCrmTask", "ufTaskWebdavFiles", "ufMailMessage"} <= set(listed)
 
 
 @pytest.mark.parametrize(
@@ -313,7 +318,7 @@ def test_files_go_to_the_task_chat_on_the_new_card(world, fc, new_card):
     (seen,) = fc.drive.chat_files(chat)
     assert (seen.id, seen.name, seen.size, seen.message_id) == (uploaded.id, "скрин.png", 4, message)
     sink = io.BytesIO()
-    fc.drive.download(fc.drive.file(seen.id), sink)  # chat links are browser-session links: disk.file.get
+    fc.drive.download_file(seen.id, sink)  # chat links are browser-session links: disk.file.get
     assert sink.getvalue() == b"\x89PNG"
     assert refused(fc, "im.disk.file.commit", {"CHAT_ID": chat, "FILE_ID": []}).code == "FILES_ERROR"
     assert refused(fc, "im.disk.file.commit", {"CHAT_ID": 0, "FILE_ID": [1]}).code == "CHAT_ID_EMPTY"
