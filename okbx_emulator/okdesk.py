@@ -638,7 +638,7 @@ class OkdeskEmulator:
     def _api_add_comment(self, request: Request, ref: str | None, body: Body) -> dict[str, Any]:
         issue = self._issue_ref(ref)
         data = body.get("comment") if "comment" in body else body  # inferred: Rails wrap_parameters
-        uploads = self.files.comment_uploads(request, data)
+        uploads = self.files.comment_uploads(request, body, data)
         comment = self._new_comment(issue, *self._comment_input(data), webhook=True)
         self.files.attach(issue.id, comment.id, uploads)
         return self._comment_json(comment)

@@ -201,12 +201,15 @@ class OkdeskFiles:
             _assign(root, part)
         return root
 
-    def comment_uploads(self, request: Request, data: Any) -> list[_Upload]:
-        """The files of a new comment, checked before the comment is made (422 / 413 otherwise)."""
+    def comment_uploads(self, request: Request, body: dict[str, Any], data: Any) -> list[_Upload]:
+        """The files of a new comment, checked before the comment is made (422 / 413 otherwise):
+        a file anywhere but `comment[attachments][<i>][attachment]` is refused (inferred)."""
         multipart = boundary_of(request.headers.get("content-type", "")) is not None
         if not isinstance(data, dict):
             return []
-        stray = [key for key, value in data.items() if key != "attachments" and _holds_file(value)]
+        outside = [(k, v) for k, v in body.items() if v is not data]
+        outside += [(k, v) for k, v in data.items() if k != "attachments"]
+        stray = [key for key, value in outside if _holds_file(value)]
         if stray:
             raise _api_error(422, {stray[0]: ["недопустимый параметр"]})  # inferred wording
         if "attachments" not in data:

@@ -116,6 +116,7 @@ def test_a_comment_with_files_is_the_documented_multipart_form_and_the_bytes_arr
         "comment[attachments][0][attachment_file]",  # another name: 422 (observed)
         "comment[attachments_attributes][0][file]",  # apepenkov's form, which contradicts the apidoc
         "comment[files][0]",
+        "file",  # outside the comment
     ],
 )
 def test_a_file_under_any_other_field_name_is_refused(world, issue, file_field):
