@@ -138,6 +138,7 @@ class Drive:
         self._objects: dict[int, _Object] = {}
         self._attached: dict[int, _Attached] = {}
         self._links: dict[str, _Link] = {}
+        self._current: dict[tuple[str, int], _Link] = {}  # the live link of each file and attachment
         self._chat_files: dict[int, list[int]] = {}  # message (comment) id -> Drive object ids
         self._ids = {"storage": 0, "object": 1000, "file": 50000, "attached": 300}
 
@@ -575,11 +576,19 @@ class Drive:
         return task
 
     def _mint(self, kind: str, target: int, params: dict[str, Any] | None = None) -> _Link:
+        """A link; a file's or attachment's live one is given again, so listings do not pile them up."""
+        current = self._current.get((kind, target)) if kind in ("object", "attached") else None
+        if current is not None and self._live_link(current.token, kind) is current:
+            return current
         auth = secrets.token_hex(16)
         # a uf.php link carries only auth[auth]: that is its key; the others carry a token too
         token = auth if kind == "attached" else ("im|" if kind == "once" else "disk|") + secrets.token_hex(12)
         link = _Link(kind, target, self._bx._now(), auth, token, params or {})
         self._links[token] = link
+        if kind in ("object", "attached"):
+            if current is not None:
+                self._links.pop(current.token, None)  # expired: forget it
+            self._current[(kind, target)] = link
         return link
 
     def _live_link(self, token: str | None, *kinds: str) -> _Link | None:
