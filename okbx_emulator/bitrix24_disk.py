@@ -296,10 +296,10 @@ class Drive:
 
     def storage_getchildren(self, params: Any) -> Page:
         named = q.as_mapping(params)
-        self._sync_storages()
-        storage = self._storages.get(q.php_intval(named.get("id")))
         if "id" not in named:
             raise ApiError(400, "ERROR_ARGUMENT", "Required parameter id is missing")  # inferred wording
+        self._sync_storages()
+        storage = self._storages.get(q.php_intval(named["id"]))
         if storage is None or storage.entity_type == "im":
             raise _not_found(named.get("id"))
         return self._list_children(self._objects[storage.root_id], named)
