@@ -21,7 +21,6 @@ import yaml
 from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
 from .config import OPT_IN_SECTIONS, REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig, insecure_http_problem
-from .doctor import list_okdesk_employees
 from .envfile import ENV_TOKEN, ENV_WEBHOOK, parse_env_file, render_env_file, write_private_file  # noqa: F401 - their old home
 from .errors import UsageError
 from .secrets import Redactor, Secret, webhook_secret_parts
@@ -62,7 +61,7 @@ def discover(okdesk_url: str, api_token: str, webhook_url: str, *, redactor: Red
     okdesk, bitrix = build_clients(okdesk_url, api_token, webhook_url, redactor=redactor)
     try:
         statuses = okdesk.list_statuses()
-        employees = [_okdesk_person(e) for e in list_okdesk_employees(okdesk)]
+        employees = [_okdesk_person(e) for e in okdesk.list_employees()]
         scopes = sorted(str(s) for s in bitrix.scopes())
         groups = [
             {"id": int(g["ID"]), "name": str(g.get("NAME") or "")}

@@ -6,16 +6,21 @@ debt status in Okdesk, and the company matching of the companies with open hando
 
 from __future__ import annotations
 
+from ..billing.companies import CompanyMatcher, Unmatched
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.bitrix24_crm import CrmClient
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
-from ..doctor import Check
 from ..errors import OkbxError
 from ..state.store import Store
-from .companies import CompanyMatcher, Unmatched
+from .base import Check, Context, check_group
 
 MAX_MATCHED = 50  # issues read for the matching check; the rest is checked by sync itself
+
+
+@check_group(50, "Billing", applies=lambda ctx: ctx.config.billing is not None or ctx.config.debt is not None)
+def billing_group(ctx: Context) -> list[Check]:
+    return billing_checks(ctx.config, ctx.okdesk, ctx.bitrix)
 
 
 def billing_checks(config: Config, okdesk: OkdeskClient, bitrix: Bitrix24Client) -> list[Check]:

@@ -1,0 +1,108 @@
+"""`okbx status`, `okbx show` and `okbx report`: reading what okbx did."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode, UsageError
+from .base import ConfigOpt, IssueArg, JsonOpt, Run, VerboseOpt, app, errors, given_clock
+from .render import render_history, render_ledger, render_status
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, long errors in full.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the links, their state and failures, and the last run; exit 1 while any link fails or is parked."""
+    import json
+
+    from ..state.overview import billing_failures, last_run, status_rows
+
+    run = Run(config, verbose=verbose)
+    with errors(run):
+        store = run.store()
+        try:
+            rows = status_rows(store)
+            linked = {r["issue"] for r in rows}
+            unlinked = {i: e for i, e in billing_failures(store).items() if i not in linked}  # e.g. a debtor's issue
+            last = last_run(store)
+        finally:
+            store.close()
+        if as_json:
+            failures = [{"issue": i, "error": e} for i, e in sorted(unlinked.items())]
+            payload = {"links": rows, "last_run": last, "billing_failures": failures}
+            typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        else:
+            for issue_id, error in sorted(unlinked.items()):
+                typer.echo(f"billing: issue {issue_id}: {error}")
+            render_status(rows, last, wide=wide)
+        unhealthy = unlinked or any(r["state"] == "parked" or r["failures"] or r.get("billing_error") for r in rows)
+        raise typer.Exit(int(ExitCode.ACTIONS_FAILED if unhealthy else ExitCode.OK))
+
+
+@app.command()
+def show(context: typer.Context, issue: IssueArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The full history of one link: every action, when, with what result, every failure and why."""
+    import json
+
+    from ..state.overview import link_row
+
+    run = Run(config, clock=given_clock(context))
+    with errors(run):
+        store = run.store()
+        try:
+            link = store.link(issue)
+            entries = store.journal(issue)
+            store_counts = store.counts().get(issue, {})
+        finally:
+            store.close()
+        if link is None and not entries:
+            raise UsageError(f"issue {issue} has no history: it was never linked")
+        if as_json:
+            data = {"link": link_row(link, store_counts), "history": entries}
+            typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+            return
+        render_history(issue, link, entries)
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    by_issue: Annotated[bool, typer.Option("--by-issue", help="One line per issue too.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Compare with both systems; list every drift.")] = False,
+) -> None:
+    """Hours per client company, programmer and month, from the time okbx copied (issue 10)."""
+    from ..billing import report as ledger
+
+    run = Run(config)
+    with errors(run):
+        if fmt not in ("table", "csv", "json"):
+            raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
+        from ..state.store import Store
+
+        # a report writes nothing: not even a new store (`sudo okbx report` must not leave a root-owned one)
+        store, clients = Store(run.config.state.path, clock=run.clock.now, read_only=True), run.clients()
+        try:
+            ops = ledger.time_ops(store)
+            companies = ledger.companies_of_issues(store, clients.okdesk, {op.issue_id for op in ops})
+            summary = ledger.summarize(ledger.ledger_rows(ops, companies), by_issue=by_issue)
+            drifts = ledger.verify(store, clients.okdesk, clients.bitrix) if verify else None
+        finally:
+            clients.close()
+            store.close()
+        if fmt == "json":
+            typer.echo(ledger.to_json(summary, drifts))
+        elif fmt == "csv":
+            typer.echo(ledger.to_csv(summary), nl=False)
+        else:
+            render_ledger(summary)
+            for drift in drifts or []:
+                typer.echo(f"drift: issue {drift.issue_id} item {drift.item_id or '-'}: {drift.what}")
+        if drifts:
+            raise typer.Exit(int(ExitCode.ACTIONS_FAILED))
