@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import bounded
 from .errors import ConfigError
 from .secrets import Secret
 
@@ -490,11 +491,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     source = str(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
-            )
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_text(path, MAX_CONFIG_BYTES)
+    except bounded.TooLarge:
+        raise ConfigError(
+            [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
+        ) from None
     except FileNotFoundError:
         raise ConfigError([("", "file not found (give --config PATH or set OKBX_CONFIG)")], source) from None
     except PermissionError:

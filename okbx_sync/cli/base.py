@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__
 from ..clock import Clock
-from ..errors import ExitCode, OkbxError
+from ..errors import ExitCode, OkbxError, StateError
 from ..secrets import Redactor
 
 if TYPE_CHECKING:
@@ -110,6 +110,19 @@ class Run:
         from ..state.store import Store
 
         return Store(self.config.state.path, clock=self.clock.now, crash_after=self.crash_after)
+
+    def read_store(self) -> Store | None:
+        """The store for a command that only reads: an in-memory copy (nothing on disk is created or
+        changed, a read-only directory is fine), or None before the first run."""
+        from ..state.store import Store
+
+        path = self.config.state.path
+        if not path.exists() and not path.is_symlink():
+            ancestor = next((p for p in path.parents if p.exists()), path.parent)
+            if not ancestor.is_dir():  # no run ever could: say so now, as a run would
+                raise StateError(f"state store {path} cannot be created: {ancestor} is not a directory")
+            return None
+        return Store(path, clock=self.clock.now, read_only=True)
 
     def clients(self) -> Clients:
         from ..sync.engine import Clients

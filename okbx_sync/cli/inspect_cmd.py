@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import ExitCode, UsageError
 from .base import ConfigOpt, IssueArg, JsonOpt, Run, VerboseOpt, app, errors, given_clock
 from .render import render_history, render_ledger, render_status
+
+
+def _verdict(rows: list[dict[str, Any]], unlinked: dict[int, str], last: dict[str, Any] | None) -> list[str]:
+    """Why `okbx status` exits 1 (empty: it exits 0)."""
+    reasons = []
+    if failing := sum(1 for r in rows if r["state"] == "parked" or r["failures"]):
+        reasons.append(f"{failing} link{'s' if failing > 1 else ''} failing or parked")
+    if billing := len(unlinked) + sum(1 for r in rows if r.get("billing_error")):
+        reasons.append(f"{billing} billing step{'s' if billing > 1 else ''} failing")
+    if last is not None and last.get("outcome") != "ok":
+        reasons.append("the last run failed")
+    return reasons
 
 
 @app.command()
@@ -18,14 +30,22 @@ def status(
     wide: Annotated[bool, typer.Option("--wide", help="Every column, long errors in full.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Show the links, their state and failures, and the last run; exit 1 while any link fails or is parked."""
+    """Show the links, their state and failures, and the last run; exit 1 while anything fails or is
+    parked, or the last run failed. Reads the store only: creates and changes nothing."""
     import json
 
     from ..state.overview import billing_failures, last_run, status_rows
 
     run = Run(config, verbose=verbose)
     with errors(run):
-        store = run.store()
+        store = run.read_store()
+        if store is None:
+            where = run.config.state.path
+            if as_json:
+                typer.echo(json.dumps({"links": [], "last_run": None, "billing_failures": [], "problems": []}))
+            else:
+                typer.echo(f"okbx status: no runs yet (no state store at {where}; the first okbx sync creates it)")
+            return
         try:
             rows = status_rows(store)
             linked = {r["issue"] for r in rows}
@@ -33,16 +53,18 @@ def status(
             last = last_run(store)
         finally:
             store.close()
+        problems = _verdict(rows, unlinked, last)
         if as_json:
             failures = [{"issue": i, "error": e} for i, e in sorted(unlinked.items())]
-            payload = {"links": rows, "last_run": last, "billing_failures": failures}
+            payload = {"links": rows, "last_run": last, "billing_failures": failures, "problems": problems}
             typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         else:
             for issue_id, error in sorted(unlinked.items()):
                 typer.echo(f"billing: issue {issue_id}: {error}")
             render_status(rows, last, wide=wide)
-        unhealthy = unlinked or any(r["state"] == "parked" or r["failures"] or r.get("billing_error") for r in rows)
-        raise typer.Exit(int(ExitCode.ACTIONS_FAILED if unhealthy else ExitCode.OK))
+            if problems:
+                typer.echo(f"needs a look: {'; '.join(problems)}")
+        raise typer.Exit(int(ExitCode.ACTIONS_FAILED if problems else ExitCode.OK))
 
 
 @app.command()
@@ -54,7 +76,9 @@ def show(context: typer.Context, issue: IssueArg, config: ConfigOpt = None, as_j
 
     run = Run(config, clock=given_clock(context))
     with errors(run):
-        store = run.store()
+        store = run.read_store()
+        if store is None:
+            raise UsageError(f"issue {issue} has no history: no runs yet (no state store at {run.config.state.path})")
         try:
             link = store.link(issue)
             entries = store.journal(issue)
