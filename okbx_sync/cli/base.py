@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__
 from ..clock import Clock
-from ..errors import ExitCode, OkbxError, StateError
+from ..errors import ExitCode, LockedError, OkbxError, StateError, UsageError
 from ..secrets import Redactor
 
 if TYPE_CHECKING:
@@ -51,6 +51,14 @@ LogFormatOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Apply a plan that stops an unusual share of links.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 IssueArg = Annotated[int, typer.Argument(help="Okdesk issue id.")]
+MAX_ID = 2**53 - 1  # as config.MAX_ID (not imported: `okbx --help` stays light)
+
+
+def check_id(value: int, name: str) -> int:
+    """An id from the command line: a whole number SQLite and both APIs can hold, else exit 2."""
+    if not 1 <= value <= MAX_ID:
+        raise UsageError(f"{name} must be an id from 1 to 2**53, got {value}")
+    return value
 
 
 def log(name: str = "okbx") -> Any:
@@ -74,6 +82,8 @@ class Run:
     ) -> None:
         self.redactor = Redactor()
         self.verbose = verbose
+        self.quiet = quiet
+        self.started = False  # logging is set up: the end of the run goes to the log too
         self._logging = {"verbose": verbose, "quiet": quiet, "log_file": log_file, "log_format": log_format}
         self._config_opt = config_opt
         self._config: Config | None = None
@@ -84,6 +94,7 @@ class Run:
         from ..logsetup import setup_logging
 
         setup_logging(self.redactor, **self._logging)  # type: ignore[arg-type]
+        self.started = True
 
     @property
     def config_file(self) -> Path:
@@ -157,7 +168,12 @@ def errors(run: Run | None = None) -> Iterator[None]:
         silence_stdout()
         raise typer.Exit(BROKEN_PIPE) from None
     except OkbxError as error:
-        typer.echo(f"okbx: {redact(str(error))}", err=True)
+        said = redact(str(error))
+        expected_overlap = isinstance(error, LockedError) and run is not None and run.quiet
+        if not expected_overlap:  # -q: cron mails nothing for an overlap; the log still has it
+            typer.echo(f"okbx: {said}", err=True)
+        if run is not None and run.started:
+            _log_end(said, int(error.exit_code))
         raise typer.Exit(int(error.exit_code)) from None
     except KeyboardInterrupt:
         typer.echo("okbx: interrupted", err=True)
@@ -168,12 +184,24 @@ def errors(run: Run | None = None) -> Iterator[None]:
     except Exception as error:  # a bug: say so plainly, full detail only with -v, secrets scrubbed
         import traceback
 
-        typer.echo(f"okbx: internal error: {redact(error.__class__.__name__ + ': ' + str(error))}", err=True)
+        said = f"internal error: {redact(error.__class__.__name__ + ': ' + str(error))}"
+        typer.echo(f"okbx: {said}", err=True)
+        if run is not None and run.started:
+            _log_end(said, int(ExitCode.ACTIONS_FAILED))
         if run is not None and run.verbose:
             typer.echo(redact("".join(traceback.format_exception(error))), err=True)
         else:
             typer.echo("okbx: run again with -v for the traceback", err=True)
         raise typer.Exit(int(ExitCode.ACTIONS_FAILED)) from None
+
+
+def _log_end(said: str, code: int) -> None:
+    """A run that ends in an error reaches the log file and the JSON log too (not stderr again)."""
+    from ..logsetup import ON_STDOUT
+
+    level = "warning" if code == ExitCode.LOCKED else "error"
+    outcome = "locked" if code == ExitCode.LOCKED else "failed"
+    getattr(log(), level)("run ended, exit code %s: %s", code, said, extra={"outcome": outcome, ON_STDOUT: True})
 
 
 def _version(value: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ExitCode, UsageError
-from .base import ConfigOpt, IssueArg, JsonOpt, Run, VerboseOpt, app, errors, given_clock
+from .base import ConfigOpt, IssueArg, JsonOpt, Run, VerboseOpt, app, check_id, errors, given_clock
 from .render import render_history, render_ledger, render_status
 
 
@@ -76,6 +76,7 @@ def show(context: typer.Context, issue: IssueArg, config: ConfigOpt = None, as_j
 
     run = Run(config, clock=given_clock(context))
     with errors(run):
+        check_id(issue, "ISSUE")
         store = run.read_store()
         if store is None:
             raise UsageError(f"issue {issue} has no history: no runs yet (no state store at {run.config.state.path})")
@@ -128,5 +129,8 @@ def report(
             render_ledger(summary)
             for drift in drifts or []:
                 typer.echo(f"drift: issue {drift.issue_id} item {drift.item_id or '-'}: {drift.what}")
+        if drifts is not None:  # the verdict, always: on stderr when stdout is csv or json
+            verdict = f"verify: {len(drifts)} drift{'s' if len(drifts) != 1 else ''}" if drifts else "verify: no drift"
+            typer.echo(verdict + ("" if drifts else ": the ledger matches both systems"), err=fmt != "table")
         if drifts:
             raise typer.Exit(int(ExitCode.ACTIONS_FAILED))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .base import ConfigOpt, IssueArg, Run, VerboseOpt, app, confirm, errors, given_clock, log
+from .base import ConfigOpt, IssueArg, Run, VerboseOpt, app, check_id, confirm, errors, given_clock, log
 from .cycle import ensure_binding
 
 
@@ -30,6 +30,8 @@ def link(
 
     run = Run(config, verbose=verbose, clock=given_clock(context))
     with errors(run):
+        check_id(issue, "ISSUE")
+        check_id(task, "TASK")
         cfg = run.config
         with run_lock(cfg.state.path, clock=run.clock):
             store = run.store()
@@ -71,6 +73,7 @@ def retry(context: typer.Context, issue: IssueArg, config: ConfigOpt = None) -> 
 
     run = Run(config, clock=given_clock(context))
     with errors(run):
+        check_id(issue, "ISSUE")
         store = run.store()
         try:
             ensure_binding(store, run.config)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -23,6 +26,32 @@ from .base import (
 from .cycle import one_cycle
 
 MAX_EVERY = 7 * 24 * 3600
+MAX_WAIT = 24 * 3600
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[str]]:
+    """SIGTERM and Ctrl-C ask to stop: the write in flight is finished and recorded, then the run
+    ends (a cron `timeout`, a systemd stop).  Yields the names of the signals received."""
+    import signal
+
+    stop: list[str] = []
+
+    def ask_to_stop(signum: int, _frame: object) -> None:
+        stop.append(signal.Signals(signum).name)
+        log().info("%s received: finishing the action in flight, then stopping", stop[-1])
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_wait(wait: float) -> None:
+    if not (math.isfinite(wait) and 0 <= wait <= MAX_WAIT):
+        raise UsageError(f"--wait must be 0 to {MAX_WAIT} seconds, got {wait:g}")
 
 
 @app.command()
@@ -39,18 +68,22 @@ def sync(
     log_file: LogFileOpt = None,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run one sync cycle."""
+    """Run one sync cycle; SIGTERM or Ctrl-C finish the write in flight, then stop (exit 143 or 130)."""
     run = Run(
         config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format, clock=given_clock(context)
     )
     with errors(run):
-        code = one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet)
+        _check_wait(wait)
+        with stop_requests() as stop:
+            code = one_cycle(run, dry_run=dry_run, force=force, wait=wait, quiet=quiet, should_stop=lambda: bool(stop))
+        if stop:  # 128 + the signal, as a shell reports a process that a signal ended
+            signum = 143 if stop[0] == "SIGTERM" else 130
+            log().warning("okbx sync: stopped by %s after the write in flight (exit code %s)", stop[0], signum)
+            raise typer.Exit(signum)
         raise typer.Exit(code)
 
 
 def parse_every(text: str) -> float:
-    import math
-
     units = {"s": 1, "m": 60, "h": 3600}
     try:
         value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
@@ -64,6 +97,7 @@ def parse_every(text: str) -> float:
 def _loop(run: Run, seconds: float, *, force: bool, quiet: bool, stop: list[str]) -> None:
     """Cycles until `stop` is non-empty; the interval counts from the end of a cycle."""
     from ..state.binding import ForeignStore
+    from ..state.opening import ForeignDatabase
 
     clock = run.clock
     next_cycle = clock.monotonic()
@@ -71,8 +105,8 @@ def _loop(run: Run, seconds: float, *, force: bool, quiet: bool, stop: list[str]
         if clock.monotonic() >= next_cycle:
             try:
                 one_cycle(run, force=force, quiet=quiet, should_stop=lambda: bool(stop), emit=log().info)
-            except ForeignStore:
-                raise  # the store serves other accounts: no later cycle can succeed (exit code 3)
+            except (ForeignStore, ForeignDatabase):
+                raise  # the store is not this configuration's: no later cycle can succeed (exit code 3)
             except OkbxError as error:  # one bad cycle does not end the loop; the next may succeed
                 log().error("%s", run.redactor(str(error)))
             next_cycle = clock.monotonic() + seconds
@@ -92,25 +126,13 @@ def run_loop(
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Run sync cycles in a loop until SIGTERM or Ctrl-C (the action in flight is finished first)."""
-    import signal
-
     run = Run(
         config, verbose=verbose, quiet=quiet, log_file=log_file, log_format=log_format, clock=given_clock(context)
     )
     with errors(run):
         seconds = parse_every(every)
         run.config  # noqa: B018 - fail on a bad config before looping
-        stop: list[str] = []
-
-        def ask_to_stop(signum: int, _frame: object) -> None:
-            stop.append(signal.Signals(signum).name)
-            log().info("%s received: finishing the action in flight, then stopping", stop[-1])
-
-        previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_requests() as stop:
             log().info("okbx run: a cycle every %s; stop with SIGTERM or Ctrl-C", every)
             _loop(run, seconds, force=force, quiet=quiet, stop=stop)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         log().info("okbx run: stopped")

@@ -6,9 +6,14 @@ so a link made by hand looks exactly like one a cycle made (its task op, its jou
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import OkbxError, UsageError
 from ..state.store import Store
 from . import keys
+
+
+class NothingToRetry(OkbxError):
+    """`okbx retry` of a link that is neither failing nor parked (exit code 1: nothing was changed)."""
+
 
 LINK_CYCLE = 1  # a link made by hand starts at the first handoff, like a new one
 
@@ -32,6 +37,11 @@ def link_pair(store: Store, issue_id: int, task_id: int, *, issue_status: str | 
 
 def retry_issue(store: Store, issue_id: int) -> None:
     """Forget an issue's failures and parking, so the next cycle tries it at once."""
-    if store.link(issue_id) is None:
+    link = store.link(issue_id)
+    if link is None:
         raise UsageError(f"issue {issue_id} is not linked")
+    if not (link.fail_count or link.parked or link.next_retry_at):
+        raise NothingToRetry(
+            f"issue {issue_id} is neither failing nor parked (its link is {link.state}): nothing to retry"
+        )
     store.update_link(issue_id, fail_count=0, next_retry_at=None, parked=False, dirty=True)
