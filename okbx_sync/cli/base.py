@@ -178,7 +178,7 @@ def errors(run: Run | None = None) -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("okbx: interrupted", err=True)
         raise typer.Exit(130) from None
-    except click.exceptions.Abort:  # a prompt got no answer (input ended, or Ctrl-C)
+    except (click.exceptions.Abort, typer.Abort):  # a prompt got no answer (input ended, or Ctrl-C)
         typer.echo("okbx: no answer given; stopped (for a run without questions pass --yes and the flags)", err=True)
         raise typer.Exit(int(ExitCode.USAGE)) from None
     except Exception as error:  # a bug: say so plainly, full detail only with -v, secrets scrubbed

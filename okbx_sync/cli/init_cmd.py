@@ -33,6 +33,14 @@ class Flags:
     interactive: bool
 
 
+def _refuse_missing_directory(output: Path, mkdir: bool) -> None:
+    if not output.parent.is_dir() and not mkdir:
+        raise UsageError(
+            f"the directory {output.parent} does not exist: create it (owned by the user okbx runs as, "
+            "mode 700), or pass --mkdir"
+        )
+
+
 def _refuse_overwrite(output: Path, env_path: Path, force: bool) -> None:
     existing = [str(p) for p in (output, env_path) if p.exists()]
     if existing and not force:
@@ -86,7 +94,7 @@ def _people(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _choices(found: Discovery, flags: Flags) -> dict[str, Any]:
     """Every flag checked against the accounts (asked for when interactive); --yes names every problem at once."""
-    from ..setup_wizard import propose_user_map
+    from ..setup_wizard import group_owner, likely_bot, propose_user_map
 
     employees, users = _people(found.okdesk_employees), _people(found.bitrix_users)
     groups = [(str(g["id"]), str(g["name"])) for g in found.groups]
@@ -100,10 +108,13 @@ def _choices(found: Discovery, flags: Flags) -> dict[str, Any]:
     proposal = "to_programmers" if flags.interactive else None
     handoff = one("--handoff-status", "handoff status", found.statuses, flags.handoff_status, proposal)
     back = one("--return-status", "return status", found.statuses, flags.return_status, "opened")
+    # inferred defaults are offered to a person, never taken silently by --yes
     bot_label = "Okdesk employee okbx writes as (its token's owner)"
-    bot = one("--bot-employee", bot_label, employees, flags.bot_employee, None)
+    bot_guess = likely_bot(found.okdesk_employees) if flags.interactive else None
+    bot = one("--bot-employee", bot_label, employees, flags.bot_employee, bot_guess)
     group_id = one("--group", "Bitrix24 group for new tasks", groups, flags.group, one_group)
-    owner = one("--responsible", "Bitrix24 user responsible for new tasks", users, flags.responsible, None)
+    owner_guess = group_owner(found.groups, group_id) if flags.interactive else None
+    owner = one("--responsible", "Bitrix24 user responsible for new tasks", users, flags.responsible, owner_guess)
     fallback = ""  # defaults to the bot: not worth a complaint of its own while the bot is missing
     if bot or flags.default_employee is not None or flags.interactive:
         label = "Okdesk employee for unmapped programmers' time"
@@ -151,6 +162,9 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing configuration and the okbx.env next to it.")
     ] = False,
+    mkdir: Annotated[
+        bool, typer.Option("--mkdir", help="Create the output's directory (mode 700) if missing.")
+    ] = False,
 ) -> None:
     """Write a starter okbx.yaml (and okbx.env for the secrets) from what both APIs report, then run doctor.
 
@@ -170,10 +184,11 @@ def init(
                 f"in `ps`. Set ${ENV_WEBHOOK}, or leave it out and paste it at the hidden prompt"
             )
         env_path = env_file_for(output)
+        _refuse_missing_directory(output, mkdir)
         _refuse_overwrite(output, env_path, force)
         found, url, token, webhook = _discover(run, flags, *_secrets(flags))
         choices = {"okdesk.url": url.rstrip("/"), **_choices(found, flags)}
-        output.parent.mkdir(parents=True, exist_ok=True)
+        output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         output.write_text(render_config(choices), encoding="utf-8")
         write_private_file(env_path, render_env_file(token, webhook))
         typer.echo(f"wrote {output} and {env_path} (secrets, mode 600); running okbx doctor")
