@@ -195,7 +195,11 @@ def emulate_here(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[s
 def test_emulate_without_dir_makes_a_fresh_directory_of_its_own(tmp_path, emulate_here):
     _, lines = emulate_here
     (made,) = list(tmp_path.glob("okbx-playground-*"))
-    assert sorted(p.name for p in made.iterdir()) == ["okbx.env", "okbx.yaml"]
+    assert sorted(p.name for p in made.iterdir()) == [
+        ".okbx-emulate.json",
+        "okbx.env",
+        "okbx.yaml",
+    ]  # the act commands find it there
     assert oct(os.stat(made / "okbx.env").st_mode & 0o777) == "0o600"
     assert f"--config {made.name}/okbx.yaml" in lines[2] or f"--config {made}/okbx.yaml" in lines[2], lines
 
