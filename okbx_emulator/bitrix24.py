@@ -141,12 +141,20 @@ class Bitrix24Emulator:
             }
 
     def add_group(
-        self, id: int, name: str, active: bool = True, closed: bool = False, members: Iterable[int] = ()
+        self,
+        id: int,
+        name: str,
+        active: bool = True,
+        closed: bool = False,
+        members: Iterable[int] = (),
+        owner_id: int | None = None,
     ) -> None:
         if not isinstance(id, int) or id <= 0 or not name:
             raise ValueError("a group needs a positive int id and a name")
         with self._lock:
             self._groups[id] = {"ID": id, "NAME": name, "ACTIVE": active, "CLOSED": closed}
+            if owner_id is not None:  # sonet_group.get answers OWNER_ID (bitrix24.md)
+                self._groups[id]["OWNER_ID"] = owner_id
             self._members[id] = set(members)
 
     def set_group_members(self, group_id: int, members: Iterable[int]) -> None:

@@ -471,6 +471,11 @@ class OkdeskEmulator:
             self._live_issue(issue_id).deleted = True
 
     # -- inspection ---------------------------------------------------------------------------
+    def issue_ids(self) -> list[int]:
+        """Every issue not deleted (for the playground's look at what Okdesk holds)."""
+        with self._lock:
+            return sorted(i.id for i in self._issues.values() if not i.deleted)
+
     def issue(self, issue_id: int) -> dict[str, Any]:
         with self._lock:
             return self._issue_json(self._live_issue(issue_id))

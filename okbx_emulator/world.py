@@ -68,7 +68,7 @@ class World:
         bx.add_user(p.bx_ivan, "Ivan", "Petrov", email="ivan@example.com")
         bx.add_user(p.bx_olga, "Olga", "Sidorova", email="olga@example.com")
         bx.add_user(p.bx_sergey, "Sergey", "Kuznetsov", email="sergey@example.com")
-        bx.add_group(GROUP_ID, "Programmers (paid)")
+        bx.add_group(GROUP_ID, "Programmers (paid)", owner_id=p.bx_ivan)
 
     def billing_story(self) -> dict[str, int]:
         """Issue 10: the CRM side of the demo. Romashka's CRM company carries its Okdesk id
