@@ -141,6 +141,8 @@ class DealPortal:
         """Take away (or give back) the webhook user's right to read this pipeline and its deals."""
         with self._lock:
             self._pipeline(category_id)
+            if category_id == 0:  # source: pipeline 0 is always available
+                raise ValueError("pipeline 0 cannot be hidden")
             (self._hidden.add if hidden else self._hidden.discard)(category_id)
 
     def stage_id(self, category_id: int, code: str) -> str:

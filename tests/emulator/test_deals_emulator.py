@@ -302,3 +302,57 @@ def test_comment_files_update_and_delete(world, seeded, deals, clients):
     assert len(deals.comments(deal.id)[0].file_ids) == 1
     assert clients.bitrix.call("crm.timeline.comment.delete", {"id": comment_id}) is None
     assert deals.comments(deal.id) == []
+
+
+def test_required_fields_are_checked_again_only_when_the_stage_moves(world, seeded, deals):
+    deal = deals.add_deal({"title": "x", "categoryId": SALES_PIPELINE}, MARK)
+    world.bitrix.deals.required_fields = {"opportunity": "Amount"}
+    assert deals.update_deal(deal.id, {"title": "y"}).title == "y"  # no stage change: not checked
+    with pytest.raises(ApiError) as moving:
+        deals.update_deal(deal.id, {"stageId": "C10:PREPARATION"})
+    assert moving.value.code == "CRM_FIELD_ERROR_REQUIRED"
+    # a pipeline change checks only the required fields it changes
+    moved = deals.update_deal(deal.id, {"categoryId": 0, "stageId": "NEW"})
+    assert (moved.category_id, moved.stage_id) == (0, "NEW")
+
+
+def test_own_only_rights_make_the_webhook_user_the_assignee(clock, connect):
+    world = start_world(clock, bitrix_deal_options={"assign_own_only": True})
+    try:
+        deal = DealsClient(connect(world).bitrix).add_deal({"assignedById": 7}, MARK)
+        assert deal.assigned_by_id == world.bitrix.user_id
+    finally:
+        world.close()
+
+
+def test_html_in_deal_comments_is_stored_as_bb_code_and_sorting_is_checked(seeded, deals, clients):
+    deal = deals.add_deal({"comments": "<p><b>Клиент</b> просит КП<br>на 3 картриджа &amp; тонер</p>"}, MARK)
+    assert deal.comments == "[B]Клиент[/B] просит КП\nна 3 картриджа & тонер"
+    with pytest.raises(ApiError) as order:
+        clients.bitrix.call("crm.item.list", {"entityTypeId": 2, "order": {"xmlId": "ASC"}})
+    assert order.value.code == "INVALID_ARG_VALUE"
+    with pytest.raises(ApiError) as value:
+        clients.bitrix.call("crm.item.list", {"entityTypeId": 2, "filter": {">updatedTime": "yesterday"}})
+    assert "has invalid value" in value.value.message
+
+
+def test_timeline_owner_rules_for_reads_and_the_type_id_form(world, seeded, deals, clients):
+    deal = deals.add_deal({"title": "x", "categoryId": SALES_PIPELINE}, MARK)
+    by_type_id = {"ENTITY_TYPE_ID": 2, "ENTITY_TYPE": "contact", "ENTITY_ID": deal.id, "COMMENT": "typed"}
+    clients.bitrix.call("crm.timeline.comment.add", {"fields": by_type_id}, write=True)  # the id wins
+    assert [c.text for c in deals.comments(deal.id)] == ["typed"]
+    with pytest.raises(ApiError) as no_type:
+        clients.bitrix.call("crm.timeline.comment.list", {"filter": {"ENTITY_ID": deal.id}})
+    assert no_type.value.code == "INVALID_ARG_VALUE"
+    world.bitrix.deals.hide_pipeline(SALES_PIPELINE)
+    with pytest.raises(ApiError) as hidden:
+        deals.comments(deal.id)
+    assert (hidden.value.code, hidden.value.message) == ("", "Access denied.")
+
+
+def test_a_comment_length_limit_when_a_portal_has_one(world, seeded, deals):
+    deal = deals.add_deal({"title": "x"}, MARK)
+    world.bitrix.timeline.max_length = 10
+    with pytest.raises(ApiError) as long:
+        deals.add_comment(deal.id, "x" * 11)
+    assert long.value.code == "INVALID_ARG_VALUE"
