@@ -41,9 +41,11 @@ from urllib.parse import unquote
 
 from okbx_emulator import bitrix24_query as q
 from okbx_emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
+from okbx_emulator.bitrix24_deals import DEAL_METHODS, DealPortal
 from okbx_emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_emulator.bitrix24_query import ApiError, core_error
 from okbx_emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
+from okbx_emulator.bitrix24_timeline import TIMELINE_METHODS, Timeline
 from okbx_emulator.http import Fault, Request, Response
 
 _BATCH_LIMIT = 50
@@ -89,6 +91,8 @@ class Bitrix24Emulator:
         strict_status_transitions: bool = True,
         reject_extra_positional_args: bool = True,
         admins: Iterable[int] | None = None,
+        deal_options: dict[str, Any] | None = None,  # bitrix24_deals.DealPortal options
+        timeline_options: dict[str, Any] | None = None,  # bitrix24_timeline.Timeline options
     ) -> None:
         self._lock = threading.Lock()
         self.user_id, self.secret, self.scopes = user_id, secret, tuple(scopes)
@@ -120,6 +124,12 @@ class Bitrix24Emulator:
         )  # fmt: skip
         self.add_user(user_id, "Webhook", "Admin")  # the webhook's owner must exist to create tasks
         self.crm = CrmPortal(self._lock, self._now, self._tz)  # companies and invoices (issue 10)
+        # deals, pipelines, contacts and their timeline comments (the sales and document routes)
+        self.deals = DealPortal(self._lock, self._now, self._tz, self.crm, lambda: self.user_id, **(deal_options or {}))
+        self.timeline = Timeline(
+            self._lock, self._now, self._tz, self.deals, lambda: self.user_id, self._view.full_name,
+            **(timeline_options or {}),
+        )  # fmt: skip
 
     @property
     def webhook_path(self) -> str:
@@ -856,6 +866,14 @@ def _crm_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     return handler
 
 
+def _part_handler(part: str, name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
+    def handler(emulator: Bitrix24Emulator, params: Any) -> Any:
+        result = getattr(getattr(emulator, part), name)(params)
+        return _Outcome(result.result, result.total, result.next) if isinstance(result, Page) else result
+
+    return handler
+
+
 _TASK = ("task",)
 _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any]]] = {
     "tasks.task.add": (_TASK, Bitrix24Emulator._m_task_add),
@@ -872,6 +890,8 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
     "user.admin": ((), Bitrix24Emulator._m_user_admin),  # scope `basic`: every webhook has it
     **{method: (("crm",), _crm_handler(name)) for method, name in CRM_METHODS.items()},
+    **{method: (("crm",), _part_handler("deals", name)) for method, name in DEAL_METHODS.items()},  # on to crm
+    **{method: (("crm",), _part_handler("timeline", name)) for method, name in TIMELINE_METHODS.items()},
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

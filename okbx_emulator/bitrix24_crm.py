@@ -129,6 +129,10 @@ class CrmPortal:
     def _all(self) -> list[dict[str, Any]]:
         return list(self._items[INVOICE].values())
 
+    def has_company(self, company_id: int) -> bool:
+        """For the other CRM parts (deals, timeline): does this company exist?  Caller holds the lock."""
+        return company_id in self._items[COMPANY]
+
     # -- methods ------------------------------------------------------------------------------
     def item_add(self, params: Any) -> Any:
         named = q.as_mapping(params)

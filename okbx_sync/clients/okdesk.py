@@ -86,6 +86,10 @@ class OkdeskClient:
         answer = self.transport.request(http_method, self.base + path, op, params=query, body=body, write=write)
         return self._check(answer, op)
 
+    def read(self, path: str, op: str, params: list[tuple[str, Any]] | None = None) -> Any:
+        """A GET of any documented path, for the verbs built on this client (equipment)."""
+        return self._call("GET", path, op, params=params)
+
     def _check(self, answer: HttpAnswer, op: str) -> Any:
         body = answer.body
         # Server messages may quote the request (token included): scrub them like our own.
