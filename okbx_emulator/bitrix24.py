@@ -41,10 +41,12 @@ from urllib.parse import unquote
 
 from okbx_emulator import bitrix24_query as q
 from okbx_emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
+from okbx_emulator.bitrix24_deals import DEAL_METHODS, DealPortal
 from okbx_emulator.bitrix24_disk import DISK_METHODS, Drive
 from okbx_emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_emulator.bitrix24_query import ApiError, core_error
 from okbx_emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
+from okbx_emulator.bitrix24_timeline import TIMELINE_METHODS, Timeline
 from okbx_emulator.http import Fault, Request, Response
 
 _BATCH_LIMIT = 50
@@ -91,6 +93,8 @@ class Bitrix24Emulator:
         reject_extra_positional_args: bool = True,
         admins: Iterable[int] | None = None,
         drive_options: dict[str, Any] | None = None,  # Drive and task files: see bitrix24_disk.Drive
+        deal_options: dict[str, Any] | None = None,  # bitrix24_deals.DealPortal options
+        timeline_options: dict[str, Any] | None = None,  # bitrix24_timeline.Timeline options
     ) -> None:
         self._lock = threading.Lock()
         self.user_id, self.secret, self.scopes = user_id, secret, tuple(scopes)
@@ -123,6 +127,12 @@ class Bitrix24Emulator:
         self.add_user(user_id, "Webhook", "Admin")  # the webhook's owner must exist to create tasks
         self.crm = CrmPortal(self._lock, self._now, self._tz)  # companies and invoices (issue 10)
         self.drive = Drive(self, **(drive_options or {}))  # Drive, task files, chat files
+        # deals, pipelines, contacts and their timeline comments (the sales and document routes)
+        self.deals = DealPortal(self._lock, self._now, self._tz, self.crm, lambda: self.user_id, **(deal_options or {}))
+        self.timeline = Timeline(
+            self._lock, self._now, self._tz, self.deals, lambda: self.user_id, self._view.full_name,
+            **(timeline_options or {}),
+        )  # fmt: skip
 
     @property
     def webhook_path(self) -> str:
@@ -144,12 +154,20 @@ class Bitrix24Emulator:
             }
 
     def add_group(
-        self, id: int, name: str, active: bool = True, closed: bool = False, members: Iterable[int] = ()
+        self,
+        id: int,
+        name: str,
+        active: bool = True,
+        closed: bool = False,
+        members: Iterable[int] = (),
+        owner_id: int | None = None,
     ) -> None:
         if not isinstance(id, int) or id <= 0 or not name:
             raise ValueError("a group needs a positive int id and a name")
         with self._lock:
             self._groups[id] = {"ID": id, "NAME": name, "ACTIVE": active, "CLOSED": closed}
+            if owner_id is not None:  # sonet_group.get answers OWNER_ID (bitrix24.md)
+                self._groups[id]["OWNER_ID"] = owner_id
             self._members[id] = set(members)
 
     def set_group_members(self, group_id: int, members: Iterable[int]) -> None:
@@ -864,9 +882,9 @@ def _crm_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     return handler
 
 
-def _drive_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
+def _part_handler(part: str, name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     def handler(emulator: Bitrix24Emulator, params: Any) -> Any:
-        result = getattr(emulator.drive, name)(params)
+        result = getattr(getattr(emulator, part), name)(params)
         return _Outcome(result.result, result.total, result.next) if isinstance(result, Page) else result
 
     return handler
@@ -888,7 +906,9 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
     "user.admin": ((), Bitrix24Emulator._m_user_admin),  # scope `basic`: every webhook has it
     **{method: (("crm",), _crm_handler(name)) for method, name in CRM_METHODS.items()},
-    **{method: (scopes, _drive_handler(name)) for method, (scopes, name) in DISK_METHODS.items()},
+    **{method: (("crm",), _part_handler("deals", name)) for method, name in DEAL_METHODS.items()},  # on to crm
+    **{method: (("crm",), _part_handler("timeline", name)) for method, name in TIMELINE_METHODS.items()},
+    **{method: (scopes, _part_handler("drive", name)) for method, (scopes, name) in DISK_METHODS.items()},
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Any, Literal
 
 from okbx_emulator.http import Request, Response
+from okbx_emulator.okdesk_equipment import EQUIPMENT_ROUTES, EquipmentBook
 from okbx_emulator.okdesk_files import OkdeskFiles
 
 DEFAULT_STATUSES: list[tuple[str, str]] = [
@@ -286,6 +288,7 @@ _ROUTES = [
         ("POST", f"issues/{_ID}/statuses", "POST /issues/{id}/statuses", "_api_set_status"),
         ("GET", f"issues/{_ID}/time_entries", "GET /issues/{id}/time_entries", "_api_time_entries"),
         ("POST", f"issues/{_ID}/time_entries", "POST /issues/{id}/time_entries", "_api_add_time_entries"),
+        *EQUIPMENT_ROUTES,  # handlers on `self.equipment`
     ]
 ]
 
@@ -337,7 +340,11 @@ class OkdeskEmulator:
         self._entries: dict[int, _TimeEntry] = {}
         self._last_id = {"company": 0, "contact": 0, "issue": 0, "comment": 0, "entry": 0}
         self.webhooks: list[dict[str, Any]] = []  # what Okdesk would have POSTed to a webhook URL
-        self.files = OkdeskFiles(self, **(file_options or {}))  # attachments of issues and comments
+        self.files = OkdeskFiles(self, ApiError, **(file_options or {}))  # attachments of issues and comments
+        self.equipment = EquipmentBook(  # equipment, its dictionaries, agreements (the document route)
+            self._lock, self._now, self._tz, ApiError, company_name=self._companies.get,
+            touch_issue=lambda issue_id: setattr(self._live_issue(issue_id), "updated_at", self._now()),
+        )  # fmt: skip
 
     # -- seeding and human actions (not HTTP) -------------------------------------------------
     def add_employee(
@@ -475,6 +482,11 @@ class OkdeskEmulator:
             self._live_issue(issue_id).deleted = True
 
     # -- inspection ---------------------------------------------------------------------------
+    def issue_ids(self) -> list[int]:
+        """Every issue not deleted (for the playground's look at what Okdesk holds)."""
+        with self._lock:
+            return sorted(i.id for i in self._issues.values() if not i.deleted)
+
     def issue(self, issue_id: int) -> dict[str, Any]:
         with self._lock:
             return self._issue_json(self._live_issue(issue_id))
@@ -511,7 +523,7 @@ class OkdeskEmulator:
                 if request.query_value("api_token") != self.api_token:
                     raise ApiError(401, "Unauthorized: invalid api_token")
                 body = self._body(request) if request.method == "POST" else {}
-                return Response.json(200, getattr(self, route[1])(request, route[2], body))
+                return Response.json(200, attrgetter(route[1])(self)(request, route[2], body))
             except ApiError as error:
                 return Response.json(error.status, {"errors": error.errors}, headers=error.headers)
 
@@ -718,6 +730,8 @@ class OkdeskEmulator:
                 errors[key] = ["Неверный формат даты"]
             else:
                 predicates.append(_time_bound(key.split("_")[0] + "_at", window, since=key.endswith("since")))
+        if status_param == "status":  # /issues/count: equipment_ids[], agreement_ids[]
+            predicates += self.equipment.count_filters(request, errors)
         return predicates
 
     def _check_transition(self, issue: _Issue, code: str) -> None:
@@ -918,6 +932,7 @@ class OkdeskEmulator:
             "service_object": None,
             "agreement": None,
             "equipments": [],
+            **self.equipment.summary_fields(issue.id),
         }
 
     def _issue_json(self, issue: _Issue) -> dict[str, Any]:
@@ -949,6 +964,7 @@ class OkdeskEmulator:
                 "count": len(comments),
                 "last_at": self._ts(comments[-1].published_at) if comments else None,
             },
+            **self.equipment.issue_fields(issue.id),  # equipment_ids, agreement
         }
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:

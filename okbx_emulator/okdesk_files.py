@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,7 @@ class OkdeskFiles:
     def __init__(
         self,
         emulator: OkdeskEmulator,
+        error: Callable[[int, Any], Exception],  # the emulator's ApiError(status, errors)
         *,
         link_seconds: float = 30.0,  # documented: "работает в течение 30 секунд после создания"
         comment_files_via_issue: bool = True,  # inferred: "very likely"
@@ -83,7 +85,7 @@ class OkdeskFiles:
         public_default: bool = False,  # inferred: a file without is_public is internal
         paperclip_names: bool = True,  # inferred from the link layout (module docstring)
     ) -> None:
-        self._ok = emulator
+        self._ok, self._error = emulator, error
         self.link_seconds, self.comment_files_via_issue = link_seconds, comment_files_via_issue
         self.issue_lists_comment_files, self.link_redirects = issue_lists_comment_files, link_redirects
         self.max_attachment_bytes, self.public_default = max_attachment_bytes, public_default
@@ -155,7 +157,7 @@ class OkdeskFiles:
         ref = match.group("att") if match else ""
         file = self._files.get(int(ref)) if ref.isdigit() else None
         if file is None or file.issue_id != issue.id or (file.comment_id and not self.comment_files_via_issue):
-            raise _api_error(404, "Файл не найден")  # inferred wording
+            raise self._error(404, "Файл не найден")  # inferred wording
         token = secrets.token_hex(16)
         self._links[token] = (file.id, self._ok._now())
         origin = f"http://{request.headers.get('host', '127.0.0.1')}"
@@ -191,11 +193,11 @@ class OkdeskFiles:
         """A multipart body as the nested fields Rails makes of it (`a[b][0][c]`)."""
         boundary = boundary_of(request.headers.get("content-type", ""))
         if boundary is None:
-            raise _api_error(400, "Unsupported Content-Type: multipart/form-data needs a boundary")
+            raise self._error(400, "Unsupported Content-Type: multipart/form-data needs a boundary")
         try:
             parts = parse_multipart(request.open_body(), boundary)
         except MultipartError as error:
-            raise _api_error(400, f"Invalid multipart body: {error}") from None
+            raise self._error(400, f"Invalid multipart body: {error}") from None
         root: dict[str, Any] = {}
         for part in parts:
             _assign(root, part)
@@ -211,30 +213,30 @@ class OkdeskFiles:
         outside += [(k, v) for k, v in data.items() if k != "attachments"]
         stray = [key for key, value in outside if _holds_file(value)]
         if stray:
-            raise _api_error(422, {stray[0]: ["недопустимый параметр"]})  # inferred wording
+            raise self._error(422, {stray[0]: ["недопустимый параметр"]})  # inferred wording
         if "attachments" not in data:
             return []
         attachments = data["attachments"]
         if not multipart:
-            raise _api_error(422, {"attachments": ["файлы передаются только в multipart/form-data"]})
+            raise self._error(422, {"attachments": ["файлы передаются только в multipart/form-data"]})
         if not isinstance(attachments, dict) or not attachments or not all(k.isdigit() for k in attachments):
-            raise _api_error(422, {"attachments": ["имеет неверный формат"]})  # the `[]` form (observed 422)
+            raise self._error(422, {"attachments": ["имеет неверный формат"]})  # the `[]` form (observed 422)
         return [self._upload(f"attachments[{index}]", item) for index, item in attachments.items()]
 
     def _upload(self, where: str, item: Any) -> _Upload:
         if not isinstance(item, dict) or set(item) - _FILE_KEYS:
             unknown = sorted(set(item) - _FILE_KEYS) if isinstance(item, dict) else []
-            raise _api_error(422, {f"{where}[{unknown[0] if unknown else 'attachment'}]": ["недопустимый параметр"]})
+            raise self._error(422, {f"{where}[{unknown[0] if unknown else 'attachment'}]": ["недопустимый параметр"]})
         part = item.get("attachment")
         if not isinstance(part, FormPart) or part.blob is None:
-            raise _api_error(422, {f"{where}[attachment]": ["не может быть пустым"]})
+            raise self._error(422, {f"{where}[attachment]": ["не может быть пустым"]})
         if self.max_attachment_bytes is not None and part.blob.size > self.max_attachment_bytes:
-            raise _api_error(413, {f"{where}[attachment]": ["слишком большой файл"]})  # inferred status and text
+            raise self._error(413, {f"{where}[attachment]": ["слишком большой файл"]})  # inferred status and text
         flag, description = item.get("is_public"), item.get("description")
         if flag is not None and (not isinstance(flag, str) or flag not in _BOOLS):
-            raise _api_error(422, {f"{where}[is_public]": ["должно быть true или false"]})
+            raise self._error(422, {f"{where}[is_public]": ["должно быть true или false"]})
         if description is not None and not isinstance(description, str):
-            raise _api_error(422, {f"{where}[description]": ["должен быть строкой"]})
+            raise self._error(422, {f"{where}[description]": ["должен быть строкой"]})
         public = self.public_default if flag is None else _BOOLS[flag]
         return _Upload(self._stored_name(part.filename or ""), description, public, part.blob)
 
@@ -255,12 +257,6 @@ class OkdeskFiles:
         )  # fmt: skip
         self._files[file.id] = file
         return file
-
-
-def _api_error(status: int, errors: Any) -> Exception:
-    from okbx_emulator.okdesk import ApiError  # okdesk.py imports this module: no cycle at import time
-
-    return ApiError(status, errors)
 
 
 def _holds_file(value: Any) -> bool:

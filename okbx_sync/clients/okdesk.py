@@ -108,6 +108,10 @@ class OkdeskClient:
         """Stream a file from a link Okdesk gave (no token added: the link is its own pass)."""
         return self.transport.download(url, op, sink, max_bytes=max_bytes, headers={"Accept": "*/*"})
 
+    def read(self, path: str, op: str, params: list[tuple[str, Any]] | None = None) -> Any:
+        """A GET of any documented path, for the verbs built on this client (equipment)."""
+        return self._call("GET", path, op, params=params)
+
     def _check(self, answer: HttpAnswer, op: str) -> Any:
         body = answer.body
         # Server messages may quote the request (token included): scrub them like our own.

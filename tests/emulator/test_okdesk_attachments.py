@@ -186,8 +186,8 @@ def test_okbx_caps_what_it_moves_and_stops_reading_cleanly(world, okbx, clock, i
 
 
 def test_names_are_cleaned_the_way_paperclip_does_unless_the_account_keeps_them(world, issue):
-    assert EmulatedFiles(world.okdesk)._stored_name("счёт #12 (итог).pdf") == "счёт__12_(итог).pdf"
-    assert EmulatedFiles(world.okdesk, paperclip_names=False)._stored_name("a b.pdf") == "a b.pdf"
+    assert world.okdesk.files._stored_name("счёт #12 (итог).pdf") == "счёт__12_(итог).pdf"
+    assert EmulatedFiles(world.okdesk, ValueError, paperclip_names=False)._stored_name("a b.pdf") == "a b.pdf"
 
 
 def test_no_link_token_or_file_content_reaches_an_error_or_a_log(world, fc, issue, clock, caplog):
