@@ -54,7 +54,7 @@ class World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
         okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, ("debt", "Долг")])  # custom: the debt hold
-        bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm"))  # crm: billing
+        bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm", "disk"))  # disk: files
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
         bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
         world = cls(okdesk, bitrix, EmulatorServer(okdesk).start(), EmulatorServer(bitrix).start())
