@@ -41,9 +41,12 @@ from urllib.parse import unquote
 
 from okbx_emulator import bitrix24_query as q
 from okbx_emulator.bitrix24_crm import CRM_METHODS, CrmPortal, Page
+from okbx_emulator.bitrix24_deals import DEAL_METHODS, DealPortal
+from okbx_emulator.bitrix24_disk import DISK_METHODS, Drive
 from okbx_emulator.bitrix24_limits import LeakyBucket, OperatingBudget
 from okbx_emulator.bitrix24_query import ApiError, core_error
 from okbx_emulator.bitrix24_records import ORDER_KEYS, TASK_DATES, TASK_INTS, TRANSITIONS, PortalView
+from okbx_emulator.bitrix24_timeline import TIMELINE_METHODS, Timeline
 from okbx_emulator.http import Fault, Request, Response
 
 _BATCH_LIMIT = 50
@@ -89,6 +92,9 @@ class Bitrix24Emulator:
         strict_status_transitions: bool = True,
         reject_extra_positional_args: bool = True,
         admins: Iterable[int] | None = None,
+        drive_options: dict[str, Any] | None = None,  # Drive and task files: see bitrix24_disk.Drive
+        deal_options: dict[str, Any] | None = None,  # bitrix24_deals.DealPortal options
+        timeline_options: dict[str, Any] | None = None,  # bitrix24_timeline.Timeline options
     ) -> None:
         self._lock = threading.Lock()
         self.user_id, self.secret, self.scopes = user_id, secret, tuple(scopes)
@@ -120,6 +126,13 @@ class Bitrix24Emulator:
         )  # fmt: skip
         self.add_user(user_id, "Webhook", "Admin")  # the webhook's owner must exist to create tasks
         self.crm = CrmPortal(self._lock, self._now, self._tz)  # companies and invoices (issue 10)
+        self.drive = Drive(self, **(drive_options or {}))  # Drive, task files, chat files
+        # deals, pipelines, contacts and their timeline comments (the sales and document routes)
+        self.deals = DealPortal(self._lock, self._now, self._tz, self.crm, lambda: self.user_id, **(deal_options or {}))
+        self.timeline = Timeline(
+            self._lock, self._now, self._tz, self.deals, lambda: self.user_id, self._view.full_name,
+            **(timeline_options or {}),
+        )  # fmt: skip
 
     @property
     def webhook_path(self) -> str:
@@ -141,12 +154,20 @@ class Bitrix24Emulator:
             }
 
     def add_group(
-        self, id: int, name: str, active: bool = True, closed: bool = False, members: Iterable[int] = ()
+        self,
+        id: int,
+        name: str,
+        active: bool = True,
+        closed: bool = False,
+        members: Iterable[int] = (),
+        owner_id: int | None = None,
     ) -> None:
         if not isinstance(id, int) or id <= 0 or not name:
             raise ValueError("a group needs a positive int id and a name")
         with self._lock:
             self._groups[id] = {"ID": id, "NAME": name, "ACTIVE": active, "CLOSED": closed}
+            if owner_id is not None:  # sonet_group.get answers OWNER_ID (bitrix24.md)
+                self._groups[id]["OWNER_ID"] = owner_id
             self._members[id] = set(members)
 
     def set_group_members(self, group_id: int, members: Iterable[int]) -> None:
@@ -298,6 +319,8 @@ class Bitrix24Emulator:
     # -- HTTP ------------------------------------------------------------------------------
 
     def operation_name(self, request: Request) -> str:
+        if self.drive.is_url(request):
+            return request.path.rsplit("/", 1)[-1]  # upload.json, download.json, uf.php
         found = q.route(request.path)
         return found[2] if found else q.method_name(request.path.rstrip("/").rsplit("/", 1)[-1])
 
@@ -313,6 +336,8 @@ class Bitrix24Emulator:
         return [q.method_name(c.partition("?")[0]) for c in commands.values() if isinstance(c, str)]
 
     def handle(self, request: Request) -> Response:
+        if (served := self.drive.serve_url(request)) is not None:  # upload and download links
+            return served
         with self._lock:
             return self._handle_locked(request)
 
@@ -323,6 +348,7 @@ class Bitrix24Emulator:
         if self._bucket is not None and not self._bucket.admit(self._clock().timestamp()):
             return _error(ApiError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
         user, secret, method = found
+        self.drive.origin = f"http://{request.headers.get('host', '127.0.0.1')}"  # for the links it makes
         if user != str(self.user_id) or secret != self.secret:
             return _error(ApiError(401, "NO_AUTH_FOUND", "Wrong authorization data"))
         if self.overloaded:  # inferred wording; the code and status are documented (limits.md)
@@ -438,13 +464,16 @@ class Bitrix24Emulator:
         fields = q.as_mapping(params).get("fields")
         if not isinstance(fields, dict) or not fields:
             raise ApiError(400, "100", "Could not find value for parameter {fields} (internal error)")
+        files = fields.pop("UF_TASK_WEBDAV_FILES", None)  # n<Drive id> values, attached after the insert
         task = self._insert_task(fields, self.user_id)
+        if files is not None:
+            self.drive.set_task_files(task, files, replace=False)
         return _Outcome({"task": self._view.task(task, None, listing=False)})
 
     def _m_task_get(self, params: Any) -> _Outcome:
         named = q.as_mapping(params)
         task_id = _task_id_param(named)
-        select = q.select_param(named)
+        select = self.drive.expand_select(q.select_param(named))
         task = self._visible_task(task_id)
         if task is None:
             return _Outcome([])  # missing or inaccessible: HTTP 200 with an empty array
@@ -466,6 +495,8 @@ class Bitrix24Emulator:
         for name in ("TITLE", "DESCRIPTION"):
             if name in fields:
                 task[name] = str(fields[name])
+        if "UF_TASK_WEBDAV_FILES" in fields:  # replaced whole: attachment ids kept, n<Drive id> added
+            self.drive.set_task_files(task, fields.pop("UF_TASK_WEBDAV_FILES"), replace=True)
         task.update({k: copy.deepcopy(v) for k, v in fields.items() if str(k).startswith("UF_")})  # replaced whole
         task["CHANGED_DATE"] = self._now()
         return _Outcome({"task": self._view.task(task, None, listing=False)})
@@ -475,7 +506,7 @@ class Bitrix24Emulator:
         order = q.as_mapping(named.get("order")) or {"ID": "desc"}
         if any(key.upper() not in ORDER_KEYS for key in order):
             raise ApiError(400, "0", "Invalid sorting key (internal error)")
-        select = q.select_param(named)
+        select = self.drive.expand_select(q.select_param(named))
         filters = q.as_mapping(named.get("filter"))
         rows = [t for _, t in sorted(self._tasks.items()) if self._readable(t) and self._task_matches(t, filters)]
         rows = q.sort_rows(rows, order, self._task_sort_value)
@@ -506,8 +537,11 @@ class Bitrix24Emulator:
         author = q.lax_int(fields.get("AUTHOR_ID", self.user_id))
         if author not in self._users:
             raise core_error("User not found")  # inferred: the forum refuses unknown authors
-        # UF_FORUM_MESSAGE_DOC is accepted but dropped: the emulator has no Drive
-        return self._insert_comment(task_id, author, message, self._date_field(fields, "POST_DATE") or self._now())
+        files = self.drive.comment_files(fields.get("UF_FORUM_MESSAGE_DOC"), author)  # "File not found"
+        posted = self._date_field(fields, "POST_DATE") or self._now()
+        comment_id = self._insert_comment(task_id, author, message, posted)
+        self.drive.attach_comment_files(comment_id, files, author)
+        return comment_id
 
     def _m_im_dialog_messages_get(self, params: Any) -> dict[str, Any]:
         """The task chat of the new task card (bitrix24.md 4.2): `DIALOG_ID` "chat<CHAT_ID>", at
@@ -541,7 +575,7 @@ class Bitrix24Emulator:
             }
             for c in rows
         ]
-        return {"chat_id": chat_id, "messages": messages, "users": []}
+        return {"chat_id": chat_id, "messages": messages, "users": []} | self.drive.chat_payload(messages, chat_id)
 
     def _m_comment_getlist(self, params: Any) -> list[dict[str, Any]]:
         if self.new_task_card:
@@ -557,7 +591,7 @@ class Bitrix24Emulator:
         rows = [c for c in rows if q.row_matches(filters, q.LEGACY_PREFIXES, coercers, partial(value_of, c))]
         # the docs give "descending by ID" as the default order
         rows = q.sort_rows(rows, order or {"ID": "desc"}, self._view.comment_value)
-        return [self._view.comment(c) for c in rows]
+        return [self.drive.comment_row(self._view.comment(c)) for c in rows]
 
     def _m_elapsed_getlist(self, params: Any) -> _Outcome:
         values = q.positional_values(params)
@@ -848,6 +882,14 @@ def _crm_handler(name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
     return handler
 
 
+def _part_handler(part: str, name: str) -> Callable[[Bitrix24Emulator, Any], Any]:
+    def handler(emulator: Bitrix24Emulator, params: Any) -> Any:
+        result = getattr(getattr(emulator, part), name)(params)
+        return _Outcome(result.result, result.total, result.next) if isinstance(result, Page) else result
+
+    return handler
+
+
 _TASK = ("task",)
 _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any]]] = {
     "tasks.task.add": (_TASK, Bitrix24Emulator._m_task_add),
@@ -864,6 +906,9 @@ _METHODS: dict[str, tuple[tuple[str, ...], Callable[[Bitrix24Emulator, Any], Any
     "sonet_group.get": (("sonet",), Bitrix24Emulator._m_sonet_group_get),
     "user.admin": ((), Bitrix24Emulator._m_user_admin),  # scope `basic`: every webhook has it
     **{method: (("crm",), _crm_handler(name)) for method, name in CRM_METHODS.items()},
+    **{method: (("crm",), _part_handler("deals", name)) for method, name in DEAL_METHODS.items()},  # on to crm
+    **{method: (("crm",), _part_handler("timeline", name)) for method, name in TIMELINE_METHODS.items()},
+    **{method: (scopes, _part_handler("drive", name)) for method, (scopes, name) in DISK_METHODS.items()},
     "scope": ((), Bitrix24Emulator._m_scope),
     "server.time": ((), Bitrix24Emulator._m_server_time),
 }

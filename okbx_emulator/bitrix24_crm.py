@@ -51,6 +51,7 @@ CRM_METHODS = {  # method -> CrmPortal handler, registered in the Bitrix24 emula
     "crm.item.productrow.set": "productrow_set",
     "crm.item.productrow.list": "productrow_list",
     "crm.status.list": "status_list",
+    "crm.currency.list": "currency_list",
     "crm.category.list": "category_list",
     "crm.requisite.list": "requisite_list",
 }
@@ -128,6 +129,10 @@ class CrmPortal:
     def _all(self) -> list[dict[str, Any]]:
         return list(self._items[INVOICE].values())
 
+    def has_company(self, company_id: int) -> bool:
+        """For the other CRM parts (deals, timeline): does this company exist?  Caller holds the lock."""
+        return company_id in self._items[COMPANY]
+
     # -- methods ------------------------------------------------------------------------------
     def item_add(self, params: Any) -> Any:
         named = q.as_mapping(params)
@@ -203,6 +208,13 @@ class CrmPortal:
         rows = self._rows.get(q.lax_int(filters["=ownerId"]) or 0, [])
         start = q.lax_int(q.as_mapping(params).get("start")) or 0
         return {"productRows": [dict(r) for r in rows[max(start, 0) : max(start, 0) + 50]]}
+
+    def currency_list(self, params: Any) -> list[dict[str, Any]]:
+        """Inferred shape (not in our API notes): the portal's currencies, the base one first."""
+        return [
+            {"CURRENCY": code, "BASE": "Y" if code == "RUB" else "N", "SORT": sort}
+            for sort, code in ((100, "RUB"), (200, "USD"), (300, "EUR"))
+        ]
 
     def status_list(self, params: Any) -> list[dict[str, Any]]:
         entity = q.as_mapping(q.as_mapping(params).get("filter")).get("ENTITY_ID")

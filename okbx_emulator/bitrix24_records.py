@@ -171,7 +171,7 @@ class PortalView:
         return {
             "ID": str(group["ID"]), "NAME": group["NAME"], "ACTIVE": _YN[group["ACTIVE"]],
             "CLOSED": _YN[group["CLOSED"]], "PROJECT": "N", "OPENED": "N", "VISIBLE": "Y",
-            "OWNER_ID": str(self.owner_id), "DESCRIPTION": "",
+            "OWNER_ID": str(group.get("OWNER_ID") or self.owner_id), "DESCRIPTION": "",
         }  # fmt: skip
 
     @staticmethod

@@ -9,14 +9,17 @@ an error answer instead of a commit, or a commit whose answer never arrives.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -27,6 +30,15 @@ class Request:
     query: list[tuple[str, str]]  # in order, repeated keys kept (PHP/Rails array syntax)
     headers: dict[str, str]
     body: bytes
+    # A large multipart body (a file upload) is spooled to a temporary file instead of `body`.
+    body_file: IO[bytes] | None = None
+
+    def open_body(self) -> IO[bytes]:
+        """The body as a binary file, wherever it is kept (multipart parsers read it in chunks)."""
+        if self.body_file is None:
+            return io.BytesIO(self.body)
+        self.body_file.seek(0)
+        return self.body_file
 
     def query_values(self, key: str) -> list[str]:
         return [v for k, v in self.query if k == key]
@@ -48,6 +60,15 @@ class Response:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    # A streamed body (a file download): `length` bytes from `chunks`, sent as they come.
+    chunks: Iterable[bytes] | None = None
+    length: int = 0
+
+    @classmethod
+    def stream(
+        cls, length: int, chunks: Iterable[bytes], content_type: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        return cls(200, b"", content_type=content_type, headers=headers or {}, chunks=chunks, length=length)
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -116,6 +137,41 @@ class _DropConnection(Exception):
     pass
 
 
+SPOOL_ABOVE = 1 << 20  # a multipart body larger than this waits in a temporary file, not in memory
+_COPY_CHUNK = 1 << 16
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> tuple[bytes, IO[bytes] | None]:
+    """The request body: bytes, or a spooled file for a large multipart one (a file upload).
+
+    `Transfer-Encoding: chunked` is decoded (a streaming client that does not know the length)."""
+    multipart = handler.headers.get("Content-Type", "").lower().startswith("multipart/")
+    sink: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE) if multipart else io.BytesIO()
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            _copy(handler.rfile, sink, size)  # type: ignore[arg-type]
+            handler.rfile.readline()  # the CRLF after each chunk
+        while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+    else:
+        _copy(handler.rfile, sink, int(handler.headers.get("Content-Length") or 0))  # type: ignore[arg-type]
+    if not multipart or sink.tell() <= SPOOL_ABOVE:
+        sink.seek(0)
+        data = sink.read()
+        sink.close()
+        return data, None
+    return b"", sink
+
+
+def _copy(source: IO[bytes], sink: IO[bytes], size: int) -> None:
+    while size > 0:
+        chunk = source.read(min(size, _COPY_CHUNK))
+        if not chunk:
+            raise ConnectionError("request body ended early")
+        sink.write(chunk)
+        size -= len(chunk)
+
+
 class EmulatorServer:
     """Serves one emulator app on 127.0.0.1:<free port> from a daemon thread."""
 
@@ -139,8 +195,11 @@ class EmulatorServer:
                 pass  # the request log replaces stderr chatter
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                try:
+                    body, body_file = _read_body(self)
+                except OSError:  # the client went away mid-body (an upload it stopped): nothing to answer
+                    self.close_connection = True
+                    return
                 parts = urlsplit(self.path)
                 request = Request(
                     method=self.command,
@@ -148,6 +207,7 @@ class EmulatorServer:
                     query=parse_qsl(parts.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
+                    body_file=body_file,
                 )
                 try:
                     response = server._dispatch(request)
@@ -158,13 +218,21 @@ class EmulatorServer:
                     except OSError:
                         pass
                     return
+                finally:
+                    if body_file is not None:
+                        body_file.close()
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
+                length = response.length if response.chunks is not None else len(response.body)
+                self.send_header("Content-Length", str(length))
                 for key, value in response.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(response.body)
+                try:
+                    for chunk in (response.body,) if response.chunks is None else response.chunks:
+                        self.wfile.write(chunk)
+                except OSError:  # the client went away (a byte cap, a stopped upload): not our problem
+                    self.close_connection = True
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

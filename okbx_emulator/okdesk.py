@@ -20,9 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Any, Literal
 
 from okbx_emulator.http import Request, Response
+from okbx_emulator.okdesk_equipment import EQUIPMENT_ROUTES, EquipmentBook
+from okbx_emulator.okdesk_files import OkdeskFiles
 
 DEFAULT_STATUSES: list[tuple[str, str]] = [
     ("opened", "Открыта"),
@@ -281,9 +284,11 @@ _ROUTES = [
         ("GET", f"issues/{_ID}", "GET /issues/{id}", "_api_issue"),
         ("GET", f"issues/{_ID}/comments", "GET /issues/{id}/comments", "_api_comments"),
         ("POST", f"issues/{_ID}/comments", "POST /issues/{id}/comments", "_api_add_comment"),
+        ("GET", f"issues/{_ID}/attachments/[^/]+", "GET /issues/{id}/attachments/{id}", "_api_attachment"),
         ("POST", f"issues/{_ID}/statuses", "POST /issues/{id}/statuses", "_api_set_status"),
         ("GET", f"issues/{_ID}/time_entries", "GET /issues/{id}/time_entries", "_api_time_entries"),
         ("POST", f"issues/{_ID}/time_entries", "POST /issues/{id}/time_entries", "_api_add_time_entries"),
+        *EQUIPMENT_ROUTES,  # handlers on `self.equipment`
     ]
 ]
 
@@ -305,6 +310,7 @@ class OkdeskEmulator:
         rate_clock: Callable[[], float] = time.monotonic,  # seconds; tests pass their clock's
         token_employee_id: int = 1,  # the employee the api_token belongs to
         comment_required_for: Iterable[str] = ("delayed",),  # doc §4: mandatory for delayed by default
+        file_options: dict[str, Any] | None = None,  # attachments: see okdesk_files.OkdeskFiles
     ) -> None:
         pairs = DEFAULT_STATUSES if statuses is None else statuses
         self._statuses = dict(pairs)
@@ -334,6 +340,11 @@ class OkdeskEmulator:
         self._entries: dict[int, _TimeEntry] = {}
         self._last_id = {"company": 0, "contact": 0, "issue": 0, "comment": 0, "entry": 0}
         self.webhooks: list[dict[str, Any]] = []  # what Okdesk would have POSTed to a webhook URL
+        self.files = OkdeskFiles(self, ApiError, **(file_options or {}))  # attachments of issues and comments
+        self.equipment = EquipmentBook(  # equipment, its dictionaries, agreements (the document route)
+            self._lock, self._now, self._tz, ApiError, company_name=self._companies.get,
+            touch_issue=lambda issue_id: setattr(self._live_issue(issue_id), "updated_at", self._now()),
+        )  # fmt: skip
 
     # -- seeding and human actions (not HTTP) -------------------------------------------------
     def add_employee(
@@ -471,6 +482,11 @@ class OkdeskEmulator:
             self._live_issue(issue_id).deleted = True
 
     # -- inspection ---------------------------------------------------------------------------
+    def issue_ids(self) -> list[int]:
+        """Every issue not deleted (for the playground's look at what Okdesk holds)."""
+        with self._lock:
+            return sorted(i.id for i in self._issues.values() if not i.deleted)
+
     def issue(self, issue_id: int) -> dict[str, Any]:
         with self._lock:
             return self._issue_json(self._live_issue(issue_id))
@@ -489,10 +505,14 @@ class OkdeskEmulator:
 
     # -- EmulatorApp --------------------------------------------------------------------------
     def operation_name(self, request: Request) -> str:
+        if self.files.is_link(request):
+            return "GET attachment link"
         route = self._route(request)
         return route[0] if route else f"{request.method} {request.path}"
 
     def handle(self, request: Request) -> Response:
+        if (download := self.files.serve_link(request)) is not None:  # a file's temporary link, no token
+            return download
         with self._lock:
             try:
                 if self._throttled():
@@ -503,7 +523,7 @@ class OkdeskEmulator:
                 if request.query_value("api_token") != self.api_token:
                     raise ApiError(401, "Unauthorized: invalid api_token")
                 body = self._body(request) if request.method == "POST" else {}
-                return Response.json(200, getattr(self, route[1])(request, route[2], body))
+                return Response.json(200, attrgetter(route[1])(self)(request, route[2], body))
             except ApiError as error:
                 return Response.json(error.status, {"errors": error.errors}, headers=error.headers)
 
@@ -527,9 +547,11 @@ class OkdeskEmulator:
         return None
 
     def _body(self, request: Request) -> dict[str, Any]:
-        if not request.body.strip():
+        if not request.body.strip() and request.body_file is None:  # body_file: a large upload
             return {}
         content_type = request.headers.get("content-type", "")
+        if content_type.lower().startswith("multipart/form-data"):
+            return self.files.form(request)  # a comment with files (crm-billing.md §1.5)
         if "json" not in content_type:
             # inferred: form and multipart bodies (attachments) are outside the emulator; refuse loudly
             raise ApiError(400, f"Unsupported Content-Type {content_type!r}: send application/json")
@@ -625,10 +647,16 @@ class OkdeskEmulator:
     def _api_comments(self, _request: Request, ref: str | None, _body: Body) -> list[dict[str, Any]]:
         return [self._comment_json(c) for c in self._comments_of(self._issue_ref(ref))]
 
-    def _api_add_comment(self, _request: Request, ref: str | None, body: Body) -> dict[str, Any]:
+    def _api_add_comment(self, request: Request, ref: str | None, body: Body) -> dict[str, Any]:
         issue = self._issue_ref(ref)
         data = body.get("comment") if "comment" in body else body  # inferred: Rails wrap_parameters
-        return self._comment_json(self._new_comment(issue, *self._comment_input(data), webhook=True))
+        uploads = self.files.comment_uploads(request, body, data)
+        comment = self._new_comment(issue, *self._comment_input(data), webhook=True)
+        self.files.attach(issue.id, comment.id, uploads)
+        return self._comment_json(comment)
+
+    def _api_attachment(self, request: Request, ref: str | None, _body: Body) -> dict[str, Any]:
+        return self.files.api_attachment(request, ref)
 
     def _api_set_status(self, _request: Request, ref: str | None, body: Body) -> dict[str, Any]:
         issue, code = self._issue_ref(ref), body.get("code")
@@ -702,6 +730,8 @@ class OkdeskEmulator:
                 errors[key] = ["Неверный формат даты"]
             else:
                 predicates.append(_time_bound(key.split("_")[0] + "_at", window, since=key.endswith("since")))
+        if status_param == "status":  # /issues/count: equipment_ids[], agreement_ids[]
+            predicates += self.equipment.count_filters(request, errors)
         return predicates
 
     def _check_transition(self, issue: _Issue, code: str) -> None:
@@ -902,6 +932,7 @@ class OkdeskEmulator:
             "service_object": None,
             "agreement": None,
             "equipments": [],
+            **self.equipment.summary_fields(issue.id),
         }
 
     def _issue_json(self, issue: _Issue) -> dict[str, Any]:
@@ -915,6 +946,7 @@ class OkdeskEmulator:
             **self._timestamps(issue),
             **dict.fromkeys(_ISSUE_NULLS),
             **{key: [] for key in _ISSUE_LISTS},
+            "attachments": self.files.issue_json(issue.id),
             "delayed_to": self._ts(issue.delayed_to),
             "source": "from_employee" if issue.author_employee_id else "from_client",  # inferred value names
             "spent_time_total": _hours(sum(e.minutes for e in self._entries_of(issue))),
@@ -932,6 +964,7 @@ class OkdeskEmulator:
                 "count": len(comments),
                 "last_at": self._ts(comments[-1].published_at) if comments else None,
             },
+            **self.equipment.issue_fields(issue.id),  # equipment_ids, agreement
         }
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
@@ -943,7 +976,7 @@ class OkdeskEmulator:
             "public": comment.public,
             "published_at": self._ts(comment.published_at),
             "author": {"id": author.id, "name": author.name, "type": comment.author_type} if author else None,
-            "attachments": [],
+            "attachments": self.files.comment_json(comment.id),
         }
 
     def _entry_json(self, entry: _TimeEntry) -> dict[str, Any]:

@@ -20,6 +20,8 @@ OKDESK_TOKEN = "demo-okdesk-token-5f2a9c"
 WEBHOOK_SECRET = "demo-webhook-secret-8d41b7"
 HANDOFF = "to_programmers"
 GROUP_ID = 42
+DOCS_GROUP_ID = 43  # the document department's workgroup (routes)
+SALES_PIPELINE = 10  # the sales department's deal pipeline (routes): its stage ids are C10:...
 
 
 @dataclass
@@ -33,6 +35,7 @@ class People:
     bx_ivan: int = 7  # Bitrix24 programmers
     bx_olga: int = 8
     bx_sergey: int = 9  # not in time.users: falls back to time.default_employee_id
+    bx_sales: int = 10  # Bitrix24 salesperson (routes)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class World:
     okdesk_server: EmulatorServer
     bitrix_server: EmulatorServer
     people: People = field(default_factory=People)
+    _crm_romashka: int | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -50,7 +54,7 @@ class World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
         okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, ("debt", "Долг")])  # custom: the debt hold
-        bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm"))  # crm: billing
+        bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm", "disk"))  # disk: files
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
         bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
         world = cls(okdesk, bitrix, EmulatorServer(okdesk).start(), EmulatorServer(bitrix).start())
@@ -68,16 +72,52 @@ class World:
         bx.add_user(p.bx_ivan, "Ivan", "Petrov", email="ivan@example.com")
         bx.add_user(p.bx_olga, "Olga", "Sidorova", email="olga@example.com")
         bx.add_user(p.bx_sergey, "Sergey", "Kuznetsov", email="sergey@example.com")
-        bx.add_group(GROUP_ID, "Programmers (paid)")
+        bx.add_group(GROUP_ID, "Programmers (paid)", owner_id=p.bx_ivan)
 
     def billing_story(self) -> dict[str, int]:
         """Issue 10: the CRM side of the demo. Romashka's CRM company carries its Okdesk id
         (originatorId/originId); Vasilek is matched by its INN and owes an overdue invoice."""
         ok, crm = self.okdesk, self.bitrix.crm
         debtor = ok.add_company("Vasilek JSC", parameters={"inn": "7701234567"})
-        romashka = crm.add_company("ROMASHKA (CRM)", originator_id="okdesk", origin_id=str(self.people.company))
+        romashka = self.crm_romashka()
         vasilek = crm.add_company("Vasilek", inn="7701234567")
         return {"debtor": debtor, "crm_romashka": romashka, "crm_vasilek": vasilek}
+
+    def crm_romashka(self) -> int:
+        """Romashka's CRM company, carrying its Okdesk id (originatorId/originId); made once."""
+        if self._crm_romashka is None:
+            origin = str(self.people.company)
+            self._crm_romashka = self.bitrix.crm.add_company("ROMASHKA (CRM)", originator_id="okdesk", origin_id=origin)
+        return self._crm_romashka
+
+    def routes_story(self) -> dict[str, int]:
+        """The routes' seed: a sales pipeline and a salesperson, the client as a CRM company and
+        contact, the document department's group, and the client's equipment, two pieces under a
+        service agreement and one outside it, plus an issue about the first."""
+        ok, bx, p = self.okdesk, self.bitrix, self.people
+        bx.add_user(p.bx_sales, "Maria", "Ivanova", email="maria.sales@example.com")
+        bx.add_group(DOCS_GROUP_ID, "Document department")
+        bx.deals.add_pipeline("Продажи", id=SALES_PIPELINE, sort=100)
+        crm_contact = bx.deals.add_contact("Pavel", "Orlov", company_id=self.crm_romashka(), email="pavel@example.com")
+        kit = ok.equipment
+        kit.add_kind("printer", "Принтер")
+        kit.add_kind("laptop", "Ноутбук")
+        kit.add_manufacturer("hp", "HP")
+        kit.add_model("lj_m404", "LaserJet M404", kind="printer", manufacturer="hp")
+        agreement = kit.add_agreement("Договор 12/24", company_ids=[p.company])
+        covered: dict[str, Any] = {"company_id": p.company, "agreement_ids": [agreement]}
+        printer = kit.add_equipment(
+            "printer", manufacturer="hp", model="lj_m404", serial_number="CNB1R12345", **covered
+        )
+        laptop = kit.add_equipment("laptop", inventory_number="INV-0042", serial_number="PF2ABCDE", **covered)
+        spare = kit.add_equipment("printer", company_id=p.company, serial_number="CNB1R99999", inventory_number="")
+        issue = ok.create_issue("Принтер печатает полосами", company_id=p.company, contact_id=p.client)
+        kit.set_issue_equipment(issue, [printer])
+        kit.set_issue_agreement(issue, agreement)
+        return {
+            "issue": issue, "agreement": agreement, "printer": printer, "laptop": laptop, "spare": spare,
+            "crm_company": self.crm_romashka(), "crm_contact": crm_contact, "pipeline": SALES_PIPELINE,
+        }  # fmt: skip
 
     def close(self) -> None:
         self.okdesk_server.stop()

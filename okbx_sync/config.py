@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import bounded
 from .errors import ConfigError
 from .secrets import Secret
 
@@ -162,12 +163,27 @@ class Key:
     choices: tuple[str, ...] = ()
 
 
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+MAX_ID = 2**53 - 1  # ids: exact in JSON and in SQLite; anything larger is a typo, not an account's id
+DAY = 86_400
+WEEK_MINUTES = 7 * 24 * 60
+TEN_YEARS_DAYS = 3650
+MAX_RATE = 1e9  # per hour, in any currency: far above any programmer
 
 
-def _not_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must not be negative"
+def _range(low: float, high: float, *, above: bool = False, words: str = "") -> Check:
+    """Every number has a range (issue 16): a value outside it is a configuration error naming the key.
+    `above`: the lower bound itself is excluded (a rate of requests must be more than 0)."""
+    words = words or (f"more than {low:g} and at most {high:g}" if above else f"from {low:g} to {high:g}")
+
+    def check(value: Any) -> str | None:
+        inside = (value > low if above else value >= low) and value <= high
+        return None if inside else f"must be {words}"
+
+    return check
+
+
+_positive = _range(1, MAX_ID, words="an id: a whole number from 1 to 2**53")
+_not_negative = _range(0, MAX_ID, words="a whole number from 0 to 2**53")
 
 
 def _share(value: Any) -> str | None:
@@ -186,10 +202,10 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "timezone": Key("tz", None),
             "time_entry_body": Key("str", "auto", choices=("auto", "flat", "wrapped")),
             "comment_detection": Key("str", "updated_since", choices=("updated_since", "full")),
-            "full_scan_minutes": Key("int", 60, check=_positive),
-            "scan_per_cycle": Key("int", 100, check=_positive),
-            "requests_per_second": Key("float", 3.0, check=_positive),
-            "timeout_seconds": Key("float", 30.0, check=_positive),
+            "full_scan_minutes": Key("int", 60, check=_range(1, WEEK_MINUTES)),
+            "scan_per_cycle": Key("int", 100, check=_range(1, 100_000)),
+            "requests_per_second": Key("float", 3.0, check=_range(0, 1000, above=True)),
+            "timeout_seconds": Key("float", 30.0, check=_range(0, 3600, above=True)),
             "allow_insecure_http": Key("bool", False),
         },
     ),
@@ -202,9 +218,9 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
             "created_by": Key("int", None, check=_positive),
             "done_statuses": Key("int_list", (5,)),
             "tags": Key("str_list", ("okdesk",)),
-            "requests_per_second": Key("float", 2.0, check=_positive),
-            "burst": Key("int", 40, check=_positive),
-            "timeout_seconds": Key("float", 65.0, check=_positive),
+            "requests_per_second": Key("float", 2.0, check=_range(0, 1000, above=True)),
+            "burst": Key("int", 40, check=_range(1, 10_000)),
+            "timeout_seconds": Key("float", 65.0, check=_range(0, 3600, above=True)),
             "allow_insecure_http": Key("bool", False),
         },
     ),
@@ -221,32 +237,32 @@ SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {
         {
             "default_employee_id": Key("int", check=_positive),
             "users": Key("int_map", {}),
-            "late_window_days": Key("int", 30, check=_positive),
+            "late_window_days": Key("int", 30, check=_range(1, TEN_YEARS_DAYS)),
         },
     ),
     "state": (StateConfig, {"path": Key("path", "./okbx.sqlite3")}),
     "sync": (
         SyncConfig,
         {
-            "max_retries": Key("int", 5, check=_positive),
-            "retry_base_seconds": Key("int", 300, check=_positive),
-            "max_requests_per_cycle": Key("int", 2000, check=_positive),
+            "max_retries": Key("int", 5, check=_range(1, 20)),
+            "retry_base_seconds": Key("int", 300, check=_range(1, DAY)),
+            "max_requests_per_cycle": Key("int", 2000, check=_range(1, 1_000_000)),
             "unusual_share": Key("float", 0.5, check=_share),
-            "unusual_min_links": Key("int", 10, check=_positive),
-            "backoff_seconds": Key("float", 1.0, check=_positive),
-            "max_seconds": Key("float", None, check=_positive),
-            "full_listing_minutes": Key("int", 60, check=_positive),
-            "full_listing_below": Key("int", 50, check=_not_negative),
+            "unusual_min_links": Key("int", 10, check=_range(1, 1_000_000)),
+            "backoff_seconds": Key("float", 1.0, check=_range(0, 3600, above=True)),
+            "max_seconds": Key("float", None, check=_range(0, DAY, above=True)),
+            "full_listing_minutes": Key("int", 60, check=_range(1, WEEK_MINUTES)),
+            "full_listing_below": Key("int", 50, check=_range(0, 1_000_000)),
         },
     ),
 }
 SECTIONS["billing"] = (
     BillingConfig,
     {
-        "default_rate": Key("float", check=_not_negative),
+        "default_rate": Key("float", check=_range(0, MAX_RATE)),
         "rates": Key("rate_map", {}),
         "currency": Key("str", "RUB"),
-        "round_minutes": Key("int", 1, check=_positive),
+        "round_minutes": Key("int", 1, check=_range(1, 1440)),
         "billable_types": Key("str_list", ()),
         "billable_parameter": Key("str", None),
         "company_map": Key("int_map", {}),
@@ -254,7 +270,7 @@ SECTIONS["billing"] = (
         "inn_parameter": Key("str", None),
         "category_id": Key("int", None, check=_not_negative),
         "mycompany_id": Key("int", None, check=_positive),
-        "pay_days": Key("int", 7, check=_not_negative),
+        "pay_days": Key("int", 7, check=_range(0, TEN_YEARS_DAYS)),
         "note_public": Key("bool", False),
     },
 )
@@ -262,11 +278,11 @@ SECTIONS["debt"] = (
     DebtConfig,
     {
         "status": Key("str"),
-        "grace_days": Key("int", 0, check=_not_negative),
+        "grace_days": Key("int", 0, check=_range(0, TEN_YEARS_DAYS)),
         "exempt_types": Key("str_list", ()),
         "exempt_priorities": Key("str_list", ()),
         "skip_statuses": Key("str_list", ("completed", "closed")),
-        "max_changes": Key("int", 10, check=_positive),
+        "max_changes": Key("int", 10, check=_range(1, 100_000)),
         "note_public": Key("bool", False),
         "expired_delay_status": Key("str", "opened"),
     },
@@ -294,9 +310,12 @@ def _as_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _Problem(f"must be a whole number, got {_show(value)}")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise _Problem(f"must be a whole number, got {_show(value)}") from None
+    if abs(number) > MAX_ID:
+        raise _Problem(f"must be a whole number below 2**53, got {_show(value)}")
+    return number
 
 
 def _show(value: Any) -> str:
@@ -376,10 +395,10 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
             raise _Problem(f"must be a mapping of Bitrix24 user id to a rate per hour, got {_show(value)}")
         rates = {_as_int(k): v for k, v in value.items()}
         if not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= MAX_RATE
             for v in rates.values()
         ):
-            raise _Problem("every rate must be a finite number, 0 or more")
+            raise _Problem(f"every rate must be a number from 0 to {MAX_RATE:g}")
         return {k: float(v) for k, v in rates.items()}
     raise AssertionError(kind)
 
@@ -494,11 +513,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     source = str(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
-            )
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_text(path, MAX_CONFIG_BYTES)
+    except bounded.TooLarge:
+        raise ConfigError(
+            [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
+        ) from None
     except FileNotFoundError:
         raise ConfigError([("", "file not found (give --config PATH or set OKBX_CONFIG)")], source) from None
     except PermissionError:

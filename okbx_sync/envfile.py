@@ -14,9 +14,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import bounded
 from .errors import UsageError
 
 ENV_FILE_NAME = "okbx.env"
+MAX_ENV_BYTES = 64 * 1024  # two secrets take a few hundred bytes
 ENV_TOKEN = "OKDESK_API_TOKEN"
 ENV_WEBHOOK = "BITRIX24_WEBHOOK_URL"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -63,9 +65,11 @@ def env_file_for(config_file: Path) -> Path:
 def read_env_file(path: Path) -> dict[str, str]:
     """The file's variables; {} when there is no such file; a clear error when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_text(path, MAX_ENV_BYTES)
     except FileNotFoundError:
         return {}
+    except bounded.TooLarge:
+        raise EnvFileError(f"cannot read {path}: larger than {MAX_ENV_BYTES // 1024} KiB, not an env file") from None
     except PermissionError:
         raise EnvFileError(f"cannot read {path}: permission denied (run okbx as the user that owns it)") from None
     except IsADirectoryError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from .secrets import RedactingFormatter, Redactor
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACTION_LOGGER = "okbx.action"  # one INFO line per action: file (and -v) only
 FIELDS = ("issue", "task", "action", "system", "outcome", "reason", "done", "adopted", "failed", "left", "requests")
-ON_STDOUT = "on_stdout"  # a record whose text the CLI printed on stdout too: kept off stderr
+ON_STDOUT = "on_stdout"  # a record whose text the CLI printed already (stdout, or its error on stderr): kept off stderr
 
 
 def _iso(created: float) -> str:
@@ -72,6 +73,8 @@ class _StderrFilter(logging.Filter):
 def open_log_file(path: Path) -> logging.Handler:
     """A handler appending to `path`; reopened when logrotate moves the file (long `okbx run` loops)."""
     try:
+        # created owner-only: it names clients and issues (an existing file keeps its mode: logrotate's `create`)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         return logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"cannot open the log file {path}: its directory {path.parent} does not exist") from None

@@ -29,6 +29,18 @@ class Issue:
     priority_code: str | None = None
     parameters: tuple[tuple[str, object], ...] = ()  # (code, value) of the issue's custom parameters
     delayed_to: datetime | None = None  # postponed until, when its status is `delayed`
+    # routes: the issue's equipment ids (None: the answer did not say), service agreement, contact
+    equipment_ids: tuple[int, ...] | None = None
+    agreement: Agreement | None = None
+    contact_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """An Okdesk service agreement as issues and equipment show it; there is no REST endpoint."""
+
+    id: int
+    title: str
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import yaml
 from .clients.bitrix24 import Bitrix24Client
 from .clients.okdesk import OkdeskClient
 from .config import OPT_IN_SECTIONS, REQUIRED, SECTIONS, Bitrix24Config, OkdeskConfig, insecure_http_problem
-from .doctor import list_okdesk_employees
 from .envfile import ENV_TOKEN, ENV_WEBHOOK, parse_env_file, render_env_file, write_private_file  # noqa: F401 - their old home
 from .errors import UsageError
 from .secrets import Redactor, Secret, webhook_secret_parts
@@ -62,10 +61,10 @@ def discover(okdesk_url: str, api_token: str, webhook_url: str, *, redactor: Red
     okdesk, bitrix = build_clients(okdesk_url, api_token, webhook_url, redactor=redactor)
     try:
         statuses = okdesk.list_statuses()
-        employees = [_okdesk_person(e) for e in list_okdesk_employees(okdesk)]
+        employees = [_okdesk_person(e) for e in okdesk.list_employees()]
         scopes = sorted(str(s) for s in bitrix.scopes())
         groups = [
-            {"id": int(g["ID"]), "name": str(g.get("NAME") or "")}
+            {"id": int(g["ID"]), "name": str(g.get("NAME") or ""), "owner": _int_or_none(g.get("OWNER_ID"))}
             for g in _bitrix_pages(bitrix, "sonet_group.get", {"IS_ADMIN": "Y", "ORDER": {"ID": "ASC"}})
             if str(g.get("ID", "")).isdigit() and _yes(g.get("ACTIVE", "Y")) and not _yes(g.get("CLOSED", "N"))
         ]
@@ -101,6 +100,28 @@ def _bitrix_pages(bitrix: Bitrix24Client, method: str, params: dict[str, Any]) -
 
 def _yes(value: Any) -> bool:
     return value is True or str(value).strip().upper() in ("Y", "1", "TRUE")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if str(value or "").isdigit() else None
+
+
+_BOT_WORDS = re.compile(r"okbx|\bbot\b|bridge|integration|bitrix|интеграц|бот", re.IGNORECASE)
+
+
+def likely_bot(employees: list[dict[str, Any]]) -> str | None:
+    """The employee the token probably belongs to, as a default to confirm: Okdesk's API (as far
+    as our notes go) cannot say whose token it is, and the README asks for a dedicated employee,
+    so the one active employee whose name or e-mail reads like one (okbx, bot, bridge,
+    integration, Bitrix)."""
+    found = [e for e in employees if e.get("active", True) and _BOT_WORDS.search(f"{e['name']} {e.get('email', '')}")]
+    return str(found[0]["id"]) if len(found) == 1 else None
+
+
+def group_owner(groups: list[dict[str, Any]], group_id: str) -> str | None:
+    """The owner of the chosen workgroup (sonet_group.get OWNER_ID): the default responsible user."""
+    owner = next((g.get("owner") for g in groups if str(g["id"]) == group_id), None)
+    return str(owner) if owner else None
 
 
 def _okdesk_person(raw: dict[str, Any]) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def test_unknown_section_and_key_are_errors_not_silently_ignored():
         ("okdesk", "bot_employee_id", "one", "must be a whole number, got 'one'"),
         ("okdesk", "bot_employee_id", True, "must be a whole number, got True"),
         ("okdesk", "bot_employee_id", 1.5, "must be a whole number, got 1.5"),
-        ("okdesk", "bot_employee_id", 0, "must be greater than 0"),
+        ("okdesk", "bot_employee_id", 0, "must be an id: a whole number from 1 to 2**53"),
         ("okdesk", "handoff_status", 5, "must be a non-empty text, got 5"),
         ("okdesk", "handoff_status", "   ", "must be a non-empty text, got '   '"),
         ("okdesk", "requests_per_second", "fast", "must be a number, got 'fast'"),
@@ -234,7 +234,7 @@ def test_all_problems_are_reported_at_once_with_key_paths():
         "bitrix24.webhook_url": "must be an http(s) URL, got a value that is not a URL",
         "comments": "must be a mapping",
         "time": "section is missing",
-        "sync.max_retries": "must be greater than 0",
+        "sync.max_retries": "must be from 1 to 20",
     }
     text = str(error)
     assert text.startswith("invalid configuration in okbx.yaml:\n  ")

@@ -21,7 +21,7 @@ from okbx_emulator.http import Fault, Response
 from okbx_emulator.world import HANDOFF, OKDESK_TOKEN, WEBHOOK_SECRET, World
 from okbx_sync.cli import app
 from okbx_sync.config import parse_config
-from okbx_sync.doctor import _transport_check
+from okbx_sync.doctor.files import transport_check
 from okbx_sync.envfile import parse_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +195,11 @@ def emulate_here(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[s
 def test_emulate_without_dir_makes_a_fresh_directory_of_its_own(tmp_path, emulate_here):
     _, lines = emulate_here
     (made,) = list(tmp_path.glob("okbx-playground-*"))
-    assert sorted(p.name for p in made.iterdir()) == ["okbx.env", "okbx.yaml"]
+    assert sorted(p.name for p in made.iterdir()) == [
+        ".okbx-emulate.json",
+        "okbx.env",
+        "okbx.yaml",
+    ]  # the act commands find it there
     assert oct(os.stat(made / "okbx.env").st_mode & 0o777) == "0o600"
     assert f"--config {made.name}/okbx.yaml" in lines[2] or f"--config {made}/okbx.yaml" in lines[2], lines
 
@@ -235,10 +239,10 @@ def test_plain_http_is_refused_off_loopback_unless_allowed_and_then_doctor_warns
     assert "okdesk.url: plain http:// to okdesk.example.com would send the secret in clear" in str(refused.value)
     assert "allow_insecure_http: true" in str(refused.value)
     raw["okdesk"]["allow_insecure_http"] = True
-    check = _transport_check(parse_config(raw, env=world.env(), base_dir=tmp_path))
+    check = transport_check(parse_config(raw, env=world.env(), base_dir=tmp_path))
     assert check.warn and "okdesk.url uses plain http:// to okdesk.example.com" in check.detail
     loopback = parse_config(world.config_dict(tmp_path / "s.sqlite3"), env=world.env(), base_dir=tmp_path)
-    assert not _transport_check(loopback).warn  # the emulators on 127.0.0.1 are fine
+    assert not transport_check(loopback).warn  # the emulators on 127.0.0.1 are fine
 
 
 def test_init_takes_no_secret_on_the_command_line(world, tmp_path):

@@ -62,7 +62,9 @@ def test_discovery_lists_statuses_people_and_groups(world: World) -> None:
         "email": "ivan@example.com",
         "active": True,
     }
-    assert found.groups == [{"id": GROUP_ID, "name": "Programmers (paid)"}]  # inactive and closed left out
+    assert found.groups == [
+        {"id": GROUP_ID, "name": "Programmers (paid)", "owner": world.people.bx_ivan}
+    ]  # inactive and closed left out
     assert {u["id"] for u in found.bitrix_users} == {1, 7, 8, 9}
     assert {"id": 8, "name": "Olga Sidorova", "email": "olga@example.com", "active": True} in found.bitrix_users
     assert found.webhook_user_id == world.bitrix.user_id

@@ -29,7 +29,8 @@ from .bitrix24_parse import (
     parse_task_get,
     parse_task_list,
 )
-from .http import HttpAnswer, RateLimited, RequestBudget, RetryPolicy, Throttle, Transport
+from .http import Downloaded, HttpAnswer, RateLimited, RequestBudget, RetryPolicy, Sink, Throttle, Transport
+from .multipart import MultipartBody
 from .parse import ParseError, items, obj
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ class Bitrix24Client:
     def call(self, method: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
         answer = self.transport.request("POST", self.base + method, method, body=params or {}, write=write)
         return self._result(answer, method)
+
+    def post_form(self, url: str, op: str, body: MultipartBody) -> Any:
+        """A streamed multipart POST to a link a method gave (Drive's `uploadUrl`): a write, sent
+        once; the answer is read like a method's."""
+        headers = {"Content-Type": body.content_type}
+        answer = self.transport.request("POST", url, op, write=True, data=body, headers=headers)
+        return self._result(answer, op)
+
+    def download(self, url: str, op: str, sink: Sink, *, max_bytes: int | None) -> Downloaded:
+        """Stream a file from a Drive link.  The docs ask for a browser's headers: a download with
+        a blank or technical User-Agent may fail even with a valid link (routes-files.md §3.5)."""
+        headers = {"Accept": "*/*", "Accept-Language": "ru,en;q=0.8", "Referer": self.portal_url() + "/"}
+        return self.transport.download(url, op, sink, max_bytes=max_bytes, headers=headers)
 
     def _result(self, answer: HttpAnswer, method: str) -> Any:
         body = answer.body

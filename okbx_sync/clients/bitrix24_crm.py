@@ -169,6 +169,18 @@ class CrmClient:
 
         return [i for i in self._parse(method, inns, raw) if i]
 
+    def currencies(self) -> list[str]:
+        """The portal's currency codes (crm.currency.list: inferred, not in our API notes; the
+        caller treats a failure as "unknown", never as "no currencies")."""
+        method = "crm.currency.list"
+        raw = self.bitrix.call(method, {})
+
+        def codes(value: Any) -> list[str]:
+            return [str(obj(c, "currency").get("CURRENCY") or "") for c in items(value, method)]
+
+        found: list[str] = self._parse(method, codes, raw)
+        return [code for code in found if code]
+
     # -- invoices --------------------------------------------------------------------------
     def default_category(self) -> int:
         method = "crm.category.list"

@@ -9,10 +9,16 @@ Retry policy (pip/httpie style: retry only what is safe to repeat):
 - a per-method operating-time block (Bitrix24 429), a portal blocked by its support (Bitrix24
   503 OVERLOAD_LIMIT) or an exhausted retry series raises `RateLimited`, and the cycle stops
   cleanly to finish at a later run.
+
+Files travel through the same path: an upload is a streamed body (`data`, a write: never sent
+twice, it could not be anyway), a download (`download`) streams the answer into a sink under a
+byte cap and is not retried here (the links of both systems are short-lived or single-use: the
+caller asks for a fresh one).  Download links carry tokens, so no error names the URL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -20,19 +26,34 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from .. import __version__
 from ..errors import ApiError, MalformedResponse, OkbxError
 from ..secrets import Redactor
+from .multipart import BodyError, OverCap
 
 log = logging.getLogger(__name__)
 
 
 class RateLimited(ApiError):
     """The API keeps refusing for load reasons; stop this cycle and come back later."""
+
+
+class TooLarge(ApiError):
+    """A file is larger than okbx may move (a byte cap), or than the server accepts (HTTP 413)."""
+
+
+class Sink(Protocol):
+    def write(self, chunk: bytes, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str
 
 
 class BudgetExhausted(OkbxError):
@@ -170,14 +191,26 @@ class Transport:
         return min(self.policy.backoff_cap, base) * (0.5 + self.jitter())
 
     def request(
-        self, http_method: str, url: str, op: str, *, params: Any = None, body: Any = None, write: bool
+        self,
+        http_method: str,
+        url: str,
+        op: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        write: bool,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> HttpAnswer:
+        """`data` is a streamed body (a file upload): it can be sent only once, so only as a write."""
+        if data is not None and not write:
+            raise ValueError("a streamed body is sent once: it must be a write")
         attempt = 0
         limited = 0
         while True:
             attempt += 1
             try:
-                answer = self._send_once(http_method, url, op, params=params, body=body)
+                answer = self._send_once(http_method, url, op, params=params, body=body, data=data, headers=headers)
             except ApiError as error:
                 # A read may be repeated; a write that may have reached the server may not.
                 if write or attempt >= self.policy.read_attempts:
@@ -204,20 +237,44 @@ class Transport:
                     code=_error_code(answer.body),
                     retry_after=retry_after,
                 )
+            if data is not None:  # a consumed stream cannot be sent again: let the caller come back
+                raise RateLimited(self.system, op, "rate limited during an upload", status=answer.status)
             limited += 1
             attempt -= 1  # a rejection by the limiter is not a failed attempt
             delay = self._backoff(limited, retry_after)
             log.info("%s %s: rate limited (HTTP %s); slowing down for %.1fs", self.system, op, answer.status, delay)
             self.throttle.cool_down(delay)
 
-    def _send_once(self, http_method: str, url: str, op: str, *, params: Any, body: Any) -> HttpAnswer:
+    def _send_once(
+        self,
+        http_method: str,
+        url: str,
+        op: str,
+        *,
+        params: Any,
+        body: Any,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpAnswer:
         self.budget.spend()
         self.throttle.acquire()
         self.requests_sent += 1
         try:
-            response = self.session.request(http_method, url, params=params, json=body, timeout=self.timeout)
+            response = self.session.request(
+                http_method,
+                url,
+                params=params,
+                json=body if data is None else None,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+            )
         except requests.Timeout:
             raise ApiError(self.system, op, "timed out waiting for the answer", ambiguous=True) from None
+        except BodyError as exc:  # an upload stopped part-way: the server never got a whole request
+            raise (TooLarge if isinstance(exc, OverCap) else ApiError)(
+                self.system, op, f"upload stopped: {exc}"
+            ) from None
         except requests.ConnectionError as exc:
             reason = self.redact(_short_reason(exc))
             raise ApiError(self.system, op, f"connection failed: {reason}", ambiguous=True) from None
@@ -249,6 +306,49 @@ class Transport:
                 retry_after=_retry_after(headers),
             )
         return HttpAnswer(response.status_code, parsed, headers)
+
+    def download(
+        self, url: str, op: str, sink: Sink, *, max_bytes: int | None, headers: dict[str, str] | None = None
+    ) -> Downloaded:
+        """GET `url` and write the body into `sink` chunk by chunk; more than `max_bytes` aborts
+        cleanly (the connection is closed, nothing more is read).  Never retried here."""
+        self.budget.spend()
+        self.throttle.acquire()
+        self.requests_sent += 1
+        digest, size = hashlib.sha256(), 0
+        headers = {"Accept-Encoding": "identity", **(headers or {})}  # the bytes as stored: sizes compare
+        try:
+            with self.session.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
+                if response.status_code >= 400:
+                    raise self._download_refused(op, response)
+                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                declared = "" if encoded else response.headers.get("Content-Length", "")
+                if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise TooLarge(self.system, op, f"file of {declared} bytes is over the cap of {max_bytes}")
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise TooLarge(self.system, op, f"file is over the cap of {max_bytes} bytes")
+                    digest.update(chunk)
+                    sink.write(chunk)
+                if declared.isdigit() and size != int(declared):
+                    raise MalformedResponse(self.system, op, f"download ended after {size} of {declared} bytes")
+        except requests.Timeout:
+            raise ApiError(self.system, op, "timed out during the download") from None
+        except requests.RequestException as exc:
+            raise ApiError(self.system, op, f"download failed: {_short_reason(exc)}") from None
+        return Downloaded(size, digest.hexdigest())
+
+    def _download_refused(self, op: str, response: requests.Response) -> ApiError:
+        """An error answer to a download: its JSON error if it has one, never the URL (a token)."""
+        head = response.raw.read(4096, decode_content=True) if response.raw is not None else b""
+        try:
+            detail = _describe_error(json.loads(head.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
+            detail = f"refused ({kind})"
+        kind_of = TooLarge if response.status_code == 413 else ApiError
+        return kind_of(self.system, op, self.redact(detail), status=response.status_code)
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:

@@ -19,7 +19,16 @@ from ..errors import ApiError, MalformedResponse, NotFound
 from ..model import Comment, Company, Issue, TimeEntry
 from ..secrets import Redactor
 from ..timeutil import format_duration, okdesk_filter_time, okdesk_logged_at, parse_timezone
-from .http import HttpAnswer, RequestBudget, RetryPolicy, Throttle, Transport, flatten_errors
+from .http import (
+    Downloaded,
+    HttpAnswer,
+    RequestBudget,
+    RetryPolicy,
+    Sink,
+    Throttle,
+    Transport,
+    flatten_errors,
+)
 from .okdesk_parse import (
     parse_comment,
     parse_comments,
@@ -81,10 +90,27 @@ class OkdeskClient:
         params: list[tuple[str, Any]] | None = None,
         body: Any = None,
         write: bool = False,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         query = [("api_token", self.config.api_token.reveal()), *(params or [])]
-        answer = self.transport.request(http_method, self.base + path, op, params=query, body=body, write=write)
+        answer = self.transport.request(
+            http_method, self.base + path, op, params=query, body=body, write=write, data=data, headers=headers
+        )
         return self._check(answer, op)
+
+    def call(self, http_method: str, path: str, op: str, **kwargs: Any) -> Any:
+        """One API call (`/api/v1` + `path`, the token added), for the verbs of other modules
+        (files): same transport, budget and retry policy.  `data`: a streamed body, a write."""
+        return self._call(http_method, path, op, **kwargs)
+
+    def download(self, url: str, op: str, sink: Sink, *, max_bytes: int | None) -> Downloaded:
+        """Stream a file from a link Okdesk gave (no token added: the link is its own pass)."""
+        return self.transport.download(url, op, sink, max_bytes=max_bytes, headers={"Accept": "*/*"})
+
+    def read(self, path: str, op: str, params: list[tuple[str, Any]] | None = None) -> Any:
+        """A GET of any documented path, for the verbs built on this client (equipment)."""
+        return self._call("GET", path, op, params=params)
 
     def _check(self, answer: HttpAnswer, op: str) -> Any:
         body = answer.body

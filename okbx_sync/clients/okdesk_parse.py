@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Comment, Company, Issue, Person, TimeEntry
+from ..model import Agreement, Comment, Company, Issue, Person, TimeEntry
 from .parse import ParseError, integer, items, number, obj, opt_integer, text, timestamp
 
 
@@ -39,7 +39,33 @@ def parse_issue(raw: Any) -> Issue:
         parameters=parse_parameters(data.get("parameters"), what),
         # `delayed_to` in the full issue, `delay_to` in the list (okdesk.md)
         delayed_to=timestamp(data, "delayed_to", what) or timestamp(data, "delay_to", what),
+        equipment_ids=parse_equipment_ids(data, what),
+        agreement=parse_agreement(data.get("agreement"), f"{what}.agreement"),
+        contact_id=_ref_id(data.get("contact"), f"{what}.contact"),
     )
+
+
+def parse_equipment_ids(data: dict[str, Any], what: str) -> tuple[int, ...] | None:
+    """`equipment_ids: [int]` in the full issue, `equipments: [{id, ...}]` in list items and webhooks
+    (routes-files.md §5.1); None when the answer carries neither (not the same as "none")."""
+    if data.get("equipment_ids") is not None:
+        ids = items(data["equipment_ids"], f"{what}.equipment_ids")
+        return tuple(integer({"equipment_ids[]": v}, "equipment_ids[]", what) for v in ids)
+    if data.get("equipments") is not None:
+        found = [obj(e, f"{what}.equipments[]") for e in items(data["equipments"], f"{what}.equipments")]
+        return tuple(integer(e, "id", f"{what}.equipments[]") for e in found)
+    return None
+
+
+def parse_agreement(raw: Any, what: str) -> Agreement | None:
+    if raw in (None, [], {}):
+        return None
+    data = obj(raw, what)
+    return Agreement(integer(data, "id", what), text(data, "title", what, default=""))
+
+
+def _ref_id(value: Any, what: str) -> int | None:
+    return None if value in (None, [], {}) else opt_integer(obj(value, what), "id", what)
 
 
 def _code(value: Any, what: str) -> str | None:

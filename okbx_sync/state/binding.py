@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from ..clients.bitrix24 import Bitrix24Client
 from ..config import Config
 from ..errors import StateError
 from .store import Store
@@ -44,6 +44,18 @@ class Binding:
 
     def describe(self) -> str:
         return f"Okdesk {self.okdesk_account} and Bitrix24 {self.bitrix_portal} (webhook user {self.bitrix_user})"
+
+
+class MarkedTask(Protocol):
+    @property
+    def xml_id(self) -> str | None: ...
+
+
+class TaskReader(Protocol):
+    """What a rebind needs of the Bitrix24 side (the client implements it): a task by id, or None
+    when the webhook user cannot see it."""
+
+    def get_task(self, task_id: int) -> MarkedTask | None: ...
 
 
 class ForeignStore(StateError):
@@ -80,7 +92,7 @@ def record_binding(store: Store, binding: Binding) -> None:
     store.set_meta(META_KEY, json.dumps(asdict(binding), sort_keys=True))
 
 
-def tasks_under_their_markers(store: Store, bitrix: Bitrix24Client, sample: int = 5) -> tuple[int, int]:
+def tasks_under_their_markers(store: Store, bitrix: TaskReader, sample: int = 5) -> tuple[int, int]:
     """Evidence for a rebind: of up to `sample` of the store's latest task links, how many tasks the
     configured portal shows, and how many of those carry their issue's marker (`XML_ID
     okdesk:<issue>`, as sync/plan.py writes it).  The same accounts under a new address have them

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from ..errors import StateError
+from . import opening
 from .lifecycle import Health, HealthChange, Link, LinkChange, LinkState, Track
 from .records import Op, OpState, health_from, link_from, op_from, ts, ts_exact
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -62,22 +63,30 @@ class Store:
         self._crash_point, _, count = (crash_after or "").partition(":")
         self._crash_countdown = int(count or 1) if self._crash_point else 0
         try:
+            opening.check_file(path)  # a regular file of bounded size (see opening.py)
             if read_only:
                 self.conn = _memory_copy(path)
+                opening.check_ours(self.conn, path, SCHEMA_VERSION)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not path.exists():  # it holds client names and comment titles: owner only
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
                 self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+                # before the first write: another program's file stays as it is
+                opening.check_ours(self.conn, path, SCHEMA_VERSION)
                 self.conn.execute("PRAGMA journal_mode=WAL")  # its -wal/-shm files copy the 0600 mode
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            if not read_only:
+                opening.stamp(self.conn)
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"state store {path} cannot be used: {exc}") from None
+            raise StateError(f"state store {path} cannot be used: {exc}{opening.explain(path)}") from None
         except OSError as exc:
-            raise StateError(f"state store {path} cannot be opened: {exc.strerror or exc}") from None
+            raise StateError(
+                f"state store {path} cannot be opened: {exc.strerror or exc}{opening.explain(path)}"
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -440,10 +449,20 @@ def _memory_copy(path: Path) -> sqlite3.Connection:
     if path.exists():
         # A WAL file means a run has the store open: read through it (its files exist already).
         # Otherwise "immutable" reads the file alone and creates no -shm/-wal beside it.
-        mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "mode=ro&immutable=1"
-        source = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=10)
+        live = path.with_name(path.name + "-wal").exists()
         try:
-            source.backup(memory)
-        finally:
-            source.close()
+            _copy_into(memory, path, "mode=ro" if live else "mode=ro&immutable=1")
+        except sqlite3.OperationalError:
+            if not live:
+                raise
+            # a read-only directory (or -shm) cannot serve a reader of a live WAL: read the file alone
+            _copy_into(memory, path, "mode=ro&immutable=1")
     return memory
+
+
+def _copy_into(memory: sqlite3.Connection, path: Path, mode: str) -> None:
+    source = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=10)
+    try:
+        source.backup(memory)
+    finally:
+        source.close()

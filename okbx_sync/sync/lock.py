@@ -19,7 +19,10 @@ def run_lock(state_path: Path, wait_seconds: float = 0.0, clock: Clock = REAL_CL
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StateError(f"cannot create the lock file {lock_path}: {exc.strerror or exc}") from None
+        from ..state.opening import explain
+
+        why = f"{exc.strerror or exc}{explain(lock_path)}"
+        raise StateError(f"cannot create the lock file {lock_path}: {why}") from None
     deadline = clock.monotonic() + wait_seconds
     try:
         while True:

@@ -6,16 +6,21 @@ debt status in Okdesk, and the company matching of the companies with open hando
 
 from __future__ import annotations
 
+from ..billing.companies import CompanyMatcher, Unmatched
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.bitrix24_crm import CrmClient
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
-from ..doctor import Check
 from ..errors import OkbxError
 from ..state.store import Store
-from .companies import CompanyMatcher, Unmatched
+from .base import Check, Context, check_group
 
 MAX_MATCHED = 50  # issues read for the matching check; the rest is checked by sync itself
+
+
+@check_group(50, "Billing", applies=lambda ctx: ctx.config.billing is not None or ctx.config.debt is not None)
+def billing_group(ctx: Context) -> list[Check]:
+    return billing_checks(ctx.config, ctx.okdesk, ctx.bitrix)
 
 
 def billing_checks(config: Config, okdesk: OkdeskClient, bitrix: Bitrix24Client) -> list[Check]:
@@ -37,7 +42,42 @@ def billing_checks(config: Config, okdesk: OkdeskClient, bitrix: Bitrix24Client)
         checks.append(_debt_status_check(config, okdesk))
     if config.billing is not None:
         checks.append(_matching_check(config, okdesk, crm))
+        checks.append(_rate_check(config))
+        checks.append(_currency_check(config, crm))
     return checks
+
+
+ABSURD_RATE = 100_000  # per hour: a typo (an extra zero or three) more likely than a price
+
+
+def _rate_check(config: Config) -> Check:
+    """A zero or absurd rate makes real invoices: passes, with a warning to look (issue 16)."""
+    assert config.billing is not None
+    rates = {"billing.default_rate": config.billing.default_rate}
+    rates |= {f"billing.rates[{user}]": rate for user, rate in sorted(config.billing.rates.items())}
+    odd = [f"{key} is {rate:g}" for key, rate in rates.items() if rate == 0 or rate > ABSURD_RATE]
+    if odd:
+        detail = "; ".join(odd) + f" (an invoice at 0, or above {ABSURD_RATE:,} an hour, is rarely meant)"
+        return Check("Billing rates", True, detail, "check the rates in billing.rates and billing.default_rate", True)
+    return Check("Billing rates", True, f"{len(rates)} rates, all above 0 and at most {ABSURD_RATE:,} an hour")
+
+
+def _currency_check(config: Config, crm: CrmClient) -> Check:
+    assert config.billing is not None
+    currency = config.billing.currency
+    try:
+        known = crm.currencies()
+    except (OkbxError, ValueError) as error:
+        return Check("Billing currency", True, f"cannot list the CRM's currencies ({error})", warn=True)
+    if currency in known:
+        return Check("Billing currency", True, f"billing.currency {currency!r} is a currency of the CRM")
+    return Check(
+        "Billing currency",
+        True,
+        f"billing.currency {currency!r} is not among the CRM's currencies ({', '.join(known) or 'none'})",
+        "set billing.currency to one of them, or add the currency in the CRM's settings",
+        warn=True,
+    )
 
 
 def _pipeline_check(config: Config, crm: CrmClient) -> Check:

@@ -1,4 +1,4 @@
-"""Review finding: on a portal with the new task card (tasks.task.get has a chatId), the task's
+"""on a portal with the new task card (tasks.task.get has a chatId), the task's
 comments cannot be listed with task.commentitem.getlist, so looking for okbx's markers there must
 not stop the sync of the issue (bitrix24.md 4.2)."""
 

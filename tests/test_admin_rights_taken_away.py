@@ -1,4 +1,4 @@
-"""Review finding: `okbx run` lives for months, and a webhook user's administrator rights can be
+"""`okbx run` lives for months, and a webhook user's administrator rights can be
 taken away meanwhile.  A "yes" from `user.admin` remembered for the whole process then turned a
 task that was merely hidden into "task #N was deleted" (issue 7, item 4)."""
 

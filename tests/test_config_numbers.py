@@ -1,4 +1,4 @@
-"""Review finding: YAML's `.inf` and `.nan` are numbers to a parser but never a setting: a rate of
+"""YAML's `.inf` and `.nan` are numbers to a parser but never a setting: a rate of
 `.inf` was accepted and crashed the billing with an internal error (decimal.InvalidOperation)."""
 
 from __future__ import annotations

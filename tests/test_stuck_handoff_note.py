@@ -1,4 +1,4 @@
-"""Review finding: the note that tells the consultant a handoff is stuck must reach the issue even
+"""the note that tells the consultant a handoff is stuck must reach the issue even
 when Okdesk itself is what failed: a failed note was never planned again."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Review findings on billing (issue 10 under issue 7's rule): the accounts are the truth for
+"""Billing (issue 10 under issue 7's rule): the accounts are the truth for
 billing notes too, so a second installation or a restored backup writes no note twice."""
 
 from __future__ import annotations
