@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from okbx_sync.sync.engine import opened, run_cycle
+
 from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
 from okbx_sync.secrets import Redactor
-from okbx_sync.sync.engine import opened, run_cycle
 
 
 def cycle(world: World, config_path: Path) -> dict[str, float]:

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 from e2e import TestClock, start_world
+from okbx_sync.sync.actions import Action, CloseLink, CreateTask, ForwardComment, PostLinkComment
+from okbx_sync.sync.apply import Applier, ApplyReport
 
 from okbx_emulator.http import Fault, Response
 from okbx_emulator.world import HANDOFF, World
+from okbx_sync.clients.bundle import Clients
 from okbx_sync.config import Config, load_config
 from okbx_sync.model import Comment, Issue, Person
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Store
 from okbx_sync.sync import render
-from okbx_sync.sync.actions import Action, CloseLink, CreateTask, ForwardComment, PostLinkComment
-from okbx_sync.sync.apply import Applier, ApplyReport
-from okbx_sync.clients.bundle import Clients
 
 WHEN = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

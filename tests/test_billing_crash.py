@@ -106,7 +106,9 @@ def _subclasses(base: type) -> set[type]:
 
 def test_every_billing_write_kind_has_a_crash_scenario():
     writes = {
-        c.__name__ for c in _subclasses(Action) if c.side and "kind" in vars(c) and c.__module__.startswith("okbx_sync.billing")
+        c.__name__
+        for c in _subclasses(Action)
+        if c.side and "kind" in vars(c) and c.__module__.startswith("okbx_sync.billing")
     }
     assert writes == {s.action for s in SCENARIOS}
 

@@ -49,13 +49,13 @@ from e2e import TASK_MARKER, TIME_MARKER, OnWorld, expected_hours
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from okbx_sync.sync.engine import Clients, CycleResult, UnsafePlan, run_cycle
 
 from okbx_emulator.http import Fault, Response
 from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Store
-from okbx_sync.sync.engine import Clients, CycleResult, UnsafePlan, run_cycle
 
 OK_TOKEN = re.compile(r"tok\d+")  # every Okdesk comment this file writes carries one
 BX_TOKEN = re.compile(r"bxsay\d+")  # every Bitrix24 comment a programmer writes carries one

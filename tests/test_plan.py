@@ -12,10 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from okbx_sync.config import Config, parse_config
-from okbx_sync.model import Comment, ElapsedItem, Issue, Person, Task
-from okbx_sync.state.store import Link, Op
 from okbx_sync.sync.actions import (
     Action,
     CloseLink,
@@ -30,6 +26,10 @@ from okbx_sync.sync.actions import (
     ReturnIssue,
     TaskNote,
 )
+
+from okbx_sync.config import Config, parse_config
+from okbx_sync.model import Comment, ElapsedItem, Issue, Person, Task
+from okbx_sync.state.store import Link, Op
 from okbx_sync.sync.plan import Plan, build_plan
 from okbx_sync.sync.snapshot import Snapshot, StateView
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from okbx_sync.model import Comment, ElapsedItem, Issue, Person
-from okbx_sync.state.store import Link, LinkState
 from okbx_sync.sync.actions import ForwardComment
 from okbx_sync.sync.apply import ApplyReport
+
+from okbx_sync.model import Comment, ElapsedItem, Issue, Person
+from okbx_sync.state.store import Link, LinkState
 from okbx_sync.sync.plan import Plan
 from okbx_sync.sync.settle import CycleFacts, settle
 from okbx_sync.sync.snapshot import Snapshot

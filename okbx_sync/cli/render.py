@@ -15,8 +15,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..state.store import Link
     from ..core.engine import CycleResult
+    from ..state.store import Link
 
 
 def out() -> Console:
