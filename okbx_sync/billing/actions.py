@@ -73,6 +73,10 @@ class CreateInvoice(Action):
         return sum((line_sum(line) for line in self.lines), Decimal(0))
 
     @property
+    def needs(self) -> tuple[str, ...]:
+        return (keys.SummaryKey(self.issue_id, self.cycle).text,)  # the report it bills is posted
+
+    @property
     def detail(self) -> str:
         return f"invoice to CRM company {self.company_id}: {money(self.total, self.currency)} ({len(self.lines)} lines)"
 
@@ -135,6 +139,10 @@ class SkipInvoice(LocalAction):
     @property
     def detail(self) -> str:
         return f"not invoiced: {self.reason}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (keys.SummaryKey(self.issue_id, self.cycle).text,)
 
 
 @dataclass(frozen=True)

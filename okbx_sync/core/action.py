@@ -156,6 +156,11 @@ class Action:
         """Other actions this write carries (a status change carrying the summary)."""
         return []
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Keys of writes that must be done before this one (an invoice needs its summary posted)."""
+        return ()
+
     def completes(self) -> Completed | None:
         """The completion this write reports, if it is a completion's report."""
         return None

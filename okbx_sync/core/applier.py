@@ -81,6 +81,7 @@ class Applier:
         self.on_action = on_action
         self.guards = guards
         self._checked: set[int] = set()
+        self._halted: set[tuple[int, Track]] = set()  # (issue, track) after a failure this run
         self._early: dict[str, str | BaseException] = {}  # action key -> outcome met in a batch
 
     def apply(self, by_issue: dict[int, list[Action]], report: ApplyReport | None = None) -> ApplyReport:
@@ -128,8 +129,14 @@ class Applier:
         return op is not None and op.state == OpState.DONE
 
     def _step(self, issue_id: int, actions: list[Action], index: int, report: ApplyReport) -> bool:
-        """One action of an issue; False when the rest of the issue's actions wait."""
+        """One action of an issue; False when the rest of the issue's actions wait for the next run.
+        A failure halts the rest of its own track for this issue (they depend on each other); the
+        issue's other tracks go on, except an action whose `needs` are not done (an invoice waits
+        for the summary it bills)."""
         action = actions[index]
+        if (issue_id, action.track) in self._halted or not self._needs_met(action):
+            report.not_reached.append(action)
+            return True
         if action.key not in self._early and self.should_stop():
             report.stopped_because = "asked to stop"
         try:
@@ -148,18 +155,22 @@ class Applier:
             report.not_reached.extend(actions[index + 1 :])
             return False
         except ApiError as error:
-            report.not_reached.extend(actions[index + 1 :])
             if isinstance(error, NotFound) and action.side == "Okdesk" and self._issue_gone(issue_id, error):
                 self.on_action(action, "gone")
+                report.not_reached.extend(actions[index + 1 :])
                 return False
+            self._halted.add((issue_id, action.track))
             report.failed.append((action, str(error)))
             self.on_action(action, "failed")
             self.record_failure(issue_id, action.track, str(error), transient=error.ambiguous, report=report)
-            return False
+            return True
         if outcome != "skipped":
             (report.adopted if outcome == "adopted" else report.done).append(action)
         self.on_action(action, outcome)
         return True
+
+    def _needs_met(self, action: Action) -> bool:
+        return all((op := self.store.op(key)) is not None and op.done for key in action.needs)
 
     def record_failure(
         self, issue_id: int, track: Track, error: str, *, transient: bool, report: ApplyReport | None = None
