@@ -26,7 +26,7 @@ BILLING = {"default_rate": 3000, "currency": "RUB"}
 
 
 def _completed_with_time(world: World, okbx: Okbx) -> tuple[int, int]:
-    ok, bx, p = world.okdesk, world.bitrix, world.people
+    bx, p = world.bitrix, world.people
     issue = hand_off(world, "Report export fails", comment="Please look")
     sync_ok(okbx)
     task = only_task(world)
@@ -79,7 +79,7 @@ def test_a_return_okdesk_refuses_is_recognised_after_losing_the_store_twice(worl
 
 
 def test_a_time_entry_a_person_deleted_stays_deleted_after_the_store_is_lost(world: World, okbx: Okbx) -> None:
-    issue, task = _completed_with_time(world, okbx)
+    issue, _ = _completed_with_time(world, okbx)
     sync_ok(okbx)
     assert world.okdesk.status_of(issue) == "opened" and len(time_markers(world, issue)) == 2
     first = min(world.okdesk.time_entries(issue), key=lambda e: e["id"])
