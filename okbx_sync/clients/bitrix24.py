@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +30,16 @@ from .bitrix24_parse import (
     parse_task_get,
     parse_task_list,
 )
-from .http import Downloaded, HttpAnswer, RateLimited, RequestBudget, RetryPolicy, Sink, Throttle, Transport
+from .http import (
+    Downloaded,
+    HttpAnswer,
+    RateLimited,
+    RequestBudget,
+    RetryPolicy,
+    Sink,
+    Throttle,
+    Transport,
+)
 from .multipart import MultipartBody
 from .parse import ParseError, items, obj
 
@@ -117,6 +127,10 @@ class Bitrix24Client:
 
     def task_url(self, task_id: int) -> str:
         return f"{self.portal_url()}/company/personal/user/{self.config.responsible_id}/tasks/task/view/{task_id}/"
+
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        return self.transport.server_skew(now)
 
     # -- plumbing ------------------------------------------------------------------------
     def call(self, method: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:

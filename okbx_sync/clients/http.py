@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
@@ -111,6 +113,9 @@ class Throttle:
         self._blocked_until = 0.0
         self._lock = threading.Lock()
 
+    def monotonic(self) -> float:
+        return self._clock()
+
     def acquire(self) -> None:
         with self._lock:
             now = self._clock()
@@ -180,9 +185,19 @@ class Transport:
         self.sleep = sleep
         self.jitter = jitter
         self.requests_sent = 0
+        # the Date header of the last answer (the server's clock) and when it came, on our clock
+        self.server_date: tuple[str, float] | None = None
 
     def close(self) -> None:
         self.session.close()
+
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        if self.server_date is None:
+            return None
+        header, at = self.server_date
+        received = now - timedelta(seconds=max(0.0, self.throttle.monotonic() - at))
+        return skew_seconds(header, received)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -305,6 +320,8 @@ class Transport:
                 ambiguous=True,
                 retry_after=_retry_after(headers),
             )
+        if "date" in headers:
+            self.server_date = (headers["date"], self.throttle.monotonic())
         return HttpAnswer(response.status_code, parsed, headers)
 
     def download(
@@ -401,3 +418,14 @@ def flatten_errors(errors: Any, prefix: str = "") -> str:
             for k, v in errors.items()
         )
     return f"{prefix}{errors!r}"
+
+
+def skew_seconds(date_header: str | None, now: datetime) -> float | None:
+    """How far a server's clock (an HTTP Date header) is ahead of `now`; negative: behind."""
+    if not date_header:
+        return None
+    try:
+        server = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    return (server - now).total_seconds() if server.tzinfo is not None else None

@@ -80,6 +80,10 @@ class OkdeskClient:
         )
         self._tz: tzinfo | None = parse_timezone(config.timezone) if config.timezone else None
 
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        return self.transport.server_skew(now)
+
     # -- plumbing ------------------------------------------------------------------------
     def _call(
         self,

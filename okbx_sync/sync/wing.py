@@ -19,7 +19,7 @@ from ..core.applier import ApplyReport, Guard
 from ..core.health import Failures
 from ..core.plan import Blocked, Plan
 from ..errors import ApiError
-from ..state.store import Link, LinkState, Track
+from ..state.store import Link, LinkState, Store, Track
 from .adopt import adopt_recent_tasks
 from .drift import behind_the_accounts
 from .listing import OVERLAP, Listing, Window, read_listing
@@ -44,7 +44,6 @@ class RouteWing:
         started: datetime,
         *,
         dry_run: bool,
-        clock_skew: timedelta = timedelta(0),
     ) -> None:
         self.ctx = ctx
         self.store = ctx.store
@@ -53,7 +52,6 @@ class RouteWing:
         self.budget = budget
         self.started = started
         self.dry_run = dry_run
-        self.clock_skew = clock_skew
         self.links: dict[int, Link] = {}
         self.listing = Listing(full=True)
         self.selection = Selection()
@@ -124,7 +122,8 @@ class RouteWing:
             tasks_since=_meta_time(store, "bitrix_watermark"),
             elapsed_after=int(store.get_meta("elapsed_watermark") or 0),
             full_listing=full_listing,
-            overlap=OVERLAP + abs(self.clock_skew),
+            # a server clock that is off (measured by the last cycles) widens every change window
+            overlap=OVERLAP + timedelta(seconds=float(store.get_meta(SKEW) or 0)),
         )
 
     def work(self) -> list[int]:
@@ -174,6 +173,7 @@ class RouteWing:
 
     def finish(self, complete: bool) -> None:
         assert self.window is not None and self.flags is not None
+        complete = self._clocks(complete)
         # statuses of listed linked issues with no work this cycle (a gone link's issue leaving the
         # handoff status is how a later return to it is recognised as a new handoff)
         quiet = set(self.listing.seen_status) - set(self.selection.ids()) - self.selection.scan_deferred
@@ -200,7 +200,36 @@ class RouteWing:
         for key, value in cycle_meta(facts).items():
             self.store.set_meta(key, value)
 
+    def _clocks(self, complete: bool) -> bool:
+        """Compare each server's clock (the Date of its last answer) with ours.  Off by more than a
+        minute: say so, and widen the change windows by that much from now on; and when this
+        cycle's window was narrower than the skew, keep the watermarks where they were, so the
+        next cycle lists the same window again, widened, and misses nothing."""
+        now = self.ctx.store.now()
+        skews = {
+            "Okdesk": self.ctx.okdesk.server_skew(now),
+            "Bitrix24": self.ctx.bitrix.server_skew(now),
+        }
+        worst = max((abs(s) for s in skews.values() if s is not None), default=0.0)
+        assumed = float(self.store.get_meta(SKEW) or 0)
+        if worst > MAX_SKEW:
+            words = "; ".join(
+                f"the {name} server's clock is {abs(s):.0f} s {'ahead of' if s > 0 else 'behind'} this machine's"
+                for name, s in skews.items()
+                if s is not None and abs(s) > MAX_SKEW
+            )
+            log.warning(
+                "%s: change windows are widened by %.0f s so nothing is missed; fix the clocks (NTP)", words, worst
+            )
+        if (worst > MAX_SKEW) != (assumed > 0) or worst > assumed + MAX_SKEW:
+            self.store.set_meta(SKEW, f"{worst:.0f}" if worst > MAX_SKEW else "0")
+        return complete and worst <= assumed + MAX_SKEW
 
-def _meta_time(store: object, key: str) -> datetime | None:
-    text = store.get_meta(key)  # type: ignore[attr-defined]
+
+SKEW = "clock_skew_seconds"  # the largest skew a server's clock showed lately (meta)
+MAX_SKEW = 60.0  # seconds: less is normal drift, covered by the change windows' overlap
+
+
+def _meta_time(store: Store, key: str) -> datetime | None:
+    text = store.get_meta(key)
     return datetime.fromisoformat(text) if text else None
