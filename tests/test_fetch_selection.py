@@ -20,7 +20,7 @@ from okbx_sync.sync.fetch import fetch_snapshot
 
 from okbx_emulator.world import HANDOFF, World
 from okbx_sync.clients.bundle import Clients
-from okbx_sync.clients.http import RequestBudget
+from okbx_sync.clients.limits import RequestBudget
 from okbx_sync.config import Config, load_config
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.store import Link

@@ -9,7 +9,7 @@ from ..config import Config
 from ..secrets import Redactor
 from .bitrix24 import Bitrix24Client
 from .bitrix24_crm import CrmClient
-from .http import RequestBudget
+from .limits import RequestBudget
 from .okdesk import OkdeskClient
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..clients.http import BudgetExhausted, RateLimited
+from ..clients.http import RateLimited
+from ..clients.limits import BudgetExhausted
 from ..errors import ApiError, MalformedResponse, NotFound
 from ..state import lifecycle
 from ..state.lifecycle import Health, Track

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..clients.http import BudgetExhausted, RateLimited
+from ..clients.http import RateLimited
+from ..clients.limits import BudgetExhausted
 from ..errors import ApiError
 from ..state.lifecycle import Track
 from .action import Action, Context

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..clients.bitrix24 import Bitrix24Client
-from ..clients.http import RequestBudget
+from ..clients.limits import RequestBudget
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError, NotFound

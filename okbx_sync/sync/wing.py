@@ -13,7 +13,8 @@ import logging
 from datetime import datetime, timedelta
 
 from .. import keys
-from ..clients.http import BudgetExhausted, RateLimited, RequestBudget
+from ..clients.http import RateLimited
+from ..clients.limits import BudgetExhausted, RequestBudget
 from ..core.action import Context
 from ..core.applier import ApplyReport, Guard
 from ..core.health import Failures
