@@ -30,6 +30,7 @@ from .plan import Plan, Safety
 
 log = logging.getLogger(__name__)
 PAGE = 50
+FIRST_PAGES = (5, 10, 20, 40)  # a run writes within seconds, however soon it is killed; then PAGE at a time
 
 
 class Wing(Protocol):
@@ -101,7 +102,7 @@ def run_cycle(
         on_action=on_action,
         guards=tuple(g for wing in ready for g in wing.guards),
     )
-    pages = [order[start : start + PAGE] for start in range(0, len(order), PAGE)]
+    pages = in_pages(order)
     complete = True
     for number, page in enumerate(pages):
         if not dry_run and (should_stop() or (result.applied and result.applied.stopped_because)):
@@ -130,6 +131,19 @@ def run_cycle(
         for wing in ready:
             wing.finish(complete)
     return result
+
+
+def in_pages(order: list[int]) -> list[list[int]]:
+    """Small pages first, so the first writes come after a few reads (a cron `timeout` may kill
+    a run at any moment: what it did stays done), then PAGE issues at a time."""
+    pages: list[list[int]] = []
+    start = 0
+    for size in (*FIRST_PAGES, *[PAGE] * (len(order) // PAGE + 1)):
+        if start >= len(order):
+            break
+        pages.append(order[start : start + size])
+        start += size
+    return pages
 
 
 def _record_blocked(plan: Plan, applier: Applier, report: ApplyReport) -> None:

@@ -168,6 +168,8 @@ class RouteWing:
         for issue_id in changes.healthy:
             self.failures.heal(issue_id, Track.ROUTE)
         self.store.observe_statuses(changes.statuses, changes.read_at)
+        if snapshot.scanned:  # the comment scan goes on from here even if this run is cut short now
+            self.store.set_meta("full_scan_cursor", str(max(snapshot.scanned)))
 
     def deferred(self) -> set[int]:
         return set(self._deferred)
