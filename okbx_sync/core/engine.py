@@ -29,8 +29,8 @@ from .health import Failures
 from .plan import Plan, Safety
 
 log = logging.getLogger(__name__)
-PAGE = 50
-FIRST_PAGES = (5, 10, 20, 40)  # a run writes within seconds, however soon it is killed; then PAGE at a time
+PAGE = 50  # the most issues of a page (a Bitrix24 `batch` carries 50 commands)
+FIRST_PAGES = (5, 10)  # a run writes within seconds, however soon it is killed
 
 
 class Wing(Protocol):
@@ -77,6 +77,7 @@ def run_cycle(
     should_stop: Callable[[], bool] = lambda: False,
     on_action: Callable[[Action, str], None] = lambda a, o: None,
     on_page: Callable[[Plan], None] = lambda plan: None,
+    page_size: int = PAGE,
 ) -> CycleResult:
     result = CycleResult(dry_run=dry_run, applied=None if dry_run else ApplyReport())
     ready: list[Wing] = []
@@ -102,7 +103,7 @@ def run_cycle(
         on_action=on_action,
         guards=tuple(g for wing in ready for g in wing.guards),
     )
-    pages = in_pages(order)
+    pages = in_pages(order, page_size)
     complete = True
     for number, page in enumerate(pages):
         if not dry_run and (should_stop() or (result.applied and result.applied.stopped_because)):
@@ -133,12 +134,13 @@ def run_cycle(
     return result
 
 
-def in_pages(order: list[int]) -> list[list[int]]:
+def in_pages(order: list[int], page_size: int = PAGE) -> list[list[int]]:
     """Small pages first, so the first writes come after a few reads (a cron `timeout` may kill
-    a run at any moment: what it did stays done), then PAGE issues at a time."""
+    a run at any moment: what it did stays done), then `page_size` issues at a time."""
     pages: list[list[int]] = []
     start = 0
-    for size in (*FIRST_PAGES, *[PAGE] * (len(order) // PAGE + 1)):
+    size_after = max(1, min(page_size, PAGE))
+    for size in (*FIRST_PAGES, *[size_after] * (len(order) // size_after + 1)):
         if start >= len(order):
             break
         pages.append(order[start : start + size])
