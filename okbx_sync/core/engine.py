@@ -56,16 +56,6 @@ class CycleResult:
     left: set[int] = field(default_factory=set)  # issues with work not reached this cycle
     dry_run: bool = False
 
-    @property
-    def failed_count(self) -> int:
-        failed = len(self.applied.failed) if self.applied else 0
-        return failed + len(self.plan.blocked) + len(self.wing_errors)
-
-    @property
-    def ok(self) -> bool:
-        parked = bool(self.applied and self.applied.parked)
-        return self.failed_count == 0 and not self.plan.refused and not parked
-
 
 def run_cycle(
     ctx: Context,

@@ -29,7 +29,7 @@ from typing import Any
 from .. import keys
 from ..config import Config
 from ..core.action import Action
-from ..core.notes import IssueNote, stuck_note
+from ..core.notes import IssueNote, note_html, stuck_note
 from ..core.plan import Plan
 from ..model import Task
 from ..state.store import Link, LinkState
@@ -157,7 +157,7 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
             "the next sync (a few minutes), then move it back."
         )
         return [
-            IssueNote(issue_id, note=inote, html=render.issue_note(text, inote.marker)),
+            IssueNote(issue_id, note=inote, html=note_html(text, inote.marker)),
             MarkGone(issue_id, what="task", cycle=link.cycle),
         ]
     if issue_gone:
