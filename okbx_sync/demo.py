@@ -139,7 +139,7 @@ def _billing_story(world: World, workdir: Path, say: Say) -> bool:
     bx.log_time(task_id, p.bx_olga, 2000, "Review")
     bx.complete_task(task_id)
     _sync(config_path, world, say, "returns the issue, then invoices the client company in Bitrix24")
-    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == f"okbx:invoice:{issue}:1"]
+    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == keys.InvoiceKey(issue, 1).marker]
     for invoice in invoices:
         say(f"  Bitrix24 invoice No. {invoice['accountNumber']} to CRM company {invoice['companyId']}: ")
         for row in invoice["rows"]:
