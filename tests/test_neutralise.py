@@ -91,7 +91,7 @@ def test_the_summary_escapes_every_name_and_comment_from_bitrix24(rows, heading,
 def test_an_issue_note_shows_the_text_as_written_minus_controls_and_bounded(text):
     note = note_html(text, "okbx:inote:x:1:1")
     assert_inert_html(note)
-    shown = visible_html(note.removesuffix('<br><span class="okbx-marker">okbx:inote:x:1</span>'))
+    shown = visible_html(note.removesuffix('<br><span class="okbx-marker">okbx:inote:x:1:1</span>'))
     assert len(shown) <= MAX_TEXT + len(CUT)
     if len(text) <= MAX_TEXT and FORBIDDEN.search(text) is None:
         assert shown == text
