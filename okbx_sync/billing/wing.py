@@ -56,18 +56,29 @@ class BillingWing:
         return self.globals.issue_ids() if self.globals else []
 
     def foreseen(self) -> tuple[set[int], set[int]]:
-        """Issues the debt hold would move: the safety policy counts them before any page."""
+        """Issues the debt hold would move this cycle, counted before any page for the safety policy:
+        the holds exactly as the planner decides them, the releases of every hold whose company no
+        longer owes (a person may have moved one out meanwhile: then it is counted and left alone)."""
         if self.globals is None or self.config.debt is None:
             return set(), set()
-        found = self.globals
+        found, debt = self.globals, self.config.debt
         held = {hold.issue_id for hold in found.holds}
-        moving = {
-            issue.id
-            for company_id, issues in found.debtor_issues.items()
+        candidates = {
+            issue.id: keys.HoldKey(issue.id, found.debts[company].oldest_invoice_id)
+            for company, issues in found.debtor_issues.items()
             for issue in issues
             if issue.id not in held
-            and issue.status != self.config.debt.status
-            and issue.status not in self.config.debt.skip_statuses
+            and issue.status not in debt.skip_statuses
+            and issue.type_code not in debt.exempt_types
+            and issue.priority_code not in debt.exempt_priorities
+        }
+        ops = self.store.ops_by_keys(k.text for k in candidates.values())
+        status = {issue.id: issue.status for issues in found.debtor_issues.values() for issue in issues}
+        moving = {
+            issue_id
+            for issue_id, key in candidates.items()
+            if not (op := ops.get(key.text)) or not op.done
+            if status[issue_id] != debt.status or (op is not None and op.unsure)
         }
         moving |= {hold.issue_id for hold in found.holds if hold.okdesk_company_id not in found.debts}
         return set(), moving
