@@ -24,9 +24,11 @@ from okbx_sync import keys
 from okbx_sync.clients.bundle import Clients
 from okbx_sync.clients.limits import RequestBudget
 from okbx_sync.config import Config, load_config
+from okbx_sync.cycle import sync_cycle
 from okbx_sync.model import Task
 from okbx_sync.secrets import Redactor
 from okbx_sync.state.lifecycle import Health, Link, LinkState, Track
+from okbx_sync.state.store import Store
 from okbx_sync.sync.listing import Listing, Window, read_listing
 from okbx_sync.sync.reader import Reader
 from okbx_sync.sync.select import Flags, Seen, Selection, select
@@ -373,3 +375,21 @@ def test_reads_past_their_share_of_the_budget_are_deferred_real_changes_first(sc
     assert snap.scan_deferred and snap.scan_deferred <= set(quiet)
     assert snap.deferred == snap.scan_deferred  # waiting for the budget: read fully next cycle
     assert set(snap.comments) | snap.deferred == {*quiet, talked}
+
+
+def test_a_cycle_reads_an_issues_comments_once_and_finds_its_own_writes_among_them(scene):
+    ok, p = scene.world.okdesk, scene.world.people
+    fresh = ok.create_issue("Fresh", "<p>d</p>", company_id=p.company, contact_id=p.client)
+    ok.set_status(fresh, HANDOFF, by_employee_id=p.consultant, comment="Please look")
+    scene.world.okdesk_server.reset_log()
+    store = Store(scene.config.state.path, clock=scene.clock.now)
+    try:
+        result = sync_cycle(scene.config, scene.clients, store)
+    finally:
+        store.close()
+    assert result.applied is not None
+    written = {a.key for a in result.applied.done}
+    assert {f"task:{fresh}:1", f"linkcomment:{fresh}:1"} <= written
+    # the comments the page read are where the link comment's marker is looked for before it is
+    # posted: one read of them per cycle, not one more per write
+    assert scene.reads(COMMENTS_READ) == 1
