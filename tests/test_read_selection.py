@@ -242,7 +242,12 @@ class Scene:
     links: dict[int, Link] = field(default_factory=dict)
 
     def cycle(
-        self, *, full_listing: bool = True, full_scan: bool = False, budget: RequestBudget | None = None
+        self,
+        *,
+        full_listing: bool = True,
+        full_scan: bool = False,
+        scan_quota: int | None = None,
+        budget: RequestBudget | None = None,
     ) -> tuple[Listing, Selection, Snapshot]:
         """The route wing's reads of one cycle: listings, the pure selection, then one page."""
         self.world.okdesk_server.reset_log()
@@ -261,7 +266,8 @@ class Scene:
             task_errors=frozenset(listing.errors),
             now=now,
         )
-        selection = select(self.links, observed, flags(full_listing=listing.full, full_scan=full_scan))
+        cycle_flags = flags(full_listing=listing.full, full_scan=full_scan, scan_quota=scan_quota)
+        selection = select(self.links, observed, cycle_flags)
         reader = Reader(clients.okdesk, clients.bitrix, self.config, listing, budget)
         return listing, selection, reader.read_page(selection.work, self.links)
 
@@ -359,6 +365,17 @@ def test_a_full_scan_reads_every_active_links_comments_and_says_which(scene):
     _, _, snap = scene.cycle(full_scan=True)
     assert set(snap.comments) == {first, second} and snap.scanned == {first, second}
     assert snap.issues == {} and scene.reads(COMMENTS_READ) == 2
+
+
+def test_the_scan_is_spread_over_cycles_and_a_real_change_is_read_beside_it(scene):
+    quiet = [scene.linked(f"Quiet {n}") for n in range(3)]
+    talked = scene.linked("Talked")
+    scene.clock.advance(2)
+    scene.world.okdesk.add_comment(talked, "news", author_id=scene.world.people.client, author_type="contact")
+    _, selection, snap = scene.cycle(full_scan=True, scan_quota=2)
+    assert snap.scanned == set(quiet[:2]) and selection.scan_deferred == {quiet[2]}
+    assert set(snap.comments) == {*quiet[:2], talked} and scene.reads(COMMENTS_READ) == 3
+    assert snap.deferred == set()  # waiting for the scan's next slice is not a deferral: nothing turns dirty
 
 
 def test_reads_past_their_share_of_the_budget_are_deferred_real_changes_first(scene):
