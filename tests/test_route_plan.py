@@ -438,28 +438,42 @@ def test_completed_task_waits_while_its_elapsed_time_could_not_be_read():
 
 
 # -- done link handed off again: renew the task ---------------------------------------------------
-def test_done_link_handed_off_again_renews_task_notes_it_and_forwards_new_comments():
+def test_done_link_handed_off_again_notes_it_renews_the_task_and_forwards_new_comments():
+    closed = NOW - timedelta(days=3)
     snap = Snapshot(
         handoff={ISSUE: issue()},
         issues={ISSUE: issue()},
         comments={ISSUE: [comment(501), comment(502)]},
+        tasks={TASK: replace(task(status=5), closed_at=closed)},
     )
     ops = [*created_ops(), op("comment:10:1:501"), op("close:10:1")]
-    done = link(state="done", done_at=NOW - timedelta(days=3), issue_status="opened")
+    done = link(state="done", done_at=closed, issue_status="opened")
     plan = plan_for(snap, state_of([done], ops))
 
-    assert types(plan) == [RenewTask, TaskNote, ForwardComment]
-    assert texts(plan) == ["renew:10:2", "note:renew:10:2", "comment:10:1:502"]  # same task: its cycle stays 1
-    renew, note = plan.actions[0], plan.actions[1]
+    # the note first, naming the task's closedDate: the renewal itself leaves no marker (rebuild.py)
+    stamp = int(closed.timestamp())
+    assert types(plan) == [TaskNote, RenewTask, ForwardComment]
+    assert texts(plan) == [f"note:renew:10:2:{stamp}", "renew:10:2", "comment:10:1:502"]  # same task: cycle 1
+    note, renew = plan.actions[0], plan.actions[1]
     assert isinstance(renew, RenewTask) and renew.task_id == TASK and renew.cycle == 2
+    assert renew.closed_before == closed
     assert isinstance(note, TaskNote) and "handed to the programmers again (handoff #2)" in note.text
-    assert note.text.endswith("[I]okbx:note:renew:10:2[/I]")
+    assert note.text.endswith(f"[I]okbx:note:renew:10:2:{stamp}[/I]")
+
+
+def test_a_renewal_whose_note_is_written_is_planned_without_a_second_note():
+    snap = Snapshot(
+        handoff={ISSUE: issue()}, issues={ISSUE: issue()}, comments={ISSUE: []}, tasks={TASK: task(status=5)}
+    )
+    ops = [*created_ops(), op("close:10:1"), op("note:renew:10:2:1725000000")]
+    done = link(state="done", done_at=NOW - timedelta(days=3), issue_status="opened")
+    assert texts(plan_for(snap, state_of([done], ops))) == ["renew:10:2"]
 
 
 def test_renewed_link_posts_its_renew_note_if_it_is_missing():
     snap = Snapshot(handoff={ISSUE: issue()}, issues={ISSUE: issue()}, comments={ISSUE: []}, tasks={TASK: task()})
-    ops = [*created_ops(), op("renew:10:2")]
-    assert texts(plan_for(snap, state_of([link(cycle=2)], ops))) == ["note:renew:10:2"]
+    ops = [*created_ops(), op("renew:10:2")]  # renewed by an older okbx, which wrote the note afterwards
+    assert texts(plan_for(snap, state_of([link(cycle=2)], ops))) == ["note:renew:10:2:open"]
 
 
 # -- task deleted / issue deleted -------------------------------------------------------------
@@ -780,7 +794,7 @@ def test_plan_over_an_unchanged_state_is_empty_after_renewal():
     snap = Snapshot(handoff={ISSUE: issue()}, issues={ISSUE: issue()}, comments={ISSUE: [comment(501)]})
     state = state_of([done_link()], [*created_ops(), op("comment:10:1:501")])
     first = plan_for(snap, state)
-    assert texts(first) == ["renew:10:2", "note:renew:10:2"]
+    assert texts(first) == ["note:renew:10:2:open", "renew:10:2"]
     after = applied(state, first)
     snap.tasks = {TASK: task(status=2)}
     assert plan_for(snap, after).actions == []

@@ -720,13 +720,15 @@ def test_two_handoffs_reuse_one_task_with_one_summary_each_and_every_minute_copi
     assert _writes(_ok_result(box.sync())) == []  # a done link forwards nothing
     assert while_done not in box.forwarded(task_id)
 
+    closed = bx.task(task_id)["CLOSED_DATE"]  # type: ignore[index]
     ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
     box.clock.advance(5)
     _ok_result(box.sync())
     assert [int(t["ID"]) for t in box.tasks_of(issue)] == [task_id]
     assert bx.task(task_id)["STATUS"] == 2  # type: ignore[index]
     assert while_done in box.forwarded(task_id)  # the history reaches the task on renewal
-    assert f"okbx:note:renew:{issue}:2" in box.task_markers(task_id)
+    # the note, written before the renewal, names the closedDate the task had then
+    assert f"okbx:note:renew:{issue}:2:{int(closed.timestamp())}" in box.task_markers(task_id)
 
     second = bx.log_time(task_id, p.bx_olga, 2700, "Review")
     bx.complete_task(task_id)
