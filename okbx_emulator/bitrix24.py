@@ -769,6 +769,10 @@ class Bitrix24Emulator:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def clock_now(self) -> datetime:
+        """The emulated server's clock (its HTTP Date header follows it)."""
+        return self._clock()
+
     def _now(self) -> datetime:
         now = self._clock()
         if now.tzinfo is None:

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -193,6 +194,13 @@ class EmulatorServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request log replaces stderr chatter
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                # the Date header follows the emulated server's clock (a server whose clock is off)
+                now = getattr(server.app, "clock_now", None)
+                if timestamp is None and now is not None:
+                    return formatdate(now().timestamp(), usegmt=True)
+                return super().date_time_string(timestamp)
 
             def _serve(self) -> None:
                 try:

@@ -865,6 +865,10 @@ class OkdeskEmulator:
         self._last_id[kind] += 1
         return self._last_id[kind]
 
+    def clock_now(self) -> datetime:
+        """The emulated server's clock (its HTTP Date header follows it)."""
+        return self._clock()
+
     def _now(self) -> datetime:
         now = self._clock()
         if now.tzinfo is None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from okbx_emulator.world import HANDOFF, World
 
+from . import keys
 from .config import load_config
+from .cycle import opened, sync_cycle
 from .markup import html_to_text
 from .secrets import Redactor
 from .state.store import Store
-from .sync.engine import opened, run_cycle
 
 Say = Callable[[str], None]
 
@@ -21,18 +22,15 @@ Say = Callable[[str], None]
 def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
     config = load_config(config_path, env=world.env())
     with opened(config, Redactor(config.secrets())) as (clients, store):
-        result = run_cycle(config, clients, store)
+        result = sync_cycle(config, clients, store)
     applied = result.applied
     assert applied is not None
     sent = clients.requests_sent()
     say(f"  $ okbx sync    # {label}")
     for action in applied.done + applied.adopted:
-        say(f"    {action.side or 'state':8} {action.__class__.__name__:16} issue {action.issue_id}: {action.detail}")
+        say(f"    {action.side or 'state':8} {action.name:16} issue {action.issue_id}: {action.detail}")
     for action, error in applied.failed:
-        say(f"    FAILED {action.__class__.__name__} issue {action.issue_id}: {error}")
-    billed = result.billing.applied if result.billing else None  # issue 10
-    for done in (billed.done + billed.adopted) if billed else []:
-        say(f"    {done.side or 'state':8} {done.__class__.__name__:16} issue {done.issue_id}: {done.detail}")
+        say(f"    FAILED {action.name} issue {action.issue_id}: {error}")
     say(
         f"    -> {len(applied.done)} done, {len(applied.failed)} failed; "
         f"requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
@@ -136,12 +134,12 @@ def _billing_story(world: World, workdir: Path, say: Say) -> bool:
     issue = ok.create_issue("Add a discount field", "<p>Please add it</p>", company_id=p.company, contact_id=p.client)
     ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
     _sync(config_path, world, say, "creates the task")
-    task_id = int(next(t["ID"] for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}"))
+    task_id = int(next(t["ID"] for t in bx.tasks() if t.get("XML_ID") == keys.task_xml_id(issue)))
     bx.log_time(task_id, p.bx_ivan, 6000, "Discount field")
     bx.log_time(task_id, p.bx_olga, 2000, "Review")
     bx.complete_task(task_id)
     _sync(config_path, world, say, "returns the issue, then invoices the client company in Bitrix24")
-    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == f"okbx:invoice:{issue}:1"]
+    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == keys.InvoiceKey(issue, 1).marker]
     for invoice in invoices:
         say(f"  Bitrix24 invoice No. {invoice['accountNumber']} to CRM company {invoice['companyId']}: ")
         for row in invoice["rows"]:

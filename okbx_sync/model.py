@@ -28,6 +28,7 @@ class Issue:
     type_code: str | None = None
     priority_code: str | None = None
     parameters: tuple[tuple[str, object], ...] = ()  # (code, value) of the issue's custom parameters
+    delayed_to: datetime | None = None  # postponed until, when its status is `delayed`
     # routes: the issue's equipment ids (None: the answer did not say), service agreement, contact
     equipment_ids: tuple[int, ...] | None = None
     agreement: Agreement | None = None

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from conftest import Okbx
+from e2e import TestClock, start_world
 from test_sync_story import hand_off, only_task
 
 from okbx_emulator.world import GROUP_ID, World
@@ -31,9 +31,9 @@ WEBHOOK_USER = 1
 
 
 @pytest.fixture
-def plain_world() -> Iterator[World]:
+def plain_world(clock: TestClock) -> Iterator[World]:
     """A portal whose webhook user is not an administrator but a member of the okbx workgroup."""
-    world = World.start(bitrix_admins=())
+    world = start_world(clock, bitrix_admins=())
     world.bitrix.set_group_members(GROUP_ID, {WEBHOOK_USER, world.people.bx_ivan, world.people.bx_olga})
     world.bitrix.add_group(OTHER_GROUP, "Management", members={world.people.bx_olga})
     yield world
@@ -41,10 +41,11 @@ def plain_world() -> Iterator[World]:
 
 
 @pytest.fixture
-def okbx(plain_world: World, tmp_path: Path) -> Okbx:
+def okbx(plain_world: World, tmp_path: Path, clock: TestClock) -> Okbx:
     # the task's creator is a programmer, not the webhook user: only the workgroup makes it visible
     creator = {"created_by": plain_world.people.bx_olga}
-    return Okbx(plain_world, tmp_path, {"bitrix24": creator, "sync": {"max_retries": 3, "retry_base_seconds": 60}})
+    settings = {"bitrix24": creator, "sync": {"max_retries": 3, "retry_base_seconds": 60}}
+    return Okbx(plain_world, tmp_path, settings, clock=clock)
 
 
 def rows(okbx: Okbx) -> dict[int, dict[str, Any]]:
@@ -56,12 +57,16 @@ def rows(okbx: Okbx) -> dict[int, dict[str, Any]]:
 
 
 def the_retry_delay_passes(okbx: Okbx, issue: int) -> None:
-    """Time passes until the link's retry is due (the store's clock, not a sleep)."""
+    """Time passes until the link's retry is due (the test clock moves; nothing sleeps)."""
     store = okbx.store()
     try:
-        store.update_link(issue, next_retry_at=store.now() - timedelta(seconds=1))
+        link = store.link(issue)
+        assert link is not None and okbx.clock is not None
+        due = link.next_retry_at
     finally:
         store.close()
+    if due is not None:
+        okbx.clock.advance(max(0.0, (due - okbx.clock.now()).total_seconds()) + 1)
 
 
 def task_texts(world: World, task: int) -> list[str]:

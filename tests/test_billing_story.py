@@ -56,7 +56,9 @@ def test_an_unmatched_company_is_a_clear_failure_shown_in_status(world, okbx):
     assert "Romashka LLC" in result.output and "no CRM company" in result.output
     assert world.bitrix.crm.invoices() == []
     status = okbx("status", "--json")
-    assert f"invoice:{issue}:1" in status.stdout and "no CRM company" in status.stdout
+    assert status.exit_code == 1
+    (row,) = [r for r in json.loads(status.stdout)["links"] if r["issue"] == issue]
+    assert row["billing_error"].startswith("billing") and "no CRM company" in row["billing_error"]
 
 
 def test_payment_and_decline_come_back_as_notes(world, okbx):
@@ -85,6 +87,8 @@ def test_dry_run_shows_invoices_holds_and_releases_and_writes_nothing(world, okb
     debt = crm.add_invoice(crm_company, 900, closedate=date.today() - timedelta(days=2))
     waiting = ok.create_issue("Printer", "<p>x</p>", company_id=p.company)
     comments = len(ok.comments(issue))
+    assert "waiting to retry" in okbx.sync("--dry-run").stdout  # a failing invoice backs off...
+    assert okbx("retry", str(issue)).exit_code == 0  # ...until the administrator fixed the cause
     result = okbx.sync("--dry-run")
     assert result.exit_code == 0, result.output
     assert "CreateInvoice" in result.stdout and "NoteInvoice" in result.stdout and "HoldIssue" in result.stdout
@@ -119,6 +123,8 @@ def test_a_refused_hold_of_an_unlinked_issue_is_shown_by_status(world, okbx):
     assert okbx.sync().exit_code == 1
     (failure,) = json.loads(okbx("status", "--json").stdout)["billing_failures"]
     assert failure["issue"] == issue and "запрещён" in failure["error"]
+    assert okbx.sync().exit_code == 0 and ok.status_of(issue) == "opened"  # it backs off, like any failure
+    okbx.clock.advance(minutes=10)
     assert okbx.sync().exit_code == 0 and ok.status_of(issue) == "debt"
     assert json.loads(okbx("status", "--json").stdout)["billing_failures"] == []
 

@@ -160,7 +160,7 @@ def test_link_with_force_links_an_issue_outside_the_handoff_status(okbx):
 def test_help_imports_none_of_the_heavy_modules():
     probe = (
         "import sys, okbx_sync.cli as c\n"
-        "heavy = [m for m in ('requests', 'sqlite_utils', 'yaml', 'rich.console', 'okbx_sync.sync.engine',"
+        "heavy = [m for m in ('requests', 'sqlite_utils', 'yaml', 'rich.console', 'okbx_sync.cycle',"
         " 'okbx_sync.state.store', 'okbx_sync.config') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -19,7 +19,8 @@ from okbx_sync.clients.bitrix24_parse import (
     parse_task_get,
     parse_task_list,
 )
-from okbx_sync.clients.http import Throttle, flatten_errors
+from okbx_sync.clients.http import flatten_errors
+from okbx_sync.clients.limits import Throttle
 from okbx_sync.clients.okdesk_parse import (
     parse_comment,
     parse_comments,

@@ -65,7 +65,7 @@ def test_a_route_billing_and_the_debt_hold_rehearsed_as_the_people(playground):
     assert logged.exit_code == 0 and "90 min logged by user 7" in logged.stdout
     assert okbx(playground, "emulate", "act", "complete", "1").exit_code == 0
     returned = okbx(playground, "sync")
-    assert returned.exit_code == 0 and "okbx billing: " in returned.stdout, returned.output
+    assert returned.exit_code == 0 and "0 failed" in returned.stdout, returned.output  # billing runs in the same cycle
     look = okbx(playground, "emulate", "act", "look").stdout
     assert "Printer jams on every second page\topened" in look  # returned to the consultant
     invoice = next(line.split("\t")[0] for line in look.splitlines() if line.endswith("DT31_1:N"))

@@ -1,82 +1,54 @@
-"""Billing actions: small frozen values named as verbs, each kind complete in one place.
+"""Billing's actions: invoices, their notes and task links, payment notes — on the core protocol.
 
-An action knows its stable `key` (its op in the state store's write journal), its `marker`
-(carried by the remote write so it can be found again), how to `perform` itself and how to
-`find` itself on the remote side.  The applier looks before every write, so even a lost,
-restored or second state store cannot produce a second invoice, note or hold.
+Each kind is complete in one place: its typed key (keys.py), the marker its remote write carries
+(an invoice's xmlId, a note's last line, the task's CRM link itself), how to `find` it on the
+remote side and how to `perform` it.  The core applier runs them like every other action: looked
+for before every write, intent first, one log line each, failures counted on the billing track
+(backoff, parking with a note), a stop between two writes.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from .. import keys
 from ..clients.bitrix24_crm import InvoiceLine
+from ..core.action import Action, Context, Effect, Found, LocalAction, OpRecord
+from ..core.notes import IssueComment, note_html
 from ..errors import ApiError
-from ..markup import escape_html, has_html_marker, html_marker_line, marker
+from ..state.lifecycle import Track
 
 if TYPE_CHECKING:
-    from .apply import Context
-
-Found = tuple[str | None, dict[str, Any]]  # (remote id, facts to keep in the op)
+    from ..state.store import Op
 
 
 def money(amount: Decimal, currency: str) -> str:
     return f"{amount:,.2f} {currency}".replace(",", " ")
 
 
-def _note_html(text: str, token: str) -> str:
-    return f"<p>{escape_html(text)}</p>{html_marker_line(token)}"
-
-
-STATUS_BEFORE = re.compile(r"\(status before: ([\w.-]+)\)")
-
-
-def _find_note(ctx: Context, issue_id: int, token: str) -> Found | None:
-    for comment in ctx.okdesk.list_comments(issue_id):
-        if comment.author.id == ctx.config.okdesk.bot_employee_id and has_html_marker(comment.content_html, token):
-            return str(comment.id), {}
-    return None
+def line_sum(line: InvoiceLine) -> Decimal:
+    return (line.price * line.quantity).quantize(Decimal("0.01"))
 
 
 @dataclass(frozen=True)
-class BillingAction:
-    issue_id: int
-    kind = "billing"
-    side = ""  # "Bitrix24", "Okdesk", or "" for a decision kept in the state store only
+class BillingNote(IssueComment):
+    """A note of billing's in the Okdesk issue, internal unless `billing.note_public`."""
 
-    @property
-    def key(self) -> str:
+    public: bool = False
+    TRACK: ClassVar[Track] = Track.BILLING
+
+    def text(self, ctx: Context) -> str:
         raise NotImplementedError
 
-    @property
-    def marker(self) -> str:
-        return marker(*self.key.split(":"))
-
-    @property
-    def detail(self) -> str:
-        return ""
-
-    def record(self) -> dict[str, Any]:
-        """What the op keeps about this action (for notes, releases and the ledger)."""
-        return {"detail": self.detail}
-
-    def perform(self, ctx: Context) -> Found:
-        return None, {}
-
-    def find(self, ctx: Context) -> Found | None:
-        return None
-
-    def local_remote_id(self) -> str | None:
-        """For a decision kept in the store only: the remote record it names, if any."""
-        return None
+    def perform(self, ctx: Context) -> Effect:
+        return self.post(ctx, note_html(self.text(ctx), self.marker), self.public)
 
 
 @dataclass(frozen=True)
-class CreateInvoice(BillingAction):
+class CreateInvoice(Action):
     """One smart invoice for one completion: a line per programmer, hours x rate."""
 
     cycle: int
@@ -88,29 +60,35 @@ class CreateInvoice(BillingAction):
     pay_by: date
     comments: str = field(default="", compare=False)
     mycompany_id: int | None = None
-    kind = "invoice"
-    side = "Bitrix24"
+    kind: ClassVar[str] = "invoice"
+    side: ClassVar[str] = "Bitrix24"
+    TRACK: ClassVar[Track] = Track.BILLING
 
     @property
-    def key(self) -> str:
-        return f"invoice:{self.issue_id}:{self.cycle}"
+    def ref(self) -> keys.Key:
+        return keys.InvoiceKey(self.issue_id, self.cycle)
 
     @property
     def total(self) -> Decimal:
         return sum((line_sum(line) for line in self.lines), Decimal(0))
 
     @property
+    def needs(self) -> tuple[str, ...]:
+        return (keys.SummaryKey(self.issue_id, self.cycle).text,)  # the report it bills is posted
+
+    @property
     def detail(self) -> str:
         return f"invoice to CRM company {self.company_id}: {money(self.total, self.currency)} ({len(self.lines)} lines)"
 
-    def record(self) -> dict[str, Any]:
-        return {
+    def op_record(self) -> OpRecord:
+        detail = {
             "detail": self.detail,
             "company_id": self.company_id,
             "okdesk_company_id": self.okdesk_company_id,
             "total": str(self.total),
             "currency": self.currency,
         }
+        return OpRecord(self.cycle, None, detail)
 
     def fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -126,12 +104,12 @@ class CreateInvoice(BillingAction):
             fields["mycompanyId"] = self.mycompany_id
         return fields
 
-    def perform(self, ctx: Context) -> Found:
+    def perform(self, ctx: Context) -> Effect:
         invoice = ctx.crm.add_invoice(self.fields())
         ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
-        return str(invoice.id), {}
+        return str(invoice.id), None
 
-    def find(self, ctx: Context) -> Found | None:
+    def find(self, ctx: Context, op: Op | None) -> Found | None:
         invoice = ctx.crm.invoice_by_xml_id(self.marker)
         if invoice is None:
             return None
@@ -140,34 +118,35 @@ class CreateInvoice(BillingAction):
         # An invoice this store never began to write (another installation's, or a lost or restored
         # store) keeps the rows it has, as a manager may have edited them; one without any rows
         # is okbx's unfinished work all the same, and gets them.
-        if ctx.store.op(self.key) is not None or not ctx.crm.invoice_has_lines(invoice.id):
+        if op is not None or not ctx.crm.invoice_has_lines(invoice.id):
             ctx.crm.set_invoice_lines(invoice.id, list(self.lines))
-        return str(invoice.id), {}
-
-
-def line_sum(line: InvoiceLine) -> Decimal:
-    return (line.price * line.quantity).quantize(Decimal("0.01"))
+        return Found(str(invoice.id))
 
 
 @dataclass(frozen=True)
-class SkipInvoice(BillingAction):
+class SkipInvoice(LocalAction):
     """A completion that is not billed (not billable by configuration): decided once, kept."""
 
     cycle: int
     reason: str
-    kind = "invoice"
+    kind: ClassVar[str] = "invoice"
+    TRACK: ClassVar[Track] = Track.BILLING
 
     @property
-    def key(self) -> str:
-        return f"invoice:{self.issue_id}:{self.cycle}"
+    def ref(self) -> keys.Key:
+        return keys.InvoiceKey(self.issue_id, self.cycle)
 
     @property
     def detail(self) -> str:
         return f"not invoiced: {self.reason}"
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (keys.SummaryKey(self.issue_id, self.cycle).text,)
+
 
 @dataclass(frozen=True)
-class AdoptInvoice(BillingAction):
+class AdoptInvoice(LocalAction):
     """An okbx invoice this store does not know (it was lost or restored, or another installation
     made it): recorded as this completion's invoice, so its note, task link and payment follow."""
 
@@ -175,59 +154,51 @@ class AdoptInvoice(BillingAction):
     invoice_id: int
     total: Decimal
     currency: str
-    kind = "invoice"
+    kind: ClassVar[str] = "invoice"
+    TRACK: ClassVar[Track] = Track.BILLING
 
     @property
-    def key(self) -> str:
-        return f"invoice:{self.issue_id}:{self.cycle}"
+    def ref(self) -> keys.Key:
+        return keys.InvoiceKey(self.issue_id, self.cycle)
 
     @property
     def detail(self) -> str:
         return f"found invoice {self.invoice_id} ({money(self.total, self.currency)}) made before"
 
-    def record(self) -> dict[str, Any]:
-        return {"detail": self.detail, "total": str(self.total), "currency": self.currency, "adopted": True}
+    def op_record(self) -> OpRecord:
+        detail = {"detail": self.detail, "total": str(self.total), "currency": self.currency, "adopted": True}
+        return OpRecord(self.cycle, None, detail)
 
-    def local_remote_id(self) -> str | None:
-        return str(self.invoice_id)
+    def apply_locally(self, ctx: Context) -> Effect:
+        return str(self.invoice_id), None
 
 
 @dataclass(frozen=True)
-class NoteInvoice(BillingAction):
+class NoteInvoice(BillingNote):
     """The internal note in the Okdesk issue naming the invoice and its sum."""
 
-    cycle: int
-    invoice_key: str
-    total: Decimal
-    currency: str
-    public: bool = False
-    kind = "invoice_note"
-    side = "Okdesk"
+    cycle: int = 0
+    total: Decimal = Decimal(0)
+    currency: str = ""
+    kind: ClassVar[str] = "invoice_note"
 
     @property
-    def key(self) -> str:
-        return f"invnote:{self.issue_id}:{self.cycle}"
+    def ref(self) -> keys.Key:
+        return keys.InvoiceNoteKey(self.issue_id, self.cycle)
 
     @property
     def detail(self) -> str:
         return f"note: invoice for {money(self.total, self.currency)}"
 
-    def perform(self, ctx: Context) -> Found:
-        op = ctx.store.op(self.invoice_key)
-        if op is None or op.state != "done" or not op.remote_id:
-            raise ApiError("okbx", "state", f"{self.invoice_key} was not written")
-        found = ctx.crm.invoices({"=id": int(op.remote_id)})
-        number = found[0].account_number if found else op.remote_id
-        text = f"Bitrix24 invoice No. {number} issued for this work: {money(self.total, self.currency)}."
-        comment = ctx.okdesk.add_comment(self.issue_id, _note_html(text, self.marker), public=self.public)
-        return str(comment.id), {}
-
-    def find(self, ctx: Context) -> Found | None:
-        return _find_note(ctx, self.issue_id, self.marker)
+    def text(self, ctx: Context) -> str:
+        invoice_id = ctx.remote_id_of(keys.InvoiceKey(self.issue_id, self.cycle))
+        found = ctx.crm.invoices({"=id": int(invoice_id)})
+        number = found[0].account_number if found else invoice_id
+        return f"Bitrix24 invoice No. {number} issued for this work: {money(self.total, self.currency)}."
 
 
 @dataclass(frozen=True)
-class LinkInvoiceToTask(BillingAction):
+class LinkInvoiceToTask(Action):
     """The programmers' task names the invoice among its CRM links (`UF_CRM_TASK`: `SI_<id>`).
 
     The link itself is the marker: found when the task already carries it.  The field is
@@ -235,159 +206,54 @@ class LinkInvoiceToTask(BillingAction):
 
     cycle: int
     task_id: int
-    invoice_key: str
-    kind = "invoice_task_link"
-    side = "Bitrix24"
-    always_look = True  # the read is the merge base anyway
+    kind: ClassVar[str] = "invoice_task_link"
+    side: ClassVar[str] = "Bitrix24"
+    TRACK: ClassVar[Track] = Track.BILLING
 
     @property
-    def key(self) -> str:
-        return f"tasklink:{self.issue_id}:{self.cycle}"
+    def ref(self) -> keys.Key:
+        return keys.TaskLinkKey(self.issue_id, self.cycle)
 
     @property
     def detail(self) -> str:
         return f"link the invoice to task {self.task_id}"
 
     def _invoice_ref(self, ctx: Context) -> str:
-        op = ctx.store.op(self.invoice_key)
-        if op is None or op.state != "done" or not op.remote_id:
-            raise ApiError("okbx", "state", f"{self.invoice_key} was not written")
-        return f"SI_{int(op.remote_id)}"
+        return f"SI_{int(ctx.remote_id_of(keys.InvoiceKey(self.issue_id, self.cycle)))}"
 
     def _links(self, ctx: Context) -> list[str]:
-        links = ctx.crm.bitrix.crm_links(self.task_id)
+        links = ctx.bitrix.crm_links(self.task_id)
         if links is None:  # deleted, or out of the webhook user's reach: a failure, never a guess
             raise ApiError("Bitrix24", "tasks.task.get", f"task {self.task_id} cannot be read to link the invoice")
         return links
 
-    def perform(self, ctx: Context) -> Found:
+    def perform(self, ctx: Context) -> Effect:
         ref = self._invoice_ref(ctx)
-        links = self._links(ctx)
-        ctx.crm.bitrix.update_task(self.task_id, {"UF_CRM_TASK": [*links, ref]})
-        return ref, {}
+        ctx.bitrix.update_task(self.task_id, {"UF_CRM_TASK": [*self._links(ctx), ref]})
+        return ref, None
 
-    def find(self, ctx: Context) -> Found | None:
+    def find(self, ctx: Context, op: Op | None) -> Found | None:
         ref = self._invoice_ref(ctx)
-        return (ref, {}) if ref in self._links(ctx) else None
+        return Found(ref) if ref in self._links(ctx) else None
 
 
 @dataclass(frozen=True)
-class NoteInvoicePaid(BillingAction):
+class NoteInvoicePaid(BillingNote):
     """The invoice reached a final stage: paid (semantics S) or declined (F)."""
 
-    invoice_id: int
-    account_number: str
-    outcome: str  # "paid" | "declined"
-    on: date
-    public: bool = False
-    kind = "payment_note"
-    side = "Okdesk"
+    invoice_id: int = 0
+    account_number: str = ""
+    outcome: str = "paid"  # "paid" | "declined"
+    on: date = date.min
+    kind: ClassVar[str] = "payment_note"
 
     @property
-    def key(self) -> str:
-        return f"paid:{self.issue_id}:{self.invoice_id}"
+    def ref(self) -> keys.Key:
+        return keys.PaidKey(self.issue_id, self.invoice_id)
 
     @property
     def detail(self) -> str:
         return f"note: invoice {self.account_number} {self.outcome} on {self.on:%d.%m.%Y}"
 
-    def perform(self, ctx: Context) -> Found:
-        text = f"Bitrix24 invoice No. {self.account_number} {self.outcome} on {self.on:%d.%m.%Y}."
-        comment = ctx.okdesk.add_comment(self.issue_id, _note_html(text, self.marker), public=self.public)
-        return str(comment.id), {}
-
-    def find(self, ctx: Context) -> Found | None:
-        return _find_note(ctx, self.issue_id, self.marker)
-
-
-@dataclass(frozen=True)
-class HoldIssue(BillingAction):
-    """Move an issue of a debtor company to the debt status, with a note saying why."""
-
-    debt_ref: int  # the oldest overdue invoice when the hold began: names this debt
-    okdesk_company_id: int
-    from_status: str
-    to_status: str
-    reason: str = field(compare=False)
-    public: bool = False
-    kind = "hold"
-    side = "Okdesk"
-
-    @property
-    def key(self) -> str:
-        return f"hold:{self.issue_id}:{self.debt_ref}"
-
-    @property
-    def detail(self) -> str:
-        return f"hold: {self.from_status} -> {self.to_status} ({self.reason})"
-
-    def record(self) -> dict[str, Any]:
-        return {"detail": self.detail, "previous_status": self.from_status, "okdesk_company_id": self.okdesk_company_id}
-
-    def perform(self, ctx: Context) -> Found:
-        # the status before is in the note too: after a lost state store the release reads it back
-        text = (
-            f"Work is paused: {self.reason}. The issue returns to its status when the debt is paid "
-            f"(status before: {self.from_status})."
-        )
-        issue = ctx.okdesk.change_status(
-            self.issue_id, self.to_status, comment_html=_note_html(text, self.marker), public=self.public
-        )
-        return issue.status, {}
-
-    def find(self, ctx: Context) -> Found | None:
-        return _find_note(ctx, self.issue_id, self.marker)
-
-
-@dataclass(frozen=True)
-class ReleaseIssue(BillingAction):
-    """The debt cleared: the held issue returns to the status it had, with a note."""
-
-    debt_ref: int
-    debt_status: str
-    to_status: str
-    public: bool = False
-    why: str = field(default="", compare=False)  # why not the status before the hold, if so
-    kind = "release"
-    side = "Okdesk"
-
-    @property
-    def key(self) -> str:
-        return f"release:{self.issue_id}:{self.debt_ref}"
-
-    @property
-    def detail(self) -> str:
-        return f"release: {self.debt_status} -> {self.to_status}"
-
-    def perform(self, ctx: Context) -> Found:
-        text = f"The debt is paid: work resumes (status '{self.to_status}'{': ' + self.why if self.why else ''})."
-        issue = ctx.okdesk.change_status(
-            self.issue_id, self.to_status, comment_html=_note_html(text, self.marker), public=self.public
-        )
-        return issue.status, {}
-
-    def find(self, ctx: Context) -> Found | None:
-        found = _find_note(ctx, self.issue_id, self.marker)
-        if found is not None:
-            return found
-        issue = ctx.okdesk.get_issue(self.issue_id)
-        if issue.status != self.debt_status:  # a person moved it out meanwhile: leave it alone
-            return f"status:{issue.status}", {}
-        return None
-
-
-@dataclass(frozen=True)
-class LeaveAlone(BillingAction):
-    """A held issue a person moved out of the debt status: the hold ends without a write."""
-
-    debt_ref: int
-    status: str
-    kind = "release"
-
-    @property
-    def key(self) -> str:
-        return f"release:{self.issue_id}:{self.debt_ref}"
-
-    @property
-    def detail(self) -> str:
-        return f"moved out of the debt status by a person (now '{self.status}'): left alone"
+    def text(self, ctx: Context) -> str:
+        return f"Bitrix24 invoice No. {self.account_number} {self.outcome} on {self.on:%d.%m.%Y}."

@@ -1,109 +1,119 @@
-"""The billing fetch step: read what the planner needs from the store and both systems.
+"""Billing's reads: what the planner needs from the store and both systems.
 
-Completions come from the store's write journal (summary ops done after billing was switched
-on, with the time ops of the same report); invoices, stages and debts from Bitrix24 CRM;
-issues and companies from Okdesk.  Reads that fail for one issue are kept as that issue's error.
+Once per cycle (`read_globals`), in requests that do not grow with history:
+  store      completions not billed yet, invoices whose note, link or payment note is missing,
+             holds not released (typed queries: their cost grows with the open work only);
+  Bitrix24   the invoice pipeline's stages, okbx's open invoices by id, okbx's invoices moved
+             lately that the store does not know, the overdue invoices that make debtors;
+  Okdesk     the open issues of debtor companies, issues in the debt status (holds the store
+             lost).
+Per page (`read_page`): the issues of the page's completions and holds, and company matching.
+Reads that fail for one issue are kept as that issue's error.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from .. import keys
 from ..clients.bitrix24_crm import CrmClient, Invoice, Stage
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
+from ..core.action import WorkLine
 from ..errors import ApiError
-from ..markup import has_html_marker, html_to_text
+from ..markup import html_to_text
+from ..model import Issue
 from ..state.store import Op, Store
-from .actions import STATUS_BEFORE
 from .companies import CompanyMatcher, Unmatched
-from .snapshot import BilledInvoice, BillingSnapshot, Completion, Debt, Hold, WorkRow
+from .debt_actions import status_before
+from .snapshot import BilledInvoice, Completion, Debt, Hold
 
 log = logging.getLogger(__name__)
-KINDS = ("summary", "time", "invoice", "invoice_note", "payment_note", "hold", "release")
 CHUNK = 50
 
 
-def fetch_billing(
-    config: Config, okdesk: OkdeskClient, crm: CrmClient, store: Store, *, today: date, since: datetime
-) -> BillingSnapshot:
-    ops = store.ops_of_kind(*KINDS)
-    snap = BillingSnapshot(
-        today=today,
-        done=frozenset(k for k, op in ops.items() if op.state == "done"),
-        unsure=frozenset(k for k, op in ops.items() if op.state == "intent" or op.ambiguous),
-    )
-    matcher = CompanyMatcher(okdesk, crm, config.billing)
-    pipeline: tuple[int, dict[str, Stage]] | None = None
+@dataclass
+class BillingGlobals:
+    today: date
+    completions: list[Completion] = field(default_factory=list)  # from the store, not billed yet
+    invoiced: dict[str, tuple[Decimal, str]] = field(default_factory=dict)  # invoice key -> (total, currency)
+    billed: list[BilledInvoice] = field(default_factory=list)
+    unknown_invoices: list[tuple[int, int, Invoice]] = field(default_factory=list)
+    rowless: frozenset[int] = frozenset()
+    debts: dict[int, Debt] = field(default_factory=dict)
+    debtor_issues: dict[int, list[Issue]] = field(default_factory=dict)
+    unmatched_debtors: dict[int, str] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
+    held_issues: dict[int, Issue] = field(default_factory=dict)  # holds found remotely, read with them
+
+    def issue_ids(self) -> list[int]:
+        """Every issue with billing or debt work this cycle, in id order."""
+        ids = {c.issue_id for c in self.completions} | {b.issue_id for b in self.billed}
+        ids |= {issue_id for issue_id, _, _ in self.unknown_invoices}
+        ids |= {issue.id for issues in self.debtor_issues.values() for issue in issues}
+        ids |= {hold.issue_id for hold in self.holds if hold.okdesk_company_id not in self.debts}
+        return sorted(ids)
+
+
+def read_globals(
+    config: Config,
+    okdesk: OkdeskClient,
+    crm: CrmClient,
+    store: Store,
+    matcher: CompanyMatcher,
+    *,
+    today: date,
+    since: datetime,
+) -> BillingGlobals:
+    found = BillingGlobals(today=today)
+    stages: tuple[int, dict[str, Stage]] | None = None
     if config.billing is not None:
-        _completions(snap, ops, store, since)
-        _read_issues(
-            snap, okdesk, [c.issue_id for c in snap.completions if f"invoice:{c.issue_id}:{c.cycle}" not in snap.done]
-        )
-        _match(snap, matcher, {i.company_id for i in snap.issues.values() if i.company_id is not None})
-        pipeline = _stages(config, crm)
-        _billed(snap, ops, crm, pipeline[1])
-        _billed_found_remotely(snap, ops, crm, *pipeline, since=today - timedelta(days=config.time.late_window_days))
-        for issue_id, _, _ in snap.unknown_invoices:
-            if (link := store.link(issue_id)) is not None and link.task_id is not None:
-                snap.task_of[issue_id] = link.task_id
-        # an invoice whose run was cut short before its rows: its lines cannot be known any more
-        snap.rowless = frozenset(i.id for _, _, i in snap.unknown_invoices if not crm.invoice_has_lines(i.id))
+        _completions(found, store, since)
+        stages = _stages(config, crm)
+        _billed(found, store, crm, stages[1])
+        _unknown(found, store, crm, *stages, since=today - timedelta(days=config.time.late_window_days))
+        found.rowless = frozenset(i.id for _, _, i in found.unknown_invoices if not crm.invoice_has_lines(i.id))
     if config.debt is not None:
-        pipeline = pipeline or _stages(config, crm)
-        _debts(snap, config, okdesk, crm, matcher, *pipeline)
-        _holds(snap, ops, okdesk, store)
-        _holds_found_remotely(snap, config, okdesk)
-    return snap
+        stages = stages or _stages(config, crm)
+        _debts(found, config, okdesk, crm, matcher, *stages)
+        _holds(found, store)
+        _holds_found_remotely(found, config, okdesk)
+    return found
 
 
-def _completions(snap: BillingSnapshot, ops: dict[str, Op], store: Store, since: datetime) -> None:
-    rows: dict[str, list[WorkRow]] = {}
-    for op in ops.values():
-        if op.kind == "time" and op.state == "done" and op.report_key:
-            detail = op.detail
-            user_id = int(detail.get("user_id") or 0)
-            name = str(detail.get("user") or f"Bitrix24 user #{user_id}")
-            rows.setdefault(op.report_key, []).append(WorkRow(user_id, name, int(detail.get("seconds") or 0)))
-    for key, op in sorted(ops.items()):
-        if op.kind != "summary" or op.state != "done" or not key.startswith("summary:"):
-            continue
-        if op.updated_at is None or op.updated_at < since:
-            continue  # completed before billing was switched on: never billed retroactively
-        _, issue, cycle = key.split(":")
-        invoice_key, note_key = f"invoice:{issue}:{cycle}", f"invnote:{issue}:{cycle}"
-        invoice = ops.get(invoice_key)
-        if invoice is not None and invoice.state == "done":
-            if not invoice.remote_id or (note_key in snap.done and f"tasklink:{issue}:{cycle}" in snap.done):
-                continue
-            snap.invoiced[invoice_key] = (
-                Decimal(str(invoice.detail.get("total", "0"))),
-                str(invoice.detail.get("currency", "")),
-            )
-        link = store.link(int(issue))
+def work_of(ops: list[Op]) -> tuple[WorkLine, ...]:
+    """A report's lines, from the time ops it lists (their detail keeps each line)."""
+    lines = []
+    for op in sorted(ops, key=lambda o: o.key):
+        if op.kind == "time" and op.done:
+            user_id = int(op.detail.get("user_id") or 0)
+            name = str(op.detail.get("user") or f"Bitrix24 user #{user_id}")
+            lines.append(WorkLine(user_id, name, int(op.detail.get("seconds") or 0)))
+    return tuple(lines)
+
+
+def _completions(found: BillingGlobals, store: Store, since: datetime) -> None:
+    """Completions reported since billing was switched on whose invoice is not decided, and
+    invoices made whose note or task link is missing (a failure, a run cut short)."""
+    reports = [op for op in store.unbilled_completions(since)]
+    follow_ups = store.invoices_missing_follow_ups()
+    for op in follow_ups:
+        found.invoiced[op.key] = (Decimal(str(op.detail.get("total", "0"))), str(op.detail.get("currency", "")))
+    summaries = {keys.parse_as(keys.SummaryKey, op.key) for op in reports}
+    for op in follow_ups:
+        invoice = keys.parse_as(keys.InvoiceKey, op.key)
+        if invoice is not None:
+            summaries.add(keys.SummaryKey(invoice.issue_id, invoice.cycle))
+    wanted = sorted((k for k in summaries if k is not None), key=lambda k: (k.issue_id, k.cycle))
+    lines = store.ops_reported_in(k.text for k in wanted)
+    links = store.links_for(k.issue_id for k in wanted)
+    for key in wanted:
+        link = links.get(key.issue_id)
         task_id = link.task_id if link else None
-        snap.completions.append(Completion(int(issue), int(cycle), task_id, tuple(rows.get(key, []))))
-
-
-def _read_issues(snap: BillingSnapshot, okdesk: OkdeskClient, issue_ids: list[int]) -> None:
-    for issue_id in issue_ids:
-        try:
-            snap.issues[issue_id] = okdesk.get_issue(issue_id)
-        except ApiError as error:
-            snap.errors[issue_id] = str(error)
-
-
-def _match(snap: BillingSnapshot, matcher: CompanyMatcher, company_ids: set[int]) -> None:
-    for company_id in sorted(company_ids):
-        try:
-            snap.crm_company[company_id] = matcher.crm_company(company_id)
-        except Unmatched as why:
-            snap.unmatched[company_id] = str(why)
-        except ApiError as error:
-            snap.unmatched[company_id] = f"company matching failed: {error}"
+        found.completions.append(Completion(key.issue_id, key.cycle, task_id, work_of(lines.get(key.text, []))))
 
 
 def _stages(config: Config, crm: CrmClient) -> tuple[int, dict[str, Stage]]:
@@ -114,58 +124,62 @@ def _stages(config: Config, crm: CrmClient) -> tuple[int, dict[str, Stage]]:
     return category, {stage.id: stage for stage in crm.stages(category)}
 
 
-def _billed(snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, stages: dict[str, Stage]) -> None:
+def _billed(found: BillingGlobals, store: Store, crm: CrmClient, stages: dict[str, Stage]) -> None:
     """okbx's invoices whose payment note is not written yet, as they are now."""
-    waiting: dict[int, int] = {}  # invoice id -> issue id
-    for op in ops.values():
-        if op.kind == "invoice" and op.state == "done" and op.remote_id and op.remote_id.isdigit():
-            if f"paid:{op.issue_id}:{op.remote_id}" not in snap.done:
-                waiting[int(op.remote_id)] = op.issue_id
+    waiting = {int(op.remote_id or 0): op.issue_id for op in store.open_invoices()}
     ids = sorted(waiting)
     for start in range(0, len(ids), CHUNK):
         for invoice in crm.invoices({"@id": ids[start : start + CHUNK]}):
             if invoice.id not in waiting:
                 continue
             stage = stages.get(invoice.stage_id)
-            semantics = stage.semantics if stage else ""
             moved = invoice.moved_at.date() if invoice.moved_at else None
-            snap.billed.append(BilledInvoice(waiting[invoice.id], invoice.id, invoice.account_number, semantics, moved))
+            found.billed.append(
+                BilledInvoice(
+                    waiting[invoice.id], invoice.id, invoice.account_number, stage.semantics if stage else "", moved
+                )
+            )
 
 
-INVOICE_XML_ID = re.compile(r"okbx:invoice:(\d+):(\d+)")
-
-
-def _billed_found_remotely(
-    snap: BillingSnapshot, ops: dict[str, Op], crm: CrmClient, category: int, stages: dict[str, Stage], *, since: date
+def _unknown(
+    found: BillingGlobals, store: Store, crm: CrmClient, category: int, stages: dict[str, Stage], *, since: date
 ) -> None:
     """okbx's invoices the store does not know (it was lost or restored, or another installation
-    made them), moved lately: adopted with their note (`unknown_invoices`), and when they reached a
-    final stage their payment note is due all the same.
-
-    Found by their `xmlId`; the note is looked for in the issue before it is written, and an
-    adopted note is kept in the store, so each such invoice costs one look, once."""
-    finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
-    known = {int(op.remote_id or 0) for op in ops.values() if op.kind == "invoice" and (op.remote_id or "").isdigit()}
-    known |= {b.invoice_id for b in snap.billed}
-    # `>=movedTime` with a plain date (crm-billing.md 2.4: "changed since"; the date form is inferred);
-    # one request per cycle, within time.late_window_days.  A new invoice has its movedTime too.
+    made them), moved lately: adopted with their note, and when they reached a final stage their
+    payment note is due all the same.  Found by their `xmlId` (`>=movedTime` with a plain date:
+    crm-billing.md 2.4, the date form is inferred); one request per cycle, within the late window."""
+    finals = {s.id for s in stages.values() if s.semantics in ("S", "F")}
     moved = crm.invoices({"=categoryId": category, ">=movedTime": since.isoformat()})
+    ours = {
+        inv.id: key
+        for inv in moved
+        if (key := keys.parse_as(keys.InvoiceKey, (inv.xml_id or "").removeprefix(keys.PREFIX)))
+    }
+    known = store.ops_by_keys(
+        [k.text for k in ours.values()] + [keys.PaidKey(k.issue_id, i).text for i, k in ours.items()]
+    )
+    billed = {b.invoice_id for b in found.billed}
     for invoice in moved:
-        found = INVOICE_XML_ID.fullmatch(invoice.xml_id or "")
-        if found is None or invoice.id in known:
+        key = ours.get(invoice.id)
+        if key is None or invoice.id in billed:
             continue
-        issue_id, cycle = int(found.group(1)), int(found.group(2))
-        if f"invoice:{issue_id}:{cycle}" not in snap.done:  # its note and payment follow once adopted
-            snap.unknown_invoices.append((issue_id, cycle, invoice))
-        if invoice.stage_id not in finals or f"paid:{issue_id}:{invoice.id}" in snap.done:
-            continue
-        moved_on = invoice.moved_at.date() if invoice.moved_at else None
-        semantics = stages[invoice.stage_id].semantics
-        snap.billed.append(BilledInvoice(issue_id, invoice.id, invoice.account_number, semantics, moved_on))
+        op = known.get(key.text)
+        if op is not None and op.done and op.remote_id == str(invoice.id):
+            continue  # the store knows it (its payment is followed by _billed)
+        if op is None or not op.done:  # its note and payment follow once adopted
+            found.unknown_invoices.append((key.issue_id, key.cycle, invoice))
+        paid = known.get(keys.PaidKey(key.issue_id, invoice.id).text)
+        if invoice.stage_id in finals and not (paid and paid.done):
+            moved_on = invoice.moved_at.date() if invoice.moved_at else None
+            found.billed.append(
+                BilledInvoice(
+                    key.issue_id, invoice.id, invoice.account_number, stages[invoice.stage_id].semantics, moved_on
+                )
+            )
 
 
 def _debts(
-    snap: BillingSnapshot,
+    found: BillingGlobals,
     config: Config,
     okdesk: OkdeskClient,
     crm: CrmClient,
@@ -174,7 +188,7 @@ def _debts(
     stages: dict[str, Stage],
 ) -> None:
     assert config.debt is not None
-    cutoff = snap.today - timedelta(days=config.debt.grace_days)
+    cutoff = found.today - timedelta(days=config.debt.grace_days)
     finals = sorted(s.id for s in stages.values() if s.semantics in ("S", "F"))
     overdue = crm.invoices({"=categoryId": category, "<closedate": cutoff.isoformat(), "!@stageId": finals})
     oldest: dict[int, Invoice] = {}
@@ -182,9 +196,7 @@ def _debts(
         # the filter's date form is inferred (open question 8): checked here again
         if invoice.company_id is None or invoice.stage_id not in stages or invoice.stage_id in finals:
             continue
-        if invoice.closedate is None:
-            continue
-        if invoice.closedate.date() >= cutoff:
+        if invoice.closedate is None or invoice.closedate.date() >= cutoff:
             continue
         known = oldest.get(invoice.company_id)
         if known is None or invoice.id < known.id:
@@ -192,36 +204,34 @@ def _debts(
     for crm_company, invoice in sorted(oldest.items()):
         owing = matcher.okdesk_companies_for(crm_company)
         if not owing:  # who owes is unknown now, which is not "nobody owes": no hold is released
-            snap.unmatched_debtors[crm_company] = (
+            found.unmatched_debtors[crm_company] = (
                 f"overdue invoice No. {invoice.account_number} of CRM company {crm_company} matches no Okdesk company"
             )
         for company_id in owing:
             pay_by = invoice.closedate.date() if invoice.closedate else None
-            snap.debts[company_id] = Debt(
+            found.debts[company_id] = Debt(
                 company_id, invoice.id, invoice.account_number, invoice.opportunity, invoice.currency, pay_by
             )
-    for company_id in sorted(snap.debts):
+    for company_id in sorted(found.debts):
         try:
-            snap.debtor_issues[company_id] = okdesk.list_issues(company_ids=[company_id])
+            found.debtor_issues[company_id] = okdesk.list_issues(company_ids=[company_id])
         except ApiError as error:
             log.warning("issues of debtor company %s could not be read: %s", company_id, error)
 
 
-def _holds(snap: BillingSnapshot, ops: dict[str, Op], okdesk: OkdeskClient, store: Store) -> None:
-    for key, op in sorted(ops.items()):
-        if op.kind != "hold" or op.state != "done":
-            continue
-        _, issue, ref = key.split(":")
-        if f"release:{issue}:{ref}" in snap.done:
+def _holds(found: BillingGlobals, store: Store) -> None:
+    for op in store.open_holds():
+        key = keys.parse_as(keys.HoldKey, op.key)
+        if key is None:
             continue
         company = int(op.detail.get("okdesk_company_id") or 0)
-        snap.holds.append(Hold(int(issue), int(ref), company, str(op.detail.get("previous_status") or "")))
-    releasing = [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
-    _read_issues(snap, okdesk, releasing)
-    snap.completed_links = frozenset(issue for issue, link in store.links().items() if link.state == "done")
+        until = op.detail.get("delayed_to")
+        delayed_to = datetime.fromisoformat(until) if isinstance(until, str) and until else None
+        previous = str(op.detail.get("previous_status") or "")
+        found.holds.append(Hold(key.issue_id, key.debt_ref, company, previous, delayed_to))
 
 
-def _holds_found_remotely(snap: BillingSnapshot, config: Config, okdesk: OkdeskClient) -> None:
+def _holds_found_remotely(found: BillingGlobals, config: Config, okdesk: OkdeskClient) -> None:
     """Holds okbx made that the store does not know (it was lost): the remote side is the truth.
 
     An issue in the debt status of a company that no longer owes, whose comments carry okbx's
@@ -229,20 +239,33 @@ def _holds_found_remotely(snap: BillingSnapshot, config: Config, okdesk: OkdeskC
     status it had.  Issues a person put in the debt status carry no such note and stay as they are.
     """
     assert config.debt is not None
-    known = {hold.issue_id for hold in snap.holds}
+    known = {hold.issue_id for hold in found.holds}
     bot = config.okdesk.bot_employee_id
     for issue in okdesk.list_issues(status_codes=[config.debt.status]):
-        if issue.id in known or issue.company_id is None or issue.company_id in snap.debts:
+        if issue.id in known or issue.company_id is None or issue.company_id in found.debts:
             continue
-        notes = [(c, html_to_text(c.content_html)) for c in okdesk.list_comments(issue.id) if c.author.id == bot]
-        for comment, text in reversed(notes):
-            found = re.search(rf"okbx:hold:{issue.id}:(\d+)\s*$", text)
-            before = STATUS_BEFORE.search(text)
-            if found is None or before is None or not has_html_marker(comment.content_html, found.group(0).strip()):
+        notes = [c for c in okdesk.list_comments(issue.id) if c.author.kind == "employee" and c.author.id == bot]
+        written = {k.text for c in notes if (k := keys.in_html(c.content_html)) is not None}
+        for comment in reversed(notes):
+            hold = keys.in_html(comment.content_html)
+            before = status_before(html_to_text(comment.content_html))
+            if not isinstance(hold, keys.HoldKey) or hold.issue_id != issue.id or before is None:
                 continue
-            ref = int(found.group(1))
-            released = f"okbx:release:{issue.id}:{ref}"
-            if f"release:{issue.id}:{ref}" not in snap.done and not any(released in t for _, t in notes):
-                snap.holds.append(Hold(issue.id, ref, issue.company_id, before.group(1)))
-                snap.issues[issue.id] = issue
+            if hold.release.text not in written:
+                found.holds.append(Hold(issue.id, hold.debt_ref, issue.company_id, before[0], before[1]))
+                found.held_issues[issue.id] = issue
             break
+
+
+def match_companies(matcher: CompanyMatcher, company_ids: set[int]) -> tuple[dict[int, int], dict[int, str]]:
+    """Okdesk company id -> CRM company id, and why the others are not matched."""
+    matched: dict[int, int] = {}
+    unmatched: dict[int, str] = {}
+    for company_id in sorted(company_ids):
+        try:
+            matched[company_id] = matcher.crm_company(company_id)
+        except Unmatched as why:
+            unmatched[company_id] = str(why)
+        except ApiError as error:
+            unmatched[company_id] = f"company matching failed: {error}"
+    return matched, unmatched

@@ -1,4 +1,4 @@
-"""The billing planner: a pure function from a BillingSnapshot to actions (tested with literals).
+"""The billing planner: a pure function from a BillingSnapshot to the core's Plan (tested with literals).
 
 Decision table, per completion / invoice / debtor issue / hold:
   completion, issue not billable             -> SkipInvoice (decided once)
@@ -6,100 +6,52 @@ Decision table, per completion / invoice / debtor issue / hold:
   completion, billable                       -> CreateInvoice, then NoteInvoice and LinkInvoiceToTask
   invoice created, note or task link missing -> NoteInvoice / LinkInvoiceToTask
   okbx invoice in a final stage, no note yet -> NoteInvoicePaid (paid or declined)
-  okbx invoice unknown to the store (lately)  -> AdoptInvoice, then NoteInvoice (each looked for first)
+  okbx invoice unknown to the store (lately) -> AdoptInvoice, then NoteInvoice (each looked for first)
   debtor's open issue, not exempt, not held  -> HoldIssue (unless a hold of it is still open)
-  hold open, company no longer a debtor      -> ReleaseIssue, or LeaveAlone if a person moved it out
+  hold open, company no longer a debtor      -> ReleaseIssue (to `delayed` with its date, or, when
+                                                that date passed, to debt.expired_delay_status),
+                                                or LeaveAlone if a person moved it out
+A completion reported in this same cycle is billed in this cycle (its summary comes first in
+the issue's actions: if the summary fails, the invoice waits), so a dry run shows it too.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from .. import keys
 from ..clients.bitrix24_crm import InvoiceLine
 from ..config import BillingConfig, Config, DebtConfig
+from ..core.action import Action
+from ..core.plan import Blocked, Plan
 from ..markup import MAX_TITLE, one_line
 from ..model import Issue
+from ..state.lifecycle import Track
 from .actions import (
     AdoptInvoice,
-    BillingAction,
     CreateInvoice,
-    HoldIssue,
-    LeaveAlone,
     LinkInvoiceToTask,
     NoteInvoice,
     NoteInvoicePaid,
-    ReleaseIssue,
     SkipInvoice,
     money,
 )
-from .snapshot import BillingSnapshot, Completion, Debt
+from .debt_actions import DELAYED, HoldIssue, LeaveAlone, ReleaseIssue
+from .snapshot import BillingSnapshot, Completion, Debt, Hold
 
 
-@dataclass
-class BillingPlan:
-    actions: list[BillingAction] = field(default_factory=list)
-    blocked: dict[str, tuple[int, str]] = field(default_factory=dict)  # op key -> (issue, why)
-
-    def by_issue(self) -> dict[int, list[BillingAction]]:
-        grouped: dict[int, list[BillingAction]] = {}
-        for action in self.actions:
-            grouped.setdefault(action.issue_id, []).append(action)
-        return grouped
-
-    def unusual(self, config: Config) -> str | None:
-        """Mass holds or releases look like an outage or a wrong setting: refused unless forced."""
-        moves = [a for a in self.actions if isinstance(a, HoldIssue | ReleaseIssue)]
-        limit = config.debt.max_changes if config.debt else 0
-        if config.debt and len(moves) > limit:
-            return (
-                f"{len(moves)} issues would be held or released at once (debt.max_changes is {limit}); "
-                "check the debts in Bitrix24 and the debt settings"
-            )
-        return None
-
-
-def build_billing_plan(snap: BillingSnapshot, config: Config) -> BillingPlan:
-    plan = BillingPlan()
+def build_billing_plan(snap: BillingSnapshot, config: Config, now: datetime) -> Plan:
+    plan = Plan()
     if config.billing is not None:
         for completion in snap.completions:
             _bill(plan, completion, snap, config.billing)
-        billed_now = {a.key for a in plan.actions}
-        for issue_id, cycle, made in snap.unknown_invoices:
-            adopt = AdoptInvoice(issue_id, cycle, made.id, made.opportunity, made.currency)
-            if adopt.key in billed_now:  # its completion is planned above: CreateInvoice finds it first
-                continue
-            if made.id in snap.rowless:  # never a guess: a person completes it, and okbx goes on then
-                why = f"invoice No. {made.account_number} was made by okbx but has no rows (its run was cut short)"
-                plan.blocked[adopt.key] = (issue_id, f"{why}: add its rows in Bitrix24")
-                continue
-            plan.actions.append(adopt)
-            if f"invnote:{issue_id}:{cycle}" not in snap.done:
-                note_public = config.billing.note_public
-                plan.actions.append(
-                    NoteInvoice(issue_id, cycle, adopt.key, made.opportunity, made.currency, note_public)
-                )
-            if f"tasklink:{issue_id}:{cycle}" not in snap.done and issue_id in snap.task_of:
-                plan.actions.append(LinkInvoiceToTask(issue_id, cycle, snap.task_of[issue_id], adopt.key))
-        for invoice in snap.billed:
-            key = f"paid:{invoice.issue_id}:{invoice.invoice_id}"
-            if invoice.stage_semantics in ("S", "F") and key not in snap.done:
-                outcome = "paid" if invoice.stage_semantics == "S" else "declined"
-                on = invoice.moved_on or snap.today
-                plan.actions.append(
-                    NoteInvoicePaid(
-                        invoice.issue_id,
-                        invoice_id=invoice.invoice_id,
-                        account_number=invoice.account_number,
-                        outcome=outcome,
-                        on=on,
-                        public=config.billing.note_public,
-                    )
-                )
+        _adopt_unknown(plan, snap, config.billing)
+        _payments(plan, snap, config.billing)
     if config.debt is not None:
-        _debts(plan, snap, config.debt, config)
+        _holds(plan, snap, config.debt)
+        _releases(plan, snap, config.debt, config, now)
     return plan
 
 
@@ -128,21 +80,35 @@ def invoice_lines(completion: Completion, billing: BillingConfig) -> tuple[Invoi
     return tuple(lines)
 
 
-def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, billing: BillingConfig) -> None:
+def _follow_ups(
+    plan: Plan,
+    snap: BillingSnapshot,
+    issue_id: int,
+    cycle: int,
+    total: Decimal,
+    currency: str,
+    task_id: int | None,
+    public: bool,
+) -> None:
+    """The invoice's note in the issue and its link in the task, each unless done."""
+    if keys.InvoiceNoteKey(issue_id, cycle).text not in snap.done:
+        plan.actions.append(NoteInvoice(issue_id, cycle=cycle, total=total, currency=currency, public=public))
+    if keys.TaskLinkKey(issue_id, cycle).text not in snap.done and task_id is not None:
+        plan.actions.append(LinkInvoiceToTask(issue_id, cycle=cycle, task_id=task_id))
+
+
+def _bill(plan: Plan, completion: Completion, snap: BillingSnapshot, billing: BillingConfig) -> None:
     issue_id, cycle = completion.issue_id, completion.cycle
-    invoice_key = f"invoice:{issue_id}:{cycle}"
-    note_key = f"invnote:{issue_id}:{cycle}"
-    issue = snap.issues.get(issue_id)
-    link_key = f"tasklink:{issue_id}:{cycle}"
-    if invoice_key in snap.done:
-        if invoice_key in snap.invoiced and note_key not in snap.done:  # the note failed or was cut off
-            total, currency = snap.invoiced[invoice_key]
-            plan.actions.append(NoteInvoice(issue_id, cycle, invoice_key, total, currency, billing.note_public))
-        if invoice_key in snap.invoiced and link_key not in snap.done and completion.task_id is not None:
-            plan.actions.append(LinkInvoiceToTask(issue_id, cycle, completion.task_id, invoice_key))
+    invoice_key = keys.InvoiceKey(issue_id, cycle)
+    if invoice_key.text in snap.done:
+        if invoice_key.text in snap.invoiced:  # its note or task link failed or was cut off
+            total, currency = snap.invoiced[invoice_key.text]
+            _follow_ups(plan, snap, issue_id, cycle, total, currency, completion.task_id, billing.note_public)
         return
+    issue = snap.issues.get(issue_id)
     if issue is None:
-        plan.blocked[invoice_key] = (issue_id, snap.errors.get(issue_id, "the issue could not be read"))
+        unread = snap.errors.get(issue_id, "the issue could not be read")
+        plan.blocked.append(Blocked(issue_id, Track.BILLING, "invoice", unread, transient=True))
         return
     if why := billable(issue, billing):
         plan.actions.append(SkipInvoice(issue_id, cycle=cycle, reason=why))
@@ -153,7 +119,9 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
     crm_company = snap.crm_company.get(issue.company_id)
     if crm_company is None:
         why = snap.unmatched.get(issue.company_id, "not matched")
-        plan.blocked[invoice_key] = (issue_id, f"Okdesk company {issue.company_id} ({issue.company}): {why}")
+        plan.blocked.append(
+            Blocked(issue_id, Track.BILLING, "invoice", f"Okdesk company {issue.company_id} ({issue.company}): {why}")
+        )
         return
     lines = invoice_lines(completion, billing)
     if not lines:
@@ -173,22 +141,49 @@ def _bill(plan: BillingPlan, completion: Completion, snap: BillingSnapshot, bill
         mycompany_id=billing.mycompany_id,
     )
     plan.actions.append(invoice)
-    if note_key not in snap.done:
-        note = NoteInvoice(issue_id, cycle, invoice_key, invoice.total, billing.currency, billing.note_public)
-        plan.actions.append(note)
-    if link_key not in snap.done and completion.task_id is not None:
-        plan.actions.append(LinkInvoiceToTask(issue_id, cycle, completion.task_id, invoice_key))
+    _follow_ups(plan, snap, issue_id, cycle, invoice.total, billing.currency, completion.task_id, billing.note_public)
 
 
-def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig, config: Config) -> None:
+def _adopt_unknown(plan: Plan, snap: BillingSnapshot, billing: BillingConfig) -> None:
+    billed_now = {a.key for a in plan.actions}
+    for issue_id, cycle, made in snap.unknown_invoices:
+        adopt = AdoptInvoice(issue_id, cycle=cycle, invoice_id=made.id, total=made.opportunity, currency=made.currency)
+        if adopt.key in billed_now:  # its completion is planned above: CreateInvoice finds it first
+            continue
+        if made.id in snap.rowless:  # never a guess: a person completes it, and okbx goes on then
+            why = f"invoice No. {made.account_number} was made by okbx but has no rows (its run was cut short)"
+            plan.blocked.append(Blocked(issue_id, Track.BILLING, "invoice", f"{why}: add its rows in Bitrix24"))
+            continue
+        plan.actions.append(adopt)
+        task_id = snap.task_of.get(issue_id)
+        _follow_ups(plan, snap, issue_id, cycle, made.opportunity, made.currency, task_id, billing.note_public)
+
+
+def _payments(plan: Plan, snap: BillingSnapshot, billing: BillingConfig) -> None:
+    for invoice in snap.billed:
+        key = keys.PaidKey(invoice.issue_id, invoice.invoice_id)
+        if invoice.stage_semantics in ("S", "F") and key.text not in snap.done:
+            plan.actions.append(
+                NoteInvoicePaid(
+                    invoice.issue_id,
+                    invoice_id=invoice.invoice_id,
+                    account_number=invoice.account_number,
+                    outcome="paid" if invoice.stage_semantics == "S" else "declined",
+                    on=invoice.moved_on or snap.today,
+                    public=billing.note_public,
+                )
+            )
+
+
+def _holds(plan: Plan, snap: BillingSnapshot, debt: DebtConfig) -> None:
     open_holds = {hold.issue_id for hold in snap.holds}
     for company_id, issues in sorted(snap.debtor_issues.items()):
         owed = snap.debts[company_id]
         for issue in issues:
-            key = f"hold:{issue.id}:{owed.oldest_invoice_id}"
-            if issue.id in open_holds or key in snap.done:
+            key = keys.HoldKey(issue.id, owed.oldest_invoice_id)
+            if issue.id in open_holds or key.text in snap.done:
                 continue  # held, or a person moved it out during this debt: not held again
-            if (issue.status == debt.status and key not in snap.unsure) or issue.status in debt.skip_statuses:
+            if (issue.status == debt.status and key.text not in snap.unsure) or issue.status in debt.skip_statuses:
                 continue  # already paused (by a person), unless okbx's own change may have done it
             if issue.type_code in debt.exempt_types or issue.priority_code in debt.exempt_priorities:
                 continue
@@ -201,39 +196,59 @@ def _debts(plan: BillingPlan, snap: BillingSnapshot, debt: DebtConfig, config: C
                     to_status=debt.status,
                     reason=_reason(owed),
                     public=debt.note_public,
+                    delayed_to=issue.delayed_to if issue.status == DELAYED else None,
                 )
             )
+
+
+def _releases(plan: Plan, snap: BillingSnapshot, debt: DebtConfig, config: Config, now: datetime) -> None:
     for hold in snap.holds:
         if hold.okdesk_company_id in snap.debts:
             continue
+        release = keys.ReleaseKey(hold.issue_id, hold.debt_ref)
         if snap.unmatched_debtors:  # the company of this hold may be the one that cannot be matched now
             why = "; ".join(snap.unmatched_debtors.values())
-            plan.blocked[f"release:{hold.issue_id}:{hold.debt_ref}"] = (
-                hold.issue_id,
-                f"not released: {why} (billing.company_map, or the CRM company's originId/INN/name)",
+            plan.blocked.append(
+                Blocked(
+                    hold.issue_id,
+                    Track.DEBT,
+                    "release",
+                    f"not released: {why} (billing.company_map, or the CRM company's originId/INN/name)",
+                )
             )
             continue
         held = snap.issues.get(hold.issue_id)
         if held is None:
             continue  # not readable now (or deleted): tried again next cycle
-        if held.status != debt.status and f"release:{hold.issue_id}:{hold.debt_ref}" not in snap.unsure:
+        if held.status != debt.status and release.text not in snap.unsure:
             plan.actions.append(LeaveAlone(hold.issue_id, debt_ref=hold.debt_ref, status=held.status))
             continue
-        to_status, why = hold.previous_status, ""
-        if to_status == config.okdesk.handoff_status and hold.issue_id in snap.completed_links:
-            # the programmers completed the task during the hold: back in the handoff status the
-            # issue would read as handed off again and reopen finished work; it returns instead
-            to_status, why = config.okdesk.return_status, "the programmers completed the task meanwhile"
-        plan.actions.append(
-            ReleaseIssue(
-                hold.issue_id,
-                debt_ref=hold.debt_ref,
-                debt_status=debt.status,
-                to_status=to_status,
-                public=debt.note_public,
-                why=why,
-            )
-        )
+        plan.actions.append(_release(hold, debt, config, snap, now))
+
+
+def _release(hold: Hold, debt: DebtConfig, config: Config, snap: BillingSnapshot, now: datetime) -> Action:
+    to_status, why, delay_to = hold.previous_status, "", None
+    if to_status == config.okdesk.handoff_status and hold.issue_id in snap.completed_links:
+        # the programmers completed the task during the hold: back in the handoff status the
+        # issue would read as handed off again and reopen finished work; it returns instead
+        to_status, why = config.okdesk.return_status, "the programmers completed the task meanwhile"
+    elif to_status == DELAYED:
+        # Okdesk demands a date for `delayed` (crm-billing.md 1.7): the one it had, while it is ahead
+        if hold.delayed_to is not None and hold.delayed_to > now:
+            delay_to = hold.delayed_to
+        else:
+            when = f" on {hold.delayed_to:%d.%m.%Y}" if hold.delayed_to else " (its date is unknown)"
+            to_status = debt.expired_delay_status
+            why = f"it was postponed until a date that passed during the hold{when}"
+    return ReleaseIssue(
+        hold.issue_id,
+        debt_ref=hold.debt_ref,
+        debt_status=debt.status,
+        to_status=to_status,
+        public=debt.note_public,
+        why=why,
+        delay_to=delay_to,
+    )
 
 
 def _reason(owed: Debt) -> str:

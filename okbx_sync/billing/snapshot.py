@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from ..clients.bitrix24_crm import Invoice
+from ..core.action import WorkLine
 from ..model import Issue
 
 
 @dataclass(frozen=True)
-class WorkRow:
-    """Time of one programmer on one completion, from the copied time entries."""
-
-    user_id: int
-    user_name: str
-    seconds: int
-
-
-@dataclass(frozen=True)
 class Completion:
-    """A completion okbx returned to Okdesk (its summary op is done) and has not billed yet."""
+    """A completion okbx reported to Okdesk (its summary op is done, or planned in this same cycle)
+    whose invoice is not decided yet."""
 
     issue_id: int
     cycle: int
     task_id: int | None
-    work: tuple[WorkRow, ...]
+    work: tuple[WorkLine, ...]
 
 
 @dataclass(frozen=True)
@@ -60,6 +53,7 @@ class Hold:
     debt_ref: int
     okdesk_company_id: int
     previous_status: str
+    delayed_to: datetime | None = None  # the issue was `delayed` until then when it was held
 
 
 @dataclass

@@ -22,9 +22,9 @@ from ..errors import ExitCode, LockedError, OkbxError, StateError, UsageError
 from ..secrets import Redactor
 
 if TYPE_CHECKING:
+    from ..clients.bundle import Clients
     from ..config import Config
     from ..state.store import Store
-    from ..sync.engine import Clients
 
 HELP = """Exit codes: 0 all done; 1 some actions failed (the others went through), an issue was parked,
 a plan was refused as unsafe, or (status) a link is failing or parked; 2 configuration or usage
@@ -136,7 +136,7 @@ class Run:
         return Store(path, clock=self.clock.now, read_only=True)
 
     def clients(self) -> Clients:
-        from ..sync.engine import Clients
+        from ..clients.bundle import Clients
 
         return Clients.build(self.config, self.redactor, self.clock)
 

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import ExitCode, OkbxError
+from ..errors import OkbxError
 from .base import Run, log
-from .render import print_plan, summary_line
+from .render import print_plan
 
 if TYPE_CHECKING:
+    from ..clients.bundle import Clients
     from ..config import Config
-    from ..state.store import Link, Store
-    from ..sync.actions import Action
-    from ..sync.engine import Clients, CycleResult
+    from ..core.action import Action
+    from ..core.engine import CycleResult
+    from ..core.outcome import Outcome
+    from ..state.store import Store
 
 PROGRESS_FROM = 20  # actions; smaller cycles finish before a bar is worth drawing
 
@@ -32,8 +34,8 @@ def ensure_binding(store: Store, cfg: Config, *, record: bool = True) -> None:
 
 def _extra(action: Action, outcome: str, **more: Any) -> dict[str, Any]:
     """Structured fields of an action's log line (the JSON log's issue/action/system/outcome)."""
-    fields = {"issue": action.issue_id, "action": action.__class__.__name__, "system": action.side or "local"}
-    return {**fields, "outcome": outcome, **more}
+    fields = {"issue": action.issue_id, "action": action.name, "system": action.side or "local"}
+    return {**fields, "track": str(action.track), "outcome": outcome, **more}
 
 
 def _log_action(action: Action, outcome: str) -> None:
@@ -44,41 +46,41 @@ def _log_action(action: Action, outcome: str) -> None:
         log(ACTION_LOGGER).info(
             "issue %s: %s %s: %s",
             action.issue_id,
-            action.__class__.__name__,
+            action.name,
             outcome,
             action.detail,
             extra=_extra(action, outcome),
         )
 
 
-def _log_failures(result: CycleResult, newly_parked: dict[int, Link]) -> None:
-    """Failures and new parkings as WARNING/ERROR (stderr and the log file, also with -q)."""
+def _log_failures(outcome: Outcome) -> None:
+    """Failures, new parkings and held-back changes as WARNING/ERROR (stderr and the log file, also
+    with -q): exactly what the summary counts."""
     from ..logsetup import ACTION_LOGGER
 
-    applied = result.applied
-    assert applied is not None
     action_log = log(ACTION_LOGGER)
-    for action, error in applied.failed:
-        action_log.warning(
-            "failed: issue %s: %s: %s",
-            action.issue_id,
-            action.kind,
-            error,
-            extra=_extra(action, "failed", reason=error),
+    for failure in outcome.failures:
+        where = f"issue {failure.issue_id}: " if failure.issue_id is not None else ""
+        what = f"{failure.what}: " if failure.what else ""
+        extra = {"issue": failure.issue_id, "action": failure.what, "outcome": "failed", "reason": failure.why}
+        action_log.warning("failed: %s%s%s", where, what, failure.why, extra=extra)
+    for health in outcome.parked:
+        log().error(
+            "issue %s parked after %s failures (%s): %s; fix the cause, then `okbx retry %s`",
+            health.issue_id,
+            health.fail_count,
+            health.track,
+            health.last_error,
+            health.issue_id,
+            extra={"issue": health.issue_id, "outcome": "parked", "reason": health.last_error},
         )
-    for issue_id, error in result.read_errors.items():
-        action_log.warning("failed: issue %s: %s", issue_id, error, extra={"issue": issue_id, "reason": error})
-    reported = {action.issue_id for action, _ in applied.failed}  # the applier logs those parkings itself
-    for issue_id, link in newly_parked.items():
-        if issue_id not in reported:
-            log().error(
-                "issue %s parked after %s failures: %s; fix the cause, then `okbx retry %s`",
-                issue_id,
-                link.fail_count,
-                link.last_error,
-                issue_id,
-                extra={"issue": issue_id, "outcome": "parked", "reason": link.last_error},
-            )
+    if outcome.refused:
+        action_log.warning(
+            "refused: %s. Nothing was written for those issues; check both systems; if the change is real, "
+            "run `okbx sync --force`.",
+            outcome.refused,
+            extra={"outcome": "refused", "reason": outcome.refused},
+        )
 
 
 def _say(line: str, *, quiet: bool, emit: Callable[..., None] | None, extra: dict[str, Any] | None = None) -> None:
@@ -93,45 +95,18 @@ def _say(line: str, *, quiet: bool, emit: Callable[..., None] | None, extra: dic
     log().info("%s", line, extra={**(extra or {}), ON_STDOUT: not quiet})
 
 
-def _report_billing(result: CycleResult, *, quiet: bool, emit: Callable[..., None] | None) -> None:
-    """Issue 10: what billing did (invoices, notes, holds, releases) and why something failed.
-    Failures go to the log at WARNING like the sync's own (stderr and the log file, also with -q)."""
-    from ..logsetup import ACTION_LOGGER
-
-    action_log = log(ACTION_LOGGER)
-    billed = result.billing
-    if result.billing_error:
-        action_log.warning("failed: %s", result.billing_error, extra={"reason": result.billing_error})
-    if billed is None:
-        return
-    for action, error in billed.failed:
-        action_log.warning(
-            "failed: issue %s: %s: %s", action.issue_id, action.kind, error, extra={"issue": action.issue_id}
-        )
-    for issue_id, why in billed.blocked.values():
-        action_log.warning("failed: issue %s: invoice: %s", issue_id, why, extra={"issue": issue_id, "reason": why})
-    if billed.refused:
-        action_log.warning("%s", billed.refused)
-    applied = billed.applied
-    if applied and (applied.done or applied.adopted):
-        _say(f"okbx billing: {len(applied.done)} done, {len(applied.adopted)} adopted", quiet=quiet, emit=emit)
-
-
 def report_cycle(
-    result: CycleResult,
-    clients: Clients,
-    *,
-    quiet: bool,
-    newly_parked: dict[int, Link],
-    emit: Callable[..., None] | None = None,
-) -> tuple[int, str]:
-    """Everything said about a finished cycle; returns its exit code and summary line."""
-    _log_failures(result, newly_parked)
-    _report_billing(result, quiet=quiet, emit=emit)
-    line, fields = summary_line(result, clients.requests_sent(), len(newly_parked))
-    ok = result.ok and not newly_parked
-    _say(line, quiet=quiet, emit=emit, extra={**fields, "outcome": "ok" if ok else "failed"})
-    return int(ExitCode.OK if ok else ExitCode.ACTIONS_FAILED), line
+    result: CycleResult, clients: Clients, *, quiet: bool, emit: Callable[..., None] | None = None
+) -> tuple[int, str, list[str]]:
+    """Everything said about a finished cycle; returns its exit code and summary line.  Counts,
+    line and exit code all come from one Outcome (core/outcome.py), so they agree."""
+    from ..core.outcome import outcome_of
+
+    outcome = outcome_of(result, clients.requests_sent())
+    _log_failures(outcome)
+    line = outcome.line()
+    _say(line, quiet=quiet, emit=emit, extra=outcome.fields())
+    return outcome.exit_code, line, outcome.failure_lines()
 
 
 @contextmanager
@@ -146,9 +121,11 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task: list[Any] = []
 
-        def on_plan(plan: Any) -> None:
-            if len(plan.actions) >= PROGRESS_FROM:
+        def on_plan(plan: Any) -> None:  # called per page: the bar grows with the pages planned
+            if not task and len(plan.actions) >= PROGRESS_FROM:
                 task.append(progress.add_task("syncing", total=len(plan.actions)))
+            elif task:
+                progress.update(task[0], total=(progress.tasks[0].total or 0) + len(plan.actions))
 
         def on_action(action: Any, outcome: str) -> None:
             if task:
@@ -157,12 +134,12 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
         yield on_plan, on_action
 
 
-def _remember(store: Store, started: Any, outcome: str, summary: str) -> None:
+def _remember(store: Store, started: Any, outcome: str, summary: str, failures: list[str] | None = None) -> None:
     from datetime import UTC, datetime
 
     from ..state.overview import remember_run
 
-    remember_run(store, started, datetime.now(UTC), outcome, summary)
+    remember_run(store, started, datetime.now(UTC), outcome, summary, failures)
 
 
 def one_cycle(
@@ -175,7 +152,7 @@ def one_cycle(
     should_stop: Callable[[], bool] = lambda: False,
     emit: Callable[..., None] | None = None,
 ) -> int:
-    from ..sync.engine import opened, run_cycle
+    from ..cycle import opened, sync_cycle
     from ..sync.lock import run_lock
 
     cfg = run.config
@@ -183,35 +160,32 @@ def one_cycle(
     lock = nullcontext() if dry_run else run_lock(cfg.state.path, wait, run.clock)
     with lock, opened(cfg, run.redactor, run.crash_after, run.clock, read_only=dry_run) as (clients, store):
         ensure_binding(store, cfg, record=not dry_run)  # before any request: a foreign store writes nothing
-        parked_before = {issue_id for issue_id, link in store.links().items() if link.parked}
         started = run.clock.now()
         try:
-            with _progress(enabled=not quiet and not dry_run) as (on_plan, on_progress):
+            with _progress(enabled=not quiet and not dry_run) as (on_page, on_progress):
 
                 def on_action(action: Action, outcome: str) -> None:
                     _log_action(action, outcome)
                     on_progress(action, outcome)
 
-                result = run_cycle(
+                result = sync_cycle(
                     cfg,
                     clients,
                     store,
                     dry_run=dry_run,
                     force=force,
                     should_stop=should_stop,
-                    on_plan=on_plan,
+                    on_page=on_page,
                     on_action=on_action,
                 )
         except OkbxError as error:
             if not dry_run:
-                _remember(store, started, "failed", run.redactor(str(error)))
+                _remember(store, started, "failed", run.redactor(str(error)), [run.redactor(str(error))])
             raise
         if dry_run:
             print_plan(result)
             return 0
         ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
-        links_now = store.links().items()
-        newly_parked = {i: lk for i, lk in links_now if lk.parked and i not in parked_before}
-        code, line = report_cycle(result, clients, quiet=quiet, newly_parked=newly_parked, emit=emit)
-        _remember(store, started, "ok" if code == 0 else "failed", line)
+        code, line, failures = report_cycle(result, clients, quiet=quiet, emit=emit)
+        _remember(store, started, "ok" if code == 0 else "failed", line, failures)
         return code

@@ -77,8 +77,8 @@ def retry(context: typer.Context, issue: IssueArg, config: ConfigOpt = None) -> 
         store = run.store()
         try:
             ensure_binding(store, run.config)
-            retry_issue(store, issue)
-            typer.echo(f"issue {issue} will be tried at the next sync")
+            tracks = retry_issue(store, issue)
+            typer.echo(f"issue {issue} will be tried at the next sync ({', '.join(tracks)})")
         finally:
             store.close()
 

@@ -15,8 +15,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..core.engine import CycleResult
     from ..state.store import Link
-    from ..sync.engine import CycleResult
 
 
 def out() -> Console:
@@ -43,44 +43,10 @@ def print_table(title: str, headers: Sequence[str], rows: list[Sequence[Any]]) -
 
 
 def print_plan(result: CycleResult) -> None:
-    rows: list[Sequence[Any]] = []
-    for action in result.plan.actions:
-        rows.append((action.issue_id, action.side or "local", action.__class__.__name__, action.detail))
-    for issue_id, why in result.plan.skipped.items():
-        rows.append((issue_id, "", "skip", why))
-    if result.billing is not None:  # issue 10: invoices, notes, holds and releases
-        rows += [(a.issue_id, a.side or "local", a.__class__.__name__, a.detail) for a in result.billing.plan.actions]
-        rows += [(issue_id, "", "cannot invoice", why) for issue_id, why in result.billing.blocked.values()]
-    print_table(
-        f"okbx sync --dry-run: {len(result.plan.actions)} actions (nothing was written)",
-        ("issue", "system", "action", "detail"),
-        rows,
-    )
+    """The dry run: every write and decision of every wing, as the real run would make them."""
+    from ..core.outcome import plan_rows, plan_title
 
-
-def summary_line(result: CycleResult, sent: dict[str, int], newly_parked: int) -> tuple[str, dict[str, Any]]:
-    """The one line a run ends with, and its counts for the JSON log."""
-    applied = result.applied
-    assert applied is not None
-    left = len(applied.not_reached) + len(result.snapshot.deferred)
-    line = (
-        f"okbx sync: {len(applied.done)} done, {len(applied.adopted)} adopted, {len(applied.failed)} failed, "
-        f"{left} left for the next run; requests: Okdesk {sent['okdesk']}, Bitrix24 {sent['bitrix24']}"
-    )
-    if newly_parked:
-        line += f"; {newly_parked} newly parked"
-    if applied.stopped_because:
-        line += f"; stopped early: {applied.stopped_because}"
-    elif result.snapshot.deferred:
-        line += f"; {len(result.snapshot.deferred)} issues deferred: the request budget is spent"
-    fields = {
-        "done": len(applied.done),
-        "adopted": len(applied.adopted),
-        "failed": len(applied.failed),
-        "left": left,
-        "requests": sent,
-    }
-    return line, fields
+    print_table(plan_title(result.plan), ("issue", "system", "action", "detail"), list(plan_rows(result.plan)))
 
 
 # -- times ------------------------------------------------------------------------------------

@@ -12,24 +12,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from ..clock import REAL_CLOCK, Clock
 from ..config import Bitrix24Config
 from ..errors import ApiError, MalformedResponse
-from ..model import ElapsedItem, Task, TaskComment
+from ..model import Task
 from ..secrets import Redactor
+from .bitrix24_history import TaskHistory
 from .bitrix24_parse import (
-    parse_chat_messages,
-    parse_comments,
-    parse_elapsed,
     parse_new_id,
     parse_task,
     parse_task_get,
     parse_task_list,
 )
-from .http import Downloaded, HttpAnswer, RateLimited, RequestBudget, RetryPolicy, Sink, Throttle, Transport
+from .bitrix24_wire import as_map, classify, clean_error, php_query
+from .http import (
+    Downloaded,
+    HttpAnswer,
+    RateLimited,
+    RequestBudget,
+    RetryPolicy,
+    Sink,
+    Throttle,
+    Transport,
+)
 from .multipart import MultipartBody
 from .parse import ParseError, items, obj
 
@@ -40,41 +48,7 @@ PAGE = 50
 TASK_SELECT = ["ID", "TITLE", "STATUS", "XML_ID", "GROUP_ID", "CLOSED_DATE", "CHANGED_DATE", "DEADLINE"]
 
 
-def _classify(status: int, body: Any) -> str:
-    code = body.get("error") if isinstance(body, dict) else None
-    if status == 503 and code == "QUERY_LIMIT_EXCEEDED":
-        return "retry"  # rejected by the leaky bucket before execution: safe to repeat
-    if status == 429 and code == "OPERATION_TIME_LIMIT":
-        return "block"  # this method's 10-minute budget is spent; come back next cycle
-    if status == 503 and code == "OVERLOAD_LIMIT":
-        return "block"  # a manual block by Bitrix24 support: repeating only digs deeper; stop the cycle
-    return "ok"
-
-
-def php_query(params: dict[str, Any]) -> str:
-    """Encode nested params the way PHP parses them (`filter[ID][]=1&select[]=ID`), keeping order."""
-    pairs: list[tuple[str, str]] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}[{key}]" if prefix else str(key), sub)
-        elif isinstance(value, list | tuple):
-            for index, sub in enumerate(value):
-                # scalars append (a[]=1); containers need their index, or PHP splits them up
-                walk(f"{prefix}[{index}]" if isinstance(sub, dict | list | tuple) else f"{prefix}[]", sub)
-        elif isinstance(value, bool):
-            pairs.append((prefix, "Y" if value else "N"))
-        elif value is None:
-            pairs.append((prefix, ""))
-        else:
-            pairs.append((prefix, str(value)))
-
-    walk("", params)
-    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
-
-
-class Bitrix24Client:
+class Bitrix24Client(TaskHistory):
     def __init__(
         self,
         config: Bitrix24Config,
@@ -91,7 +65,7 @@ class Bitrix24Client:
             throttle=Throttle(config.requests_per_second, config.burst, clock=clock.monotonic, sleep=clock.sleep),
             redactor=redactor,
             timeout=(5.0, config.timeout_seconds),
-            classify=_classify,
+            classify=classify,
             policy=RetryPolicy(backoff_seconds=backoff_seconds),
             budget=budget,
             sleep=clock.sleep,
@@ -117,6 +91,10 @@ class Bitrix24Client:
 
     def task_url(self, task_id: int) -> str:
         return f"{self.portal_url()}/company/personal/user/{self.config.responsible_id}/tasks/task/view/{task_id}/"
+
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        return self.transport.server_skew(now)
 
     # -- plumbing ------------------------------------------------------------------------
     def call(self, method: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
@@ -151,7 +129,7 @@ class Bitrix24Client:
             raise ApiError(
                 SYSTEM,
                 method,
-                self.transport.redact(_clean(str(body.get("error_description") or error))),
+                self.transport.redact(clean_error(str(body.get("error_description") or error))),
                 status=answer.status,
                 code=str(error),
             )
@@ -183,8 +161,8 @@ class Bitrix24Client:
                     raise ValueError("batch keys must not be numeric (PHP would answer a list)")
             cmd = {key: f"{commands[key][0]}?{php_query(commands[key][1])}" for key in chunk}
             raw = obj(self.call("batch", {"halt": 0, "cmd": cmd}, write=write), "batch result")
-            done = _as_map(raw.get("result"))
-            failed = _as_map(raw.get("result_error"))
+            done = as_map(raw.get("result"))
+            failed = as_map(raw.get("result_error"))
             for key in chunk:
                 if key in failed:
                     err = failed[key] if isinstance(failed[key], dict) else {}
@@ -195,7 +173,7 @@ class Bitrix24Client:
                     errors[key] = kind(
                         SYSTEM,
                         commands[key][0],
-                        self.transport.redact(_clean(str(err.get("error_description", "")))),
+                        self.transport.redact(clean_error(str(err.get("error_description", "")))),
                         code=code,
                     )
                 elif key in done:
@@ -317,151 +295,6 @@ class Bitrix24Client:
         }
         return new_ids, errors
 
-    def comments_of_tasks(self, task_ids: Iterable[int]) -> dict[int, list[TaskComment]]:
-        """Every comment of each task, 50 tasks per request (`batch`)."""
-        ids = sorted(set(task_ids))
-        commands = {f"t{t}": ("task.commentitem.getlist", {"TASKID": t, "ORDER": {"ID": "asc"}}) for t in ids}
-        results, _ = self.batch(commands)  # a task that failed is read again by its action alone
-        return {
-            t: self._parse("task.commentitem.getlist", parse_comments, results[f"t{t}"], t)
-            for t in ids
-            if f"t{t}" in results
-        }
-
-    def list_comments(self, task_id: int) -> list[TaskComment]:
-        """Every comment of the task, wherever the portal keeps them.
-
-        On the new task card (bitrix24.md 4.2) `task.commentitem.getlist` "does not work" (how it
-        fails is not documented: an error or, inferred, an empty list), and the comments are the
-        messages of the task's chat.  So an empty or refused list is checked against the task's
-        `chatId` before it is believed: okbx looks for its markers here before every write."""
-        failure: ApiError | None = None
-        comments: list[TaskComment] = []
-        if not self._task_chats:
-            try:
-                comments = self._comment_items(task_id)
-            except ApiError as error:
-                if error.ambiguous:
-                    raise
-                failure = error
-            if comments:
-                return comments
-        chat_id = self._task_chat_id(task_id)
-        if chat_id:
-            self._task_chats = True
-            return self._chat_messages(task_id, chat_id)
-        if failure is not None:
-            raise failure
-        return self._comment_items(task_id) if self._task_chats else comments
-
-    def _comment_items(self, task_id: int) -> list[TaskComment]:
-        raw = self.call("task.commentitem.getlist", {"TASKID": int(task_id), "ORDER": {"ID": "asc"}})
-        comments: list[TaskComment] = self._parse("task.commentitem.getlist", parse_comments, raw, int(task_id))
-        return comments
-
-    def tasks_with_chats(self, task_ids: Iterable[int]) -> set[int]:
-        """Which of these tasks have a chat (the new task card): one request per 50 tasks.  Their
-        comments are in the chat, whatever `task.commentitem.getlist` answered for them."""
-        with_chat: set[int] = set()
-        ids = sorted(set(task_ids))
-        for n in range(0, len(ids), PAGE):
-            params = {"filter": {"ID": ids[n : n + PAGE]}, "select": ["ID", "CHAT_ID"], "start": -1}
-            raw = self.call("tasks.task.list", params)
-            data = self._parse("tasks.task.list", lambda r: obj(r, "tasks.task.list result"), raw)
-            for task in items(data.get("tasks", []), "tasks"):
-                row = obj(task, "task")
-                chat = str(row.get("chatId", row.get("CHAT_ID")) or "")
-                if chat.isdigit() and int(chat) > 0 and str(row.get("id", "")).isdigit():
-                    with_chat.add(int(str(row["id"])))
-        if with_chat:
-            self._task_chats = True
-        return with_chat
-
-    def _task_chat_id(self, task_id: int) -> int | None:
-        raw = self.call("tasks.task.get", {"taskId": int(task_id), "select": ["ID", "CHAT_ID"]})
-
-        def chat(value: Any) -> int | None:
-            task = obj(value, "tasks.task.get result").get("task") if value not in ([], None, {}) else None
-            found = (
-                obj(task, "task").get("chatId", obj(task, "task").get("CHAT_ID")) if task not in ([], None) else None
-            )
-            return int(str(found)) if str(found or "").isdigit() and int(str(found)) > 0 else None
-
-        chat_id: int | None = self._parse("tasks.task.get", chat, raw)
-        return chat_id
-
-    def _chat_messages(self, task_id: int, chat_id: int) -> list[TaskComment]:
-        """The task chat, newest page first, then backward by `LAST_ID` (`LIMIT` at most 50)."""
-        method = "im.dialog.messages.get"
-        found: dict[int, TaskComment] = {}
-        last_id: int | None = None
-        while True:
-            params: dict[str, Any] = {"DIALOG_ID": f"chat{chat_id}", "LIMIT": PAGE}
-            if last_id is not None:
-                params["LAST_ID"] = last_id
-            page: list[TaskComment] = self._parse(method, parse_chat_messages, self.call(method, params), task_id)
-            fresh = [m for m in page if m.id not in found]
-            found.update((m.id, m) for m in fresh)
-            if len(page) < PAGE or not fresh:
-                return sorted(found.values(), key=lambda m: m.id)
-            last_id = min(m.id for m in page)
-
-    # -- elapsed time (positional: TASKID, ORDER, FILTER, SELECT, PARAMS) ----------------
-    def elapsed_for_tasks(self, task_ids: Iterable[int]) -> dict[int, list[ElapsedItem]]:
-        """All elapsed items of each task, the first page of each batched together."""
-        pending = {int(t): 1 for t in task_ids}
-        found: dict[int, list[ElapsedItem]] = {t: [] for t in pending}
-        while pending:
-            commands = {
-                f"t{task_id}": ("task.elapseditem.getlist", self._elapsed_params(task_id, page))
-                for task_id, page in pending.items()
-            }
-            results, errors = self.batch(commands)
-            if errors:
-                raise next(iter(errors.values()))
-            next_pending = {}
-            for task_id, page in pending.items():
-                rows: list[ElapsedItem] = self._parse("task.elapseditem.getlist", parse_elapsed, results[f"t{task_id}"])
-                found[task_id].extend(rows)
-                if len(rows) >= PAGE:
-                    next_pending[task_id] = page + 1
-            pending = next_pending
-        return found
-
-    @staticmethod
-    def _elapsed_params(task_id: int, page: int) -> dict[str, Any]:
-        # Positional method inside a batch query string: an empty FILTER would vanish from the
-        # query and shift SELECT into its place, so the filter always names the task.
-        return {
-            "TASKID": task_id,
-            "ORDER": {"ID": "asc"},
-            "FILTER": {"TASK_ID": task_id},
-            "SELECT": ["*"],
-            "PARAMS": {"NAV_PARAMS": {"nPageSize": PAGE, "iNumPage": page}},
-        }
-
-    def elapsed_since(self, after_id: int, task_ids: Iterable[int]) -> list[ElapsedItem]:
-        """Items newer than `after_id` across the given tasks (first argument omitted = all tasks)."""
-        ids = sorted(set(task_ids))
-        if not ids:
-            return []
-        result: list[ElapsedItem] = []
-        while True:
-            raw = self.call(
-                "task.elapseditem.getlist",
-                {
-                    "ORDER": {"ID": "asc"},
-                    "FILTER": {">ID": after_id, "TASK_ID": ids},
-                    "SELECT": ["*"],
-                    "PARAMS": {"NAV_PARAMS": {"nPageSize": PAGE, "iNumPage": 1}},
-                },
-            )
-            rows: list[ElapsedItem] = self._parse("task.elapseditem.getlist", parse_elapsed, raw)
-            result.extend(rows)
-            if len(rows) < PAGE:
-                return result
-            after_id = max(r.id for r in rows)
-
     # -- people and groups (doctor, init) ------------------------------------------------
     def users(self, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """Users by id (all users when `ids` is None).  `user.get` answers 50 a page (confirmed,
@@ -528,15 +361,3 @@ _ADMIN_CACHE: dict[tuple[str, int], bool] = {}  # (portal, webhook user) -> Fals
 def forget_admin_rights() -> None:
     """Ask `user.admin` again next time (tests start many portals in one process)."""
     _ADMIN_CACHE.clear()
-
-
-def _as_map(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):  # [] for empty, or a list when keys were numeric
-        return {str(i): v for i, v in enumerate(value)}
-    return {}
-
-
-def _clean(text: str) -> str:
-    return text.replace("<br>", " ").strip()

@@ -22,17 +22,19 @@ import hashlib
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
 
 from .. import __version__
-from ..errors import ApiError, MalformedResponse, OkbxError
+from ..errors import ApiError, MalformedResponse
 from ..secrets import Redactor
+from .limits import RequestBudget, Throttle
 from .multipart import BodyError, OverCap
 
 log = logging.getLogger(__name__)
@@ -54,84 +56,6 @@ class Sink(Protocol):
 class Downloaded:
     size: int
     sha256: str
-
-
-class BudgetExhausted(OkbxError):
-    """This cycle used up its request budget; the rest is left for the next cycle."""
-
-
-class RequestBudget:
-    """What one run may spend: a number of requests and, optionally, seconds of the monotonic
-    clock (`sync.max_seconds`).  Either running out stops the run cleanly between requests."""
-
-    def __init__(
-        self, limit: int | None, *, seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.used = 0
-        self.seconds = seconds
-        self._monotonic = monotonic
-        self._started = monotonic()
-        self._lock = threading.Lock()
-
-    def elapsed(self) -> float:
-        return self._monotonic() - self._started
-
-    def spend(self) -> None:
-        with self._lock:
-            if self.limit is not None and self.used >= self.limit:
-                raise BudgetExhausted(f"request budget of {self.limit} per cycle used up")
-            if self.seconds is not None and self.elapsed() >= self.seconds:
-                raise BudgetExhausted(f"time budget of {self.seconds:g} s per run used up")
-            self.used += 1
-
-    def share_spent(self, share: float) -> bool:
-        """Has the run spent `share` of either budget (reads leave the rest to the writes)?"""
-        if self.limit is not None and self.used >= int(self.limit * share):
-            return True
-        return self.seconds is not None and self.elapsed() >= self.seconds * share
-
-
-class Throttle:
-    """Token bucket: `rate` requests per second sustained, `burst` at once."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = float(self.burst)
-        self._last = clock()
-        self._blocked_until = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if now < self._blocked_until:
-                self._sleep(self._blocked_until - now)
-                now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
-                self._sleep(wait)
-                self._tokens = 1.0
-                self._last = self._clock()
-            self._tokens -= 1
-
-    def cool_down(self, seconds: float) -> None:
-        """After a rate-limit answer: empty the bucket and hold everything for `seconds`."""
-        with self._lock:
-            self._tokens = 0.0
-            self._last = self._clock()  # refill starts now, not at the last request
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
 @dataclass(frozen=True)
@@ -180,9 +104,19 @@ class Transport:
         self.sleep = sleep
         self.jitter = jitter
         self.requests_sent = 0
+        # the Date header of the last answer (the server's clock) and when it came, on our clock
+        self.server_date: tuple[str, float] | None = None
 
     def close(self) -> None:
         self.session.close()
+
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        if self.server_date is None:
+            return None
+        header, at = self.server_date
+        received = now - timedelta(seconds=max(0.0, self.throttle.monotonic() - at))
+        return skew_seconds(header, received)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -305,6 +239,8 @@ class Transport:
                 ambiguous=True,
                 retry_after=_retry_after(headers),
             )
+        if "date" in headers:
+            self.server_date = (headers["date"], self.throttle.monotonic())
         return HttpAnswer(response.status_code, parsed, headers)
 
     def download(
@@ -401,3 +337,14 @@ def flatten_errors(errors: Any, prefix: str = "") -> str:
             for k, v in errors.items()
         )
     return f"{prefix}{errors!r}"
+
+
+def skew_seconds(date_header: str | None, now: datetime) -> float | None:
+    """How far a server's clock (an HTTP Date header) is ahead of `now`; negative: behind."""
+    if not date_header:
+        return None
+    try:
+        server = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    return (server - now).total_seconds() if server.tzinfo is not None else None

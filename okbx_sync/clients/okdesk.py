@@ -80,6 +80,10 @@ class OkdeskClient:
         )
         self._tz: tzinfo | None = parse_timezone(config.timezone) if config.timezone else None
 
+    def server_skew(self, now: datetime) -> float | None:
+        """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""
+        return self.transport.server_skew(now)
+
     # -- plumbing ------------------------------------------------------------------------
     def _call(
         self,
@@ -210,11 +214,19 @@ class OkdeskClient:
         return issue
 
     def change_status(
-        self, issue_id: int, code: str, *, comment_html: str | None = None, public: bool = False
+        self,
+        issue_id: int,
+        code: str,
+        *,
+        comment_html: str | None = None,
+        public: bool = False,
+        delay_to: datetime | None = None,
     ) -> Issue:
         op = "POST /issues/{id}/statuses"
         # skip_webhooks: our own change must not echo back to other integrations as an event.
         body: dict[str, Any] = {"code": code, "skip_options": ["skip_webhooks"]}
+        if delay_to is not None:  # required for `delayed` only, ignored otherwise (crm-billing.md 1.7)
+            body["delay_to"] = delay_to.isoformat()
         if comment_html is not None:  # written by the token's employee, together with the change
             body.update({"comment": comment_html, "comment_public": public})
         raw = self._call("POST", f"/issues/{int(issue_id)}/statuses", op, body=body, write=True)

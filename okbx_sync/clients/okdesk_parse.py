@@ -37,6 +37,8 @@ def parse_issue(raw: Any) -> Issue:
         type_code=_code(data.get("type"), f"{what}.type"),
         priority_code=_code(priority, f"{what}.priority"),
         parameters=parse_parameters(data.get("parameters"), what),
+        # `delayed_to` in the full issue, `delay_to` in the list (okdesk.md)
+        delayed_to=timestamp(data, "delayed_to", what) or timestamp(data, "delay_to", what),
         equipment_ids=parse_equipment_ids(data, what),
         agreement=parse_agreement(data.get("agreement"), f"{what}.agreement"),
         contact_id=_ref_id(data.get("contact"), f"{what}.contact"),

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import OkbxError
-from .store import Link, Store
+from .store import Link, Store, Track
 
 LAST_RUN = "last_run"  # meta key: when the last (non-dry) run ended and how
-BILLING_KINDS = ("invoice", "invoice_note", "payment_note", "hold", "release")
 
 
 def link_row(link: Link | None, counts: dict[str, int] | None = None) -> dict[str, Any] | None:
@@ -35,9 +34,14 @@ def link_row(link: Link | None, counts: dict[str, int] | None = None) -> dict[st
 
 
 def billing_failures(store: Store) -> dict[int, str]:
-    """Issue 10: billing writes that failed (an unmatched company, a refused hold ...), by issue."""
-    ops = store.ops_of_kind(*BILLING_KINDS).values()
-    return {op.issue_id: f"{op.key}: {op.error}" for op in ops if op.state == "failed"}
+    """Billing and debt-hold work that is failing or parked (an unmatched company, a refused hold ...)."""
+    found: dict[int, str] = {}
+    for health in store.failing():
+        if health.track != Track.ROUTE:
+            state = "parked" if health.parked else f"{health.fail_count} failures"
+            text = f"{health.track} ({state}): {health.last_error}"
+            found[health.issue_id] = f"{found[health.issue_id]}; {text}" if health.issue_id in found else text
+    return found
 
 
 def status_rows(store: Store) -> list[dict[str, Any]]:
@@ -53,8 +57,12 @@ def status_rows(store: Store) -> list[dict[str, Any]]:
     return [r for r in rows if r is not None]
 
 
-def remember_run(store: Store, started: datetime, ended: datetime, outcome: str, summary: str) -> None:
-    record = {"started": started.isoformat(), "ended": ended.isoformat(), "outcome": outcome, "summary": summary}
+def remember_run(
+    store: Store, started: datetime, ended: datetime, outcome: str, summary: str, failures: list[str] | None = None
+) -> None:
+    """The last run, for `okbx status`: when, how it ended, its summary and what failed in it."""
+    record: dict[str, Any] = {"started": started.isoformat(), "ended": ended.isoformat(), "outcome": outcome}
+    record |= {"summary": summary, "failures": failures or []}
     try:
         store.set_meta(LAST_RUN, json.dumps(record, ensure_ascii=False))
     except OkbxError:

@@ -4,7 +4,14 @@ Issues in the handoff status are adopted by the ordinary path (their task is fou
 `XML_ID` before any create).  Tasks completed recently are not in any listing okbx reads, yet
 time logged on them late must still be copied and a completion not yet reported must still
 be: so once, when the store is new, the tasks of the group closed within the late-time window
-are read and their links rebuilt from the markers on both sides (`rebuild.py`).
+are read and their links rebuilt from the markers on both sides (`rebuild.py`), with:
+  the task itself;
+  each time entry okbx copied (found by its marker), listed under the report that lists it, with
+  its line (who, how long) from the task's elapsed item, so a report or an invoice made after
+  this carries the real time;
+  each elapsed item a report of okbx lists although its time entry is gone (a person deleted
+  it): copied once, so it is not copied again as "late";
+  the completion's report, when it is there, so billing and the return follow from it.
 """
 
 from __future__ import annotations
@@ -12,71 +19,102 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from ..clients.bitrix24 import Bitrix24Client
-from ..clients.okdesk import OkdeskClient
-from ..config import Config
+from .. import keys
+from ..core.action import Context
 from ..errors import ApiError, NotFound
-from ..state.store import Store
-from . import keys, rebuild
-from .remote import RemoteMarkers
+from ..model import ElapsedItem, Task
+from ..state.store import LinkState, Store
+from . import rebuild
+from .completion import item_row
 
 log = logging.getLogger(__name__)
-XML_PREFIX = "okdesk:"
 META = "recent_tasks_adopted_at"
 
 
-def adopt_recent_tasks(
-    okdesk: OkdeskClient, bitrix: Bitrix24Client, store: Store, config: Config, now: datetime
-) -> list[int]:
+def adopt_recent_tasks(ctx: Context, now: datetime) -> list[int]:
     """Rebuild the links of recently completed tasks, once per new store; the issue ids adopted."""
+    store, config = ctx.store, ctx.config
     if store.get_meta(META) is not None:
         return []
-    if store.links():  # a store that already worked knows its links
+    if store.has_any_link():  # a store that already worked knows its links
         store.set_meta(META, now.isoformat())
         return []
     since = now - timedelta(days=config.time.late_window_days)
-    tasks = bitrix.find_tasks({"GROUP_ID": config.bitrix24.group_id, ">=CLOSED_DATE": since.isoformat()})
-    remote = RemoteMarkers(okdesk, bitrix, config.okdesk.bot_employee_id)
+    tasks = ctx.bitrix.find_tasks({"GROUP_ID": config.bitrix24.group_id, ">=CLOSED_DATE": since.isoformat()})
     adopted: list[int] = []
     for task in sorted(tasks, key=lambda t: t.id):
-        xml_id = task.xml_id or ""
-        if not xml_id.startswith(XML_PREFIX) or not xml_id[len(XML_PREFIX) :].isdigit():
-            continue
-        issue_id = int(xml_id[len(XML_PREFIX) :])
-        if store.link(issue_id) is not None:
+        issue_id = keys.issue_of_xml_id(task.xml_id)
+        if issue_id is None or store.link(issue_id) is not None:
             continue
         try:
-            found = rebuild.link_from_remote(
-                issue_id, task, remote.issue(issue_id), remote.task(task.id), config.bitrix24.done_statuses
-            )
-            copied = remote.time_entries(issue_id)
+            _adopt(ctx, issue_id, task)
         except NotFound:
             continue  # the issue was deleted: nothing to copy time into
         except ApiError as error:
             # not adopted now, and not marked as done: the next run of a new store tries again
             log.warning("could not rebuild the link of task %s: %s", task.id, error)
             return adopted
-        store.create_link(issue_id, task.id, status=None, origin="rebuilt from the markers")
-        key = keys.task(issue_id, found.task_cycle)
-        store.begin_op(key.text, issue_id, "task", cycle=found.task_cycle, report_key=None)
-        store.finish_op(
-            key.text,
-            issue_id,
-            "task",
-            remote_id=str(task.id),
-            outcome="adopted",
-            summary=f"found task {task.id}: handoff {found.cycle}, {found.state}",
-            link_update={**found.link_update(), "dirty": True},
-        )
-        for text, entry in copied.items():  # time copied before: never planned again, not even as "late"
-            # its line in the ledger, as far as the Okdesk entry tells it
-            row = {"seconds": round(entry.spent_hours * 3600), "employee_id": entry.employee_id, "adopted": True}
-            store.begin_op(text, issue_id, "time", cycle=found.cycle, report_key=None, detail=row)
-            store.finish_op(
-                text, issue_id, "time", remote_id=str(entry.id), outcome="adopted", summary="time entry found"
-            )
         adopted.append(issue_id)
     store.set_meta(META, now.isoformat())
     if adopted:
         log.info("new state store: adopted %s recently completed task(s) from the markers", len(adopted))
     return adopted
+
+
+def _adopt(ctx: Context, issue_id: int, task: Task) -> None:
+    store, remote = ctx.store, ctx.remote
+    found = rebuild.link_from_remote(
+        issue_id, task, remote.issue(issue_id), remote.task(task.id), ctx.config.bitrix24.done_statuses
+    )
+    copied = remote.time_entries(issue_id)
+    reports = remote.reports(issue_id)
+    items = ctx.bitrix.elapsed_for_tasks([task.id]).get(task.id, [])
+    names = _names(ctx, items)
+    store.apply(found.change(f"rebuilt from the markers: handoff {found.cycle}, {found.state}", new=True))
+    _record(store, issue_id, keys.TaskKey(issue_id, found.task_cycle), "task", str(task.id), found.task_cycle, None, {})
+    listed_in = {item: report for report, listed in reports.items() for item in listed}
+    current = keys.SummaryKey(issue_id, found.cycle)
+    for item in items:
+        key = keys.TimeKey(item.id)
+        entry = copied.get(key.text)
+        if entry is None and item.id not in listed_in:
+            continue  # never copied: planned as usual
+        report = listed_in.get(item.id) or (current.text if found.state == LinkState.ACTIVE else None)
+        if report is None:  # copied after the completion, its note not posted: the late path posts it
+            report = keys.LateKey(issue_id, item.id).text
+        row = {**item_row(item, names), "task_id": task.id, "adopted": True}
+        row["employee_id"] = entry.employee_id if entry else None
+        if entry is None:
+            row["entry_gone"] = True  # listed in a report, deleted in Okdesk by a person since
+        _record(store, issue_id, key, "time", str(entry.id) if entry else None, found.cycle, report, row)
+    for report_text, comment_id in remote.issue(issue_id).items():
+        summary = keys.parse_as(keys.SummaryKey, report_text)
+        if summary is not None and summary.pending is None and summary.issue_id == issue_id:
+            _record(store, issue_id, summary, "summary", comment_id, summary.cycle, None, {"detail": "report found"})
+
+
+def _names(ctx: Context, items: list[ElapsedItem]) -> dict[int, str]:
+    try:
+        users = ctx.bitrix.users({i.user_id for i in items}) if items else []
+    except ApiError:
+        return {}
+    found: dict[int, str] = {}
+    for user in users:
+        name = " ".join(filter(None, [str(user.get("NAME") or ""), str(user.get("LAST_NAME") or "")])).strip()
+        if "ID" in user:
+            found[int(user["ID"])] = name or f"Bitrix24 user #{user['ID']}"
+    return found
+
+
+def _record(
+    store: Store,
+    issue_id: int,
+    key: keys.Key,
+    kind: str,
+    remote_id: str | None,
+    cycle: int | None,
+    report: str | None,
+    detail: dict[str, object],
+) -> None:
+    store.begin_op(key.text, issue_id, kind, cycle=cycle, report_key=report, detail=detail)
+    store.finish_op(key.text, issue_id, kind, remote_id=remote_id, outcome="adopted", summary=f"{kind} found: {key}")

@@ -1,18 +1,21 @@
-"""What a person does to the links by hand (`okbx link`, `okbx retry`), as store changes.
+"""What a person does to the links by hand (`okbx link`, `okbx retry`), as domain operations.
 
 The CLI checks the remote side and prints; these functions are the whole effect on the store,
-so a link made by hand looks exactly like one a cycle made (its task op, its journal line).
+through the link's lifecycle and the health records, so a link made by hand looks exactly like
+one a cycle made (its task op, its journal line).
 """
 
 from __future__ import annotations
 
+from .. import keys
 from ..errors import OkbxError, UsageError
+from ..state import lifecycle
+from ..state.lifecycle import Track
 from ..state.store import Store
-from . import keys
 
 
 class NothingToRetry(OkbxError):
-    """`okbx retry` of a link that is neither failing nor parked (exit code 1: nothing was changed)."""
+    """`okbx retry` of an issue none of whose work is failing or parked (exit code 1: nothing changed)."""
 
 
 LINK_CYCLE = 1  # a link made by hand starts at the first handoff, like a new one
@@ -28,20 +31,24 @@ def ensure_unlinked(store: Store, issue_id: int, task_id: int) -> None:
 
 def link_pair(store: Store, issue_id: int, task_id: int, *, issue_status: str | None) -> None:
     """Link an existing issue and task, with the task op a cycle would have recorded on creating it."""
+    store.apply(lifecycle.linked_by_hand(issue_id, task_id, issue_status))
+    key = keys.TaskKey(issue_id, LINK_CYCLE)
+    detail = {"detail": "linked by hand"}
+    store.begin_op(key.text, issue_id, "task", cycle=LINK_CYCLE, report_key=None, detail=detail)
     summary = f"linked by hand to task {task_id}"
-    store.create_link(issue_id, task_id, status=issue_status, origin=summary)
-    key = str(keys.task(issue_id, LINK_CYCLE))
-    store.begin_op(key, issue_id, "task", cycle=LINK_CYCLE, report_key=None, detail={"detail": "linked by hand"})
-    store.finish_op(key, issue_id, "task", remote_id=str(task_id), outcome="linked", summary=summary)
+    store.finish_op(key.text, issue_id, "task", remote_id=str(task_id), outcome="linked", summary=summary)
 
 
-def retry_issue(store: Store, issue_id: int) -> None:
-    """Forget an issue's failures and parking, so the next cycle tries it at once."""
+def retry_issue(store: Store, issue_id: int) -> list[Track]:
+    """Forget the failures and parking of every failing track of the issue (its route, billing,
+    the debt hold), so the next cycle tries them at once; the tracks cleared."""
+    failing = [h for h in store.failing() if h.issue_id == issue_id]
     link = store.link(issue_id)
-    if link is None:
-        raise UsageError(f"issue {issue_id} is not linked")
-    if not (link.fail_count or link.parked or link.next_retry_at):
-        raise NothingToRetry(
-            f"issue {issue_id} is neither failing nor parked (its link is {link.state}): nothing to retry"
-        )
-    store.update_link(issue_id, fail_count=0, next_retry_at=None, parked=False, dirty=True)
+    if not failing:
+        state = f"its link is {link.state}" if link is not None else "okbx has no link for it"
+        raise NothingToRetry(f"issue {issue_id} is neither failing nor parked ({state}): nothing to retry")
+    for health in failing:
+        store.set_health(lifecycle.retried(issue_id, health.track))
+    if link is not None:
+        store.apply(lifecycle.marked_dirty(issue_id))  # read fully at the next sync
+    return [h.track for h in failing]

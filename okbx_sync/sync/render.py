@@ -11,6 +11,7 @@ import html
 from collections.abc import Iterable
 from datetime import datetime
 
+from .. import keys
 from ..markup import (
     CUT,
     MAX_LINE,
@@ -87,10 +88,6 @@ def link_comment(task_url: str, task_id: int, token: str) -> str:
     return f'Passed to the programmers: Bitrix24 task #{task_id} <a href="{url}">{url}</a><br>{html_marker_line(token)}'
 
 
-def issue_note(text: str, token: str) -> str:
-    return f"{escape_html(text)}<br>{html_marker_line(token)}"
-
-
 def time_entry_comment(comment: str, token: str) -> str:
     # The field's format is not documented (inferred: plain text, maybe rendered as HTML): escaping
     # <, > and & keeps it inert either way; quotes stay readable, as this is never an attribute.
@@ -98,8 +95,11 @@ def time_entry_comment(comment: str, token: str) -> str:
     return f"{text} [{token}]" if text else f"[{token}]"
 
 
-def report(heading: str, items: Iterable[dict[str, object]], footer: str, token: str) -> str:
-    """items: {date, user, seconds, comment} dicts."""
+def report(
+    heading: str, items: Iterable[dict[str, object]], footer: str, token: str, item_ids: Iterable[int] = ()
+) -> str:
+    """items: {date, user, seconds, comment} dicts; item_ids: the elapsed items it copied, listed
+    on the line before the marker (a rebuilt store reads them back: keys.reported_items)."""
     rows = list(items)
     total = sum(int(str(r["seconds"])) for r in rows)
     lines = [escape_html(heading), f"Time logged: {human_duration(total)} in {len(rows)} entries."]
@@ -117,4 +117,5 @@ def report(heading: str, items: Iterable[dict[str, object]], footer: str, token:
         )
     if footer:
         lines.append(escape_html(footer))
+    lines.append(keys.items_line(list(item_ids)))
     return "<br>".join(lines) + "<br>" + html_marker_line(token)

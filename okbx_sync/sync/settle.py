@@ -1,14 +1,14 @@
-"""The end of a cycle, as one pure step: (snapshot, plan, results) -> the changes to the store.
+"""The end of a page and of a cycle, as pure steps: (snapshot, plan, results) -> store changes.
 
-What a cycle leaves behind for the next one:
+What a page leaves behind for the next cycle:
   link flags   deferred or not reached -> dirty (read fully next time); every planned action
                through, or read cleanly with nothing to do -> healthy (failures forgotten)
   statuses     the status seen for each linked issue (to notice a return to the handoff status)
   read marks   the issue's updated_at when its comments were read, raised past okbx's own
                comments (so they are not taken for a change next cycle)
-  meta         the watermarks: Okdesk updated_since, Bitrix24 CHANGED_DATE, the late elapsed
-               item, the comment scan and the full listing schedule, the account's UTC offset
-
+What a cycle leaves behind (`cycle_meta`): the watermarks of the change filters (only when every
+page was done: a run cut short lists the same window again), the late elapsed item, the comment
+scan cursor and the full listing schedule, the account's UTC offset.
 The engine reads the inputs from the store and writes the result back; nothing here does I/O.
 """
 
@@ -16,55 +16,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from ..state.store import Link, LinkState
-from .apply import ApplyReport
-from .plan import Plan
+from ..core.applier import ApplyReport
+from ..core.plan import Plan
+from ..state import lifecycle
+from ..state.lifecycle import LinkChange
+from ..state.store import Link, LinkState, Track
 from .snapshot import Snapshot
-
-HEALTHY: dict[str, Any] = {"dirty": False, "fail_count": 0, "last_error": None, "next_retry_at": None}
 
 
 @dataclass
-class StoreChanges:
-    link_updates: dict[int, dict[str, Any]] = field(default_factory=dict)  # issue id -> fields
+class PageChanges:
+    links: list[LinkChange] = field(default_factory=list)
+    healthy: set[int] = field(default_factory=set)  # issues whose route work is whole again
     statuses: dict[int, str] = field(default_factory=dict)  # issue id -> status code seen
     read_at: dict[int, datetime] = field(default_factory=dict)  # issue id -> updated_at when read
-    meta: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CycleFacts:
-    """What the step needs besides (snapshot, plan, results), read by the engine."""
-
-    started: datetime
-    links: dict[int, Link]  # as the cycle planned with them
-    after: dict[int, Link]  # the links of the issues the cycle read or planned, as they are now
-    full_scan: bool
-    full_listing: bool
-    copied_items: frozenset[int]  # late elapsed items whose copy is done
-    elapsed_watermark: int
-    learned_offset: str | None = None  # the account's UTC offset, when this run learned it
-
-
-def settle(snapshot: Snapshot, plan: Plan, applied: ApplyReport, facts: CycleFacts) -> StoreChanges:
-    changes = StoreChanges()
-    updates = changes.link_updates
+def settle_page(
+    snapshot: Snapshot, plan: Plan, applied: ApplyReport, before: dict[int, Link], after: dict[int, Link]
+) -> PageChanges:
+    """`before`: the links as the page planned with them; `after`: as they are now."""
+    changes = PageChanges()
+    dirty: set[int] = set()
     # A deferred issue was not looked at: keep it marked for a full read, and do not record its
     # status (its departure from the handoff status must still be noticed when it is read).
-    for issue_id in snapshot.deferred & set(facts.links):
-        updates[issue_id] = {"dirty": True}
+    dirty |= snapshot.deferred & set(before)
     # Not reached (a stopped cycle, a replan): read fully next time, its comments were not all forwarded.
     for action in applied.not_reached:
-        link = facts.after.get(action.issue_id)
+        link = after.get(action.issue_id)
         if link is not None and link.state not in (LinkState.GONE_ISSUE, LinkState.GONE_TASK):
-            updates[action.issue_id] = {"dirty": True}
+            dirty.add(action.issue_id)
+    route_actions = [a for a in plan.actions if a.track == Track.ROUTE]
     unfinished = {a.issue_id for a in applied.not_reached} | {a.issue_id for a, _ in applied.failed}
-    for issue_id in {a.issue_id for a in plan.actions} - unfinished:  # every planned action went through
-        link = facts.after.get(issue_id)
-        if link is not None and not link.parked and (link.fail_count or link.dirty or link.last_error):
-            updates[issue_id] = {**HEALTHY, "parked": False}
+    unfinished |= {b.issue_id for b in plan.blocked if b.track == Track.ROUTE}
+    for issue_id in {a.issue_id for a in route_actions} - unfinished:  # every planned action went through
+        link = after.get(issue_id)
+        if link is not None and not link.parked and (link.fail_count or link.dirty):
+            changes.healthy.add(issue_id)
 
     statuses = {i: s for i, s in snapshot.seen_status.items() if i not in snapshot.deferred}
     statuses.update({i: issue.status for i, issue in snapshot.issues.items() if issue is not None})
@@ -82,37 +71,59 @@ def settle(snapshot: Snapshot, plan: Plan, applied: ApplyReport, facts: CycleFac
         # client comment between our read and our write waits for the periodic full scan.
         if (own := applied.own_writes.get(i)) is not None and (i not in read_at or own > read_at[i]):
             read_at[i] = own
-    changes.statuses = {i: s for i, s in statuses.items() if i in facts.after}
-    changes.read_at = {i: at for i, at in read_at.items() if i in facts.after}
+    changes.statuses = {i: s for i, s in statuses.items() if i in after}
+    changes.read_at = {i: at for i, at in read_at.items() if i in after}
 
-    planned = {a.issue_id for a in plan.actions}
-    for issue_id, link in facts.links.items():
+    planned = {a.issue_id for a in route_actions}
+    for issue_id, link in before.items():
         if issue_id in planned or issue_id in snapshot.errors or issue_id not in acted:
             continue
-        if link.dirty or link.fail_count or link.last_error:
+        if link.dirty or link.fail_count:
             # read cleanly with nothing left to do: healthy again (transient read errors must
             # not add up to parking a link)
-            updates[issue_id] = dict(HEALTHY)
-
-    changes.meta = _meta(snapshot, facts)
+            changes.healthy.add(issue_id)
+    changes.healthy -= dirty
+    for issue_id in sorted(dirty):
+        changes.links.append(lifecycle.marked_dirty(issue_id))
+    for issue_id in sorted(changes.healthy):
+        if (link := after.get(issue_id)) is not None and link.dirty:
+            changes.links.append(lifecycle.marked_clean(issue_id))
     return changes
 
 
-def _meta(snapshot: Snapshot, facts: CycleFacts) -> dict[str, str]:
+@dataclass(frozen=True)
+class CycleFacts:
+    """What the end of a cycle needs, read by the engine."""
+
+    started: datetime
+    complete: bool  # every page was done: the change filters may move on
+    full_scan: bool
+    full_listing: bool
+    scanned: frozenset[int]
+    scan_deferred: frozenset[int]
+    late_items: tuple[int, ...]  # late elapsed items the cycle saw, by id
+    copied_items: frozenset[int]  # of those, the ones whose copy is done
+    elapsed_watermark: int
+    learned_offset: str | None = None  # the account's UTC offset, when this run learned it
+
+
+def cycle_meta(facts: CycleFacts) -> dict[str, str]:
     started = facts.started.isoformat()
-    meta = {"okdesk_watermark": started, "bitrix_watermark": started}
-    if facts.full_scan and not snapshot.scan_deferred:
+    meta: dict[str, str] = {}
+    if facts.complete:
+        meta |= {"okdesk_watermark": started, "bitrix_watermark": started}
+        if facts.full_listing:
+            meta["last_full_listing"] = started
+    if facts.full_scan and facts.complete and not facts.scan_deferred:
         meta |= {"last_full_scan": started, "full_scan_cursor": "0"}
-    elif facts.full_scan and snapshot.scanned:  # cut short by the budget: the next cycle goes on from here
-        meta["full_scan_cursor"] = str(max(snapshot.scanned))
-    if facts.full_listing:
-        meta["last_full_listing"] = started
+    elif facts.full_scan and facts.scanned:  # cut short: the next cycle goes on from here
+        meta["full_scan_cursor"] = str(max(facts.scanned))
     # The elapsed watermark only passes items that were copied: one whose copy failed is read again.
     watermark = facts.elapsed_watermark
-    for item in sorted(snapshot.late_elapsed, key=lambda i: i.id):
-        if item.id not in facts.copied_items:
+    for item_id in sorted(facts.late_items):
+        if item_id not in facts.copied_items:
             break
-        watermark = max(watermark, item.id)
+        watermark = max(watermark, item_id)
     meta["elapsed_watermark"] = str(watermark)
     if facts.learned_offset:
         meta["okdesk_utc_offset"] = facts.learned_offset

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from ..keys import Key
 from ..model import Comment, ElapsedItem, Issue, Task
 from ..state.store import Link, Op, OpState
 
@@ -33,8 +34,8 @@ class StateView:
     links: dict[int, Link]
     ops: dict[str, Op]
 
-    def done(self, key: str) -> bool:
-        op = self.ops.get(key)
+    def done(self, key: Key | str) -> bool:
+        op = self.ops.get(key if isinstance(key, str) else key.text)
         return op is not None and op.state == OpState.DONE
 
     @cached_property
@@ -56,9 +57,9 @@ class StateView:
     def ops_of(self, issue_id: int) -> list[Op]:
         return self._by_issue.get(issue_id, [])
 
-    def reported_in(self, report_key: str) -> list[Op]:
+    def reported_in(self, report_key: Key) -> list[Op]:
         """The ops whose rows a report (summary, late note) lists."""
-        return self._by_report.get(report_key, [])
+        return self._by_report.get(report_key.text, [])
 
     @cached_property
     def _task_cycles(self) -> dict[tuple[int, str], int]:

@@ -11,9 +11,9 @@ import pytest
 from okbx_emulator.bitrix24 import Bitrix24Emulator
 from okbx_emulator.http import EmulatorServer
 from okbx_sync.clients.bitrix24_crm import CrmClient, InvoiceLine
+from okbx_sync.clients.bundle import Clients
 from okbx_sync.errors import ApiError
 from okbx_sync.secrets import Redactor
-from okbx_sync.sync.engine import Clients
 
 
 @pytest.fixture

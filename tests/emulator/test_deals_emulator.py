@@ -15,9 +15,9 @@ from e2e import Okbx, TestClock, start_world
 from okbx_emulator.world import SALES_PIPELINE, World
 from okbx_sync.clients.bitrix24_deals import DealsClient
 from okbx_sync.clients.bitrix24_deals_parse import DealMarker
+from okbx_sync.clients.bundle import Clients
 from okbx_sync.errors import ApiError
 from okbx_sync.secrets import Redactor
-from okbx_sync.sync.engine import Clients
 
 MARK = DealMarker("okbx", "okdesk:314599:1")
 

@@ -11,11 +11,11 @@ import requests
 from e2e import TestClock
 
 from okbx_emulator.world import OKDESK_TOKEN, World
+from okbx_sync.clients.bundle import Clients
 from okbx_sync.clients.okdesk_equipment import EquipmentClient
 from okbx_sync.errors import ApiError, NotFound
 from okbx_sync.model import Agreement
 from okbx_sync.secrets import Redactor
-from okbx_sync.sync.engine import Clients
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
 from ..model import Comment, TaskComment, TimeEntry
-from . import keys
 
 
 class RemoteMarkers:
@@ -36,29 +36,54 @@ class RemoteMarkers:
         self._issue: dict[int, dict[str, str]] = {}
         self._task: dict[int, dict[str, str]] = {}
         self._time: dict[int, dict[str, TimeEntry]] = {}
+        self._items: dict[int, dict[str, list[int]]] = {}  # issue id -> report key -> items it lists
         for issue_id, comments in (issue_comments or {}).items():
-            self._issue[issue_id] = self._from_comments(comments)
+            self._issue[issue_id] = self._from_comments(issue_id, comments)
         self.reads = 0  # requests spent here: reported by the benchmark
 
-    def _from_comments(self, comments: Iterable[Comment]) -> dict[str, str]:
+    def _from_comments(self, issue_id: int, comments: Iterable[Comment]) -> dict[str, str]:
         found: dict[str, str] = {}
+        items: dict[str, list[int]] = {}
         for c in comments:
             # only the bot's own comments count: a person pasting a marker adopts nothing
-            if (
-                c.author.kind == "employee"
-                and c.author.id == self.bot_employee_id
-                and (key := keys.in_html(c.content_html))
-            ):
-                found.setdefault(key.text, str(c.id))
+            if c.author.kind != "employee" or c.author.id != self.bot_employee_id:
+                continue
+            key = keys.in_html(c.content_html)
+            if key is None:
+                continue
+            found.setdefault(key.text, str(c.id))
+            if isinstance(key, keys.SummaryKey):  # a report posted while the return is owed is the report too
+                found.setdefault(key.report.text, str(c.id))
+            if isinstance(key, keys.SummaryKey):
+                items.setdefault(key.report.text, keys.reported_items(c.content_html))
+            elif isinstance(key, keys.LateKey):
+                items.setdefault(key.text, keys.reported_items(c.content_html))
+        self._items[issue_id] = items
         return found
+
+    def read_issue(self, issue_id: int, comments: Iterable[Comment]) -> None:
+        """The issue's comments as the cycle just read them: the first look at what okbx wrote
+        there, so a write looks for its marker without reading them again (what is already
+        known, with the writes of this cycle, stays)."""
+        if issue_id not in self._issue:
+            self._issue[issue_id] = self._from_comments(issue_id, comments)
 
     # -- the three lists ---------------------------------------------------------------------
     def issue(self, issue_id: int) -> dict[str, str]:
         """Keys of okbx's comments in the Okdesk issue -> comment id."""
         if issue_id not in self._issue:
             self.reads += 1
-            self._issue[issue_id] = self._from_comments(self.okdesk.list_comments(issue_id))
+            self._issue[issue_id] = self._from_comments(issue_id, self.okdesk.list_comments(issue_id))
         return self._issue[issue_id]
+
+    def reports(self, issue_id: int) -> dict[str, list[int]]:
+        """okbx's reports in the issue (summary and late-time keys) -> the elapsed items each lists."""
+        self.issue(issue_id)
+        return self._items.get(issue_id, {})
+
+    def reported_items(self, issue_id: int) -> set[int]:
+        """Elapsed items okbx's reports in the issue say were copied."""
+        return {item for listed in self.reports(issue_id).values() for item in listed}
 
     def task(self, task_id: int) -> dict[str, str]:
         """Keys of okbx's comments in the Bitrix24 task -> comment id."""

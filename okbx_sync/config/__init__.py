@@ -1,0 +1,56 @@
+"""okbx.yaml: its sections, declared once (sections.py), and their loading (load.py)."""
+
+from __future__ import annotations
+
+from .load import (
+    MAX_CONFIG_BYTES,
+    MAX_NESTING,
+    config_path,
+    insecure_http_problem,
+    is_loopback,
+    load_config,
+    parse_config,
+    parse_yaml,
+)
+from .sections import (
+    OPT_IN_SECTIONS,
+    OPTIONAL_SECTIONS,
+    SECTIONS,
+    BillingConfig,
+    Bitrix24Config,
+    CommentsConfig,
+    Config,
+    DebtConfig,
+    OkdeskConfig,
+    StateConfig,
+    SyncConfig,
+    TimeConfig,
+    keys_of,
+)
+from .spec import REQUIRED, Key
+
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_NESTING",
+    "OPTIONAL_SECTIONS",
+    "OPT_IN_SECTIONS",
+    "REQUIRED",
+    "SECTIONS",
+    "BillingConfig",
+    "Bitrix24Config",
+    "CommentsConfig",
+    "Config",
+    "DebtConfig",
+    "Key",
+    "OkdeskConfig",
+    "StateConfig",
+    "SyncConfig",
+    "TimeConfig",
+    "config_path",
+    "insecure_http_problem",
+    "is_loopback",
+    "keys_of",
+    "load_config",
+    "parse_config",
+    "parse_yaml",
+]
