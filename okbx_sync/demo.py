@@ -102,22 +102,13 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
     for comment in ok.comments(issue):
         scope = "public  " if comment["public"] else "internal"
         say(f"  [{scope}] {comment['author']['name']}: {html_to_text(comment['content'])[:110]!s}".replace("\n", " "))
-    ours = {c["id"] for c in ok.comments(issue) if c["author"]["type"] == "employee" and c["author"]["id"] == p.bot}
-    back = [f for f in ok.files.of_issue(issue) if f["comment_id"] in ours]
-    for file in back:
-        scope = "public" if file["is_public"] else "internal"
-        say(f"  file from the programmers in an okbx comment: {file['attachment_file_name']} ({scope})")
+    back = _files_back(world, issue, say)
     say("Time entries:")
     for entry in ok.time_entries(issue):
         say(f"  {entry['spent_time']:.2f} h  {entry['employee']['name']}: {entry['comment']}")
     task = bx.task(int(task_id)) or {}
     say(f"\nBitrix24 task #{task_id} '{task.get('TITLE')}' status {task.get('STATUS')}; comments:")
-    carried = []
-    for comment in bx.comments(int(task_id)):
-        say(f"  user {comment['AUTHOR_ID']}: {comment['POST_MESSAGE'].splitlines()[0][:100]}")
-        for name in bx.drive.comment_file_names(comment["ID"]):
-            carried.append(name)
-            say(f"    with the file {name} (a copy on the Drive; its name carries okbx's marker)")
+    carried = _task_comments(world, int(task_id), say)
 
     store = Store(load_config(config_path, env=world.env()).state.path)
     try:
@@ -131,11 +122,33 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
         "link done": link is not None and link.state == "done",
         "the screenshot reached the programmers once": [n.startswith("error-screenshot [okbx-") for n in carried]
         == [True],
-        "the fixed report came back once": [f["attachment_file_name"] for f in back] == ["monthly-report-fixed.csv"],
+        "the fixed report came back once": back == ["monthly-report-fixed.csv"],
     }
     failed = [name for name, passed in checks.items() if not passed]
     say("\n" + ("The story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
     return not failed
+
+
+def _files_back(world: World, issue: int, say: Say) -> list[str]:
+    """The files okbx's comments carry in the issue (the programmers' results), named."""
+    ok, bot = world.okdesk, world.people.bot
+    ours = {c["id"] for c in ok.comments(issue) if c["author"]["type"] == "employee" and c["author"]["id"] == bot}
+    back = [f for f in ok.files.of_issue(issue) if f["comment_id"] in ours]
+    for file in back:
+        scope = "public" if file["is_public"] else "internal"
+        say(f"  file from the programmers in an okbx comment: {file['attachment_file_name']} ({scope})")
+    return [f["attachment_file_name"] for f in back]
+
+
+def _task_comments(world: World, task_id: int, say: Say) -> list[str]:
+    """The task's comments, each with the files it carries; the names of those files."""
+    bx, carried = world.bitrix, []
+    for comment in bx.comments(task_id):
+        say(f"  user {comment['AUTHOR_ID']}: {comment['POST_MESSAGE'].splitlines()[0][:100]}")
+        for name in bx.drive.comment_file_names(comment["ID"]):
+            carried.append(name)
+            say(f"    with the file {name} (a copy on the Drive; its name carries okbx's marker)")
+    return carried
 
 
 def _billing_story(world: World, workdir: Path, say: Say) -> bool:

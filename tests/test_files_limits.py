@@ -109,3 +109,23 @@ def test_okbx_show_names_each_file_that_travelled(world, okbx):
     assert shown.exit_code == 0, shown.output
     assert "screen.png" in shown.output and "fixed_report.xlsx" in shown.output
     assert len(copies_of(world, "screen.png")) == 1
+
+
+def test_an_account_that_will_not_hand_out_a_comments_file_gets_it_named_and_goes_on(tmp_path, clock):
+    """Inferred (routes-files.md §4): a comment's file downloads through the issue's path."""
+    world = start_world(clock, okdesk_file_options={"comment_files_via_issue": False})
+    try:
+        okbx = Okbx(world, tmp_path, clock=clock)
+        issue = hand_off(world)
+        client_comment_with(world, issue, "screen.png", b"png")
+        result = okbx.sync()
+        assert result.exit_code == 0, result.output
+        task = task_of(world, issue)
+        (forwarded,) = [
+            c["POST_MESSAGE"] for c in world.bitrix.comments(task) if "error looks like" in c["POST_MESSAGE"]
+        ]
+        assert "could not fetch the file(s) screen.png from Okdesk" in forwarded
+        assert forwarded.rstrip().endswith("[/I]") and files_in_task_comments(world, task) == []
+        assert okbx.sync().exit_code == 0 and not any(world.bitrix_server.count(op) for op in FILE_WRITES)
+    finally:
+        world.close()

@@ -17,6 +17,7 @@ folder ("Okdesk #<id>") in the route's Drive folder.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -24,8 +25,9 @@ from ... import keys
 from ...clients.bitrix24_disk import NAME_CLASH
 from ...clients.files_parse import DriveObject, TaskFile
 from ...core.action import Action, Context, Effect, Found, OpRecord
-from ...errors import ApiError
+from ...errors import ApiError, NotFound
 from ...filenames import MAX_BYTES, safe_filename
+from ...markup import escape_bbcode
 from ...model import Attachment
 from ..task_writes import ForwardComment, TaskComment
 from .route import FOLDER, DriveTarget, file_name, issue_folder, size_text
@@ -33,6 +35,8 @@ from .transfer import okdesk_to_drive
 
 if TYPE_CHECKING:
     from ...state.store import Op
+
+log = logging.getLogger(__name__)
 
 
 def _describe(file: Attachment) -> str:
@@ -73,19 +77,35 @@ class UploadFile(Action):
         return None
 
     def perform(self, ctx: Context) -> Effect:
-        folder = self._destination(ctx)
-        files = ctx.remote.files
-        name = tagged_name(self.ref, self.file.name)
+        files, name = ctx.remote.files, tagged_name(self.ref, self.file.name)
+        chosen: list[int] = []
+
+        def folder() -> int:
+            chosen.append(self._destination(ctx))
+            return chosen[0]
+
         try:
             copy = okdesk_to_drive(files, self.issue_id, self.file, folder, name, ctx.config.state.path.parent)
+        except NotFound as error:
+            if error.system != "Okdesk":
+                raise
+            # Inferred (routes-files.md §4): a comment's file downloads through the issue's path.  An
+            # account where it does not, or a file deleted meanwhile, leaves nothing to copy: done
+            # without a copy, and whatever carries the file names it instead, so the issue goes on.
+            log.warning("issue %s: Okdesk file %s cannot be fetched (%s); named, not copied", *self._who, error)
+            return None, None
         except ApiError as error:
             # The Drive refuses a second file of the same name: another run (an installation, a lost
             # answer) put it there meanwhile; nothing was written now, so it is adopted, not failed.
-            if error.code == NAME_CLASH and (found := _reread(ctx, folder, self.ref)) is not None:
+            if error.code == NAME_CLASH and chosen and (found := _reread(ctx, chosen[0], self.ref)):
                 return str(found.id), None
             raise
-        files.uploaded(folder, self.ref, copy)
+        files.uploaded(chosen[0], self.ref, copy)
         return str(copy.id), None
+
+    @property
+    def _who(self) -> tuple[int, int]:
+        return self.issue_id, self.file.id
 
     # -- where the copy goes -----------------------------------------------------------------------
     def _chat(self, ctx: Context) -> int | None:
@@ -155,12 +175,18 @@ class AttachFileToTask(Action):
         return (self.copy.text,)
 
     def find(self, ctx: Context, op: Op | None) -> Found | None:
-        drive_id = int(ctx.remote_id_of(self.copy))
+        drive_id = _drive_id(ctx, self.copy)
+        if drive_id is None:
+            return None
         for attached in ctx.remote.files.attachments(ctx.task_id(self.issue_id)):
             tagged = keys.Key.in_filename(attached.name)
             if attached.object_id == drive_id or (tagged is not None and tagged.text == self.copy.text):
                 return Found(str(attached.id))
         return None
+
+    def unwritten(self, ctx: Context) -> Effect | None:
+        """The file could not be fetched from Okdesk (UploadFile): there is nothing to attach."""
+        return (None, None) if _drive_id(ctx, self.copy) is None else None
 
     def perform(self, ctx: Context) -> Effect:
         task_id, drive_id = ctx.task_id(self.issue_id), int(ctx.remote_id_of(self.copy))
@@ -185,16 +211,34 @@ class ForwardCommentWithFiles(ForwardComment):
         return tuple(key.text for key in self.files)
 
     def perform(self, ctx: Context) -> Effect:
-        task_id = ctx.task_id(self.issue_id)
-        drive_ids = [int(ctx.remote_id_of(key)) for key in self.files]
-        files = ctx.remote.files
+        task_id, files = ctx.task_id(self.issue_id), ctx.remote.files
+        found = {key.attachment_id: _drive_id(ctx, key) for key in self.files}
+        drive_ids = [drive_id for drive_id in found.values() if drive_id is not None]
+        text = self._naming([attachment for attachment, drive_id in found.items() if drive_id is None])
         chat = files.task_chat(task_id)
-        if chat is not None:  # the new card: files of a comment live in the chat
-            new_id = files.drive.post_to_chat(chat, drive_ids, self.text)
+        if not drive_ids:
+            new_id = ctx.bitrix.add_comment(task_id, text)
+        elif chat is not None:  # the new card: files of a comment live in the chat
+            new_id = files.drive.post_to_chat(chat, drive_ids, text)
         else:
-            new_id = files.drive.add_comment_with_files(task_id, self.text, drive_ids)
+            new_id = files.drive.add_comment_with_files(task_id, text, drive_ids)
         ctx.remote.task(task_id)[self.key] = str(new_id)
         return str(new_id), None
+
+    def _naming(self, missing: list[int]) -> str:
+        """The text, with a line before its marker naming the files Okdesk would not hand over."""
+        if not missing or self.comment is None:
+            return self.text
+        names = ", ".join(file_name(a.name) for a in self.comment.attachments if a.id in missing)
+        body, _, marker = self.text.rpartition("\n")
+        line = f"okbx could not fetch the file(s) {names} from Okdesk: find them in the Okdesk issue."
+        return f"{body}\n{escape_bbcode(line)}\n{marker}"
+
+
+def _drive_id(ctx: Context, copy: keys.Key) -> int | None:
+    """The Drive id of okbx's copy (its op's result); None when there was nothing to copy."""
+    op = ctx.store.op(copy.text)
+    return int(op.remote_id) if op is not None and op.done and op.remote_id else None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ No byte of a file and no link ever reaches a log.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -31,13 +31,14 @@ def spooled(directory: Path) -> Iterator[BinaryIO]:
 
 
 def okdesk_to_drive(
-    files: RemoteFiles, issue_id: int, attachment: Attachment, folder_id: int, name: str, spool_dir: Path
+    files: RemoteFiles, issue_id: int, attachment: Attachment, folder: Callable[[], int], name: str, spool_dir: Path
 ) -> DriveObject:
-    """Download an Okdesk file (a fresh link) into a spool file, then upload it to a Drive folder."""
+    """Download an Okdesk file (a fresh link) into a spool file, then upload it to the Drive folder
+    `folder()` gives, asked only once the bytes are here (a file that cannot be fetched makes none)."""
     with spooled(spool_dir) as spool:
         _, got = files.okdesk.download(issue_id, attachment.id, spool)
         spool.seek(0)
-        return files.drive.upload(folder_id, FileSource(name, spool, got.size))
+        return files.drive.upload(folder(), FileSource(name, spool, got.size))
 
 
 def task_files_to_okdesk(
