@@ -16,7 +16,7 @@ from .clients.bundle import Clients
 from .clock import REAL_CLOCK, Clock
 from .config import Config
 from .core.action import Action, Context
-from .core.engine import CycleResult, Wing, run_cycle
+from .core.engine import PAGE, CycleResult, Wing, run_cycle
 from .core.health import Failures
 from .core.plan import Plan, Safety
 from .core.remote import RemoteMarkers
@@ -81,6 +81,9 @@ def sync_cycle(
     if billing_enabled(config):
         wings.append(BillingWing(ctx, started, dry_run=dry_run))
     active = store.count_links(LinkState.ACTIVE)
+    # a page is about ten seconds of reading at the Okdesk rate (two reads per new issue), so a run
+    # cut short at any moment loses at most that much reading: 15 issues at the default 3 requests/s
+    page_size = max(10, min(PAGE, round(config.okdesk.requests_per_second * 10 / 2)))
     return run_cycle(
         ctx,
         wings,
@@ -90,4 +93,5 @@ def sync_cycle(
         should_stop=should_stop,
         on_action=on_action,
         on_page=on_page,
+        page_size=page_size,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from okbx_emulator.world import HANDOFF, World
 
+from . import keys
 from .config import load_config
 from .cycle import opened, sync_cycle
 from .markup import html_to_text
@@ -164,12 +165,12 @@ def _billing_story(world: World, workdir: Path, say: Say) -> bool:
     issue = ok.create_issue("Add a discount field", "<p>Please add it</p>", company_id=p.company, contact_id=p.client)
     ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
     _sync(config_path, world, say, "creates the task")
-    task_id = int(next(t["ID"] for t in bx.tasks() if t.get("XML_ID") == f"okdesk:{issue}"))
+    task_id = int(next(t["ID"] for t in bx.tasks() if t.get("XML_ID") == keys.task_xml_id(issue)))
     bx.log_time(task_id, p.bx_ivan, 6000, "Discount field")
     bx.log_time(task_id, p.bx_olga, 2000, "Review")
     bx.complete_task(task_id)
     _sync(config_path, world, say, "returns the issue, then invoices the client company in Bitrix24")
-    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == f"okbx:invoice:{issue}:1"]
+    invoices = [i for i in bx.crm.invoices() if i["xmlId"] == keys.InvoiceKey(issue, 1).marker]
     for invoice in invoices:
         say(f"  Bitrix24 invoice No. {invoice['accountNumber']} to CRM company {invoice['companyId']}: ")
         for row in invoice["rows"]:

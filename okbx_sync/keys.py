@@ -135,12 +135,25 @@ class CommentKey(Key):
 
 @dataclass(frozen=True)
 class TaskNoteKey(Key):
-    """A note from okbx into the target: `why` is left, renew, issuedeleted, moved..."""
+    """A note from okbx into the target: `why` is left, renew, issuedeleted, moved...  A renew note
+    is written BEFORE the task is reopened (the renewal itself carries no marker) and names the
+    task's closedDate at that moment (`stamp`: epoch seconds, or "open"), so a rebuilt store can
+    tell a task not renewed yet (still that date) from one completed again after its renewal."""
 
     kind: ClassVar[str] = "note"
     why: str
     issue_id: int
     cycle: int
+    stamp: str | None = None
+
+    @classmethod
+    def renew(cls, issue_id: int, cycle: int, closed_before: datetime | None) -> TaskNoteKey:
+        return cls("renew", issue_id, cycle, closed_stamp(closed_before))
+
+
+def closed_stamp(closed_at: datetime | None) -> str:
+    """A task's closedDate as a key part (whole seconds, as Bitrix24 keeps them), or "open"."""
+    return str(int(closed_at.timestamp())) if closed_at is not None else "open"
 
 
 @dataclass(frozen=True)

@@ -164,28 +164,9 @@ def html_to_text(source: str) -> str:
 # next run can find the write and adopt it instead of repeating it.
 
 
-def marker(kind: str, *parts: object) -> str:
-    return "okbx:" + ":".join([kind, *(str(p) for p in parts)])
-
-
 def bb_marker_line(token: str) -> str:
     return f"[I]{token}[/I]"
 
 
-def has_bb_marker(text: str, token: str) -> bool:
-    # Only the last line counts: user text above it is escaped and cannot end with our tag.
-    return text.rstrip().endswith(bb_marker_line(token))
-
-
 def html_marker_line(token: str) -> str:
     return f'<span class="okbx-marker">{token}</span>'
-
-
-def has_html_marker(content: str, token: str) -> bool:
-    # Okdesk may sanitise our span away, so the token text at the very end is what counts;
-    # text from Bitrix24 above it is HTML-escaped and cannot end the comment with a tag.
-    return re.sub(r"<[^>]*>", "", content).rstrip().endswith(token)
-
-
-def has_text_marker(text: str, token: str) -> bool:
-    return text.rstrip().endswith(f"[{token}]")

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from okbx_sync import keys
+from okbx_sync.core.notes import note_html
 from okbx_sync.markup import (
     MAX_TEXT,
     ZWSP,
@@ -16,17 +18,30 @@ from okbx_sync.markup import (
     clean_text,
     escape_bbcode,
     escape_html,
-    has_bb_marker,
-    has_html_marker,
-    has_text_marker,
     html_marker_line,
     html_to_bbcode,
     html_to_text,
-    marker,
     safe_url,
 )
 from okbx_sync.model import Comment, Issue, Person
 from okbx_sync.sync import render
+
+
+def has_bb_marker(text: str, token: str) -> bool:
+    """okbx's own marker at the end of a Bitrix24 comment, as the product finds it (keys.in_bbcode)."""
+    found = keys.in_bbcode(text)
+    return found is not None and found.marker == token
+
+
+def has_html_marker(content: str, token: str) -> bool:
+    found = keys.in_html(content)
+    return found is not None and found.marker == token
+
+
+def has_text_marker(text: str, token: str) -> bool:
+    found = keys.in_text(text)
+    return found is not None and found.marker == token
+
 
 OUR_TAG = re.compile(r"\[(/?)(B|I|U|S|QUOTE|URL)(=[^\]\s]*)?\]")
 WHEN = datetime(2024, 9, 1, 10, 30, tzinfo=UTC)
@@ -190,7 +205,7 @@ def test_forged_marker_in_user_text_is_not_recognised_as_ours(user_html):
 
 
 def test_our_marker_is_recognised_only_at_the_very_end():
-    token = marker("comment", 10, 1, 501)
+    token = keys.CommentKey(10, 1, 501).marker
     assert token == "okbx:comment:10:1:501"
     ours = render.forwarded_comment(okdesk_comment("hello"), None, token)
     assert has_bb_marker(ours, token)
@@ -235,7 +250,7 @@ def test_report_escapes_bitrix24_user_text():
 
 
 def test_issue_note_and_link_comment_escape_their_text():
-    assert render.issue_note("a <b> & c", "okbx:inote:x:1").startswith("a &lt;b&gt; &amp; c<br>")
+    assert note_html("a <b> & c", "okbx:inote:x:1:1").startswith("a &lt;b&gt; &amp; c<br>")
     link = render.link_comment('https://b24.example/task/1/"onmouseover=x', 1, "okbx:linkcomment:10:1")
     assert '"onmouseover' not in link and "&quot;onmouseover=x" in link
 

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from okbx_sync.markup import CUT, MAX_LINE, MAX_NAME, MAX_TEXT, MAX_TITLE, ZWSP, has_text_marker
+from okbx_sync import keys
+from okbx_sync.core.notes import note_html
+from okbx_sync.markup import CUT, MAX_LINE, MAX_NAME, MAX_TEXT, MAX_TITLE, ZWSP
 from okbx_sync.model import Comment, Issue, Person
 from okbx_sync.sync import render
 
@@ -63,7 +65,7 @@ def test_a_time_entry_comment_is_escaped_clean_one_line_bounded_and_ends_with_ou
     comment = render.time_entry_comment(text, token)
     assert_inert_html(comment)
     assert "\n" not in comment and "\r" not in comment
-    assert has_text_marker(comment, token)
+    assert (found := keys.in_text(comment)) is not None and found.marker == token
     shown = html.unescape(comment.removesuffix(f"[{token}]").rstrip())
     assert len(shown) <= MAX_LINE + len(CUT)
     if len(text) > MAX_LINE + 50:
@@ -87,9 +89,9 @@ def test_the_summary_escapes_every_name_and_comment_from_bitrix24(rows, heading,
 @settings(max_examples=200)
 @given(TEXT | HUGE)
 def test_an_issue_note_shows_the_text_as_written_minus_controls_and_bounded(text):
-    note = render.issue_note(text, "okbx:inote:x:1")
+    note = note_html(text, "okbx:inote:x:1:1")
     assert_inert_html(note)
-    shown = visible_html(note.removesuffix('<br><span class="okbx-marker">okbx:inote:x:1</span>'))
+    shown = visible_html(note.removesuffix('<br><span class="okbx-marker">okbx:inote:x:1:1</span>'))
     assert len(shown) <= MAX_TEXT + len(CUT)
     if len(text) <= MAX_TEXT and FORBIDDEN.search(text) is None:
         assert shown == text

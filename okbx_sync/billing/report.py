@@ -12,17 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
 from ..errors import ApiError
 from ..state.store import Op, Store
-
-_TIME_MARK = re.compile(r"\[okbx:time:(\d+)\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,7 @@ def companies_of_issues(store: Store, okdesk: OkdeskClient, issue_ids: Iterable[
 def verify(store: Store, okdesk: OkdeskClient, bitrix: Bitrix24Client) -> list[Drift]:
     """Compare the copied time with both systems; every difference is one Drift."""
     drifts: list[Drift] = []
-    copied = {int(op.key.split(":")[1]): op for op in time_ops(store)}
+    copied = {k.item_id: op for op in time_ops(store) if (k := keys.parse_as(keys.TimeKey, op.key)) is not None}
     all_links = store.links().values()
     links = {link.issue_id: link.task_id for link in all_links if link.task_id}
     finished = {link.issue_id for link in all_links if link.state == "done"}
@@ -149,7 +147,8 @@ def verify(store: Store, okdesk: OkdeskClient, bitrix: Bitrix24Client) -> list[D
         except ApiError as error:
             drifts.append(Drift(issue_id, None, f"time entries not readable: {error}"))
             continue
-        found = {int(m.group(1)): e for e in entries if (m := _TIME_MARK.search(e.comment or ""))}
+        marked = ((keys.in_text(e.comment or ""), e) for e in entries)
+        found = {key.item_id: e for key, e in marked if isinstance(key, keys.TimeKey)}
         for item_id, op in sorted(copied.items()):
             if op.issue_id != issue_id:
                 continue

@@ -97,7 +97,7 @@ def _say(line: str, *, quiet: bool, emit: Callable[..., None] | None, extra: dic
 
 def report_cycle(
     result: CycleResult, clients: Clients, *, quiet: bool, emit: Callable[..., None] | None = None
-) -> tuple[int, str]:
+) -> tuple[int, str, list[str]]:
     """Everything said about a finished cycle; returns its exit code and summary line.  Counts,
     line and exit code all come from one Outcome (core/outcome.py), so they agree."""
     from ..core.outcome import outcome_of
@@ -106,7 +106,7 @@ def report_cycle(
     _log_failures(outcome)
     line = outcome.line()
     _say(line, quiet=quiet, emit=emit, extra=outcome.fields())
-    return outcome.exit_code, line
+    return outcome.exit_code, line, outcome.failure_lines()
 
 
 @contextmanager
@@ -134,12 +134,12 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[Any], None], Callable[[
         yield on_plan, on_action
 
 
-def _remember(store: Store, started: Any, outcome: str, summary: str) -> None:
+def _remember(store: Store, started: Any, outcome: str, summary: str, failures: list[str] | None = None) -> None:
     from datetime import UTC, datetime
 
     from ..state.overview import remember_run
 
-    remember_run(store, started, datetime.now(UTC), outcome, summary)
+    remember_run(store, started, datetime.now(UTC), outcome, summary, failures)
 
 
 def one_cycle(
@@ -180,12 +180,12 @@ def one_cycle(
                 )
         except OkbxError as error:
             if not dry_run:
-                _remember(store, started, "failed", run.redactor(str(error)))
+                _remember(store, started, "failed", run.redactor(str(error)), [run.redactor(str(error))])
             raise
         if dry_run:
             print_plan(result)
             return 0
         ensure_binding(store, cfg)  # a new store is bound once it holds a task of these accounts
-        code, line = report_cycle(result, clients, quiet=quiet, emit=emit)
-        _remember(store, started, "ok" if code == 0 else "failed", line)
+        code, line, failures = report_cycle(result, clients, quiet=quiet, emit=emit)
+        _remember(store, started, "ok" if code == 0 else "failed", line, failures)
         return code

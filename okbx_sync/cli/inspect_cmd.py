@@ -19,7 +19,8 @@ def _verdict(rows: list[dict[str, Any]], unlinked: dict[int, str], last: dict[st
     if billing := len(unlinked) + sum(1 for r in rows if r.get("billing_error")):
         reasons.append(f"{billing} billing step{'s' if billing > 1 else ''} failing")
     if last is not None and last.get("outcome") != "ok":
-        reasons.append("the last run failed")
+        why = "; ".join(str(f) for f in last.get("failures") or [])
+        reasons.append(f"the last run failed: {why}" if why else "the last run failed")
     return reasons
 
 

@@ -29,7 +29,8 @@ from .health import Failures
 from .plan import Plan, Safety
 
 log = logging.getLogger(__name__)
-PAGE = 50
+PAGE = 50  # the most issues of a page (a Bitrix24 `batch` carries 50 commands)
+FIRST_PAGES = (5, 10)  # a run writes within seconds, however soon it is killed
 
 
 class Wing(Protocol):
@@ -55,16 +56,6 @@ class CycleResult:
     left: set[int] = field(default_factory=set)  # issues with work not reached this cycle
     dry_run: bool = False
 
-    @property
-    def failed_count(self) -> int:
-        failed = len(self.applied.failed) if self.applied else 0
-        return failed + len(self.plan.blocked) + len(self.wing_errors)
-
-    @property
-    def ok(self) -> bool:
-        parked = bool(self.applied and self.applied.parked)
-        return self.failed_count == 0 and not self.plan.refused and not parked
-
 
 def run_cycle(
     ctx: Context,
@@ -76,6 +67,7 @@ def run_cycle(
     should_stop: Callable[[], bool] = lambda: False,
     on_action: Callable[[Action, str], None] = lambda a, o: None,
     on_page: Callable[[Plan], None] = lambda plan: None,
+    page_size: int = PAGE,
 ) -> CycleResult:
     result = CycleResult(dry_run=dry_run, applied=None if dry_run else ApplyReport())
     ready: list[Wing] = []
@@ -101,7 +93,7 @@ def run_cycle(
         on_action=on_action,
         guards=tuple(g for wing in ready for g in wing.guards),
     )
-    pages = [order[start : start + PAGE] for start in range(0, len(order), PAGE)]
+    pages = in_pages(order, page_size)
     complete = True
     for number, page in enumerate(pages):
         if not dry_run and (should_stop() or (result.applied and result.applied.stopped_because)):
@@ -117,11 +109,13 @@ def run_cycle(
             continue
         on_page(plan)
         assert result.applied is not None
-        _record_blocked(plan, applier, result.applied)
-        applier.apply(plan.by_issue(), result.applied)
+        applied = ApplyReport()
+        _record_blocked(plan, applier, applied)
+        applier.apply(plan.by_issue(), applied)
         for wing in ready:
-            wing.settle_page(page, plan, result.applied)
-        _heal(page, plan, result.applied, failures)
+            wing.settle_page(page, plan, applied)
+        _heal(page, plan, applied, failures)
+        result.applied.merge(applied)
     deferred = set().union(*(wing.deferred() for wing in ready)) if ready else set()
     deferred |= {a.issue_id for a in result.plan.held_back}  # seen again next cycle, as they are now
     result.left |= deferred
@@ -130,6 +124,20 @@ def run_cycle(
         for wing in ready:
             wing.finish(complete)
     return result
+
+
+def in_pages(order: list[int], page_size: int = PAGE) -> list[list[int]]:
+    """Small pages first, so the first writes come after a few reads (a cron `timeout` may kill
+    a run at any moment: what it did stays done), then `page_size` issues at a time."""
+    pages: list[list[int]] = []
+    start = 0
+    size_after = max(1, min(page_size, PAGE))
+    for size in (*FIRST_PAGES, *[size_after] * (len(order) // size_after + 1)):
+        if start >= len(order):
+            break
+        pages.append(order[start : start + size])
+        start += size
+    return pages
 
 
 def _record_blocked(plan: Plan, applier: Applier, report: ApplyReport) -> None:

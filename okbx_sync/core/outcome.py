@@ -56,6 +56,17 @@ class Outcome:
             line += f"; stopped early: {self.stopped_because}"
         return line
 
+    def failure_lines(self, limit: int = 3) -> list[str]:
+        """The first failures in words (`okbx status` shows them as why the last run failed)."""
+        lines = []
+        for failure in self.failures[:limit]:
+            where = f"issue {failure.issue_id}: " if failure.issue_id is not None else ""
+            what = f"{failure.what}: " if failure.what else ""
+            lines.append(f"{where}{what}{failure.why}"[:300])
+        if len(self.failures) > limit:
+            lines.append(f"and {len(self.failures) - limit} more")
+        return lines
+
     def fields(self) -> dict[str, object]:
         """The summary's structured fields (the JSON log)."""
         return {

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from .. import keys
 from ..config import Config
 from ..errors import StateError
 from .store import Store
@@ -103,7 +104,7 @@ def tasks_under_their_markers(store: Store, bitrix: TaskReader, sample: int = 5)
         task = bitrix.get_task(int(link.task_id or 0))
         if task is not None:  # hidden or deleted tells nothing either way
             seen += 1
-            same += task.xml_id == f"okdesk:{link.issue_id}"
+            same += task.xml_id == keys.task_xml_id(link.issue_id)
     return seen, same
 
 

@@ -57,8 +57,12 @@ def status_rows(store: Store) -> list[dict[str, Any]]:
     return [r for r in rows if r is not None]
 
 
-def remember_run(store: Store, started: datetime, ended: datetime, outcome: str, summary: str) -> None:
-    record = {"started": started.isoformat(), "ended": ended.isoformat(), "outcome": outcome, "summary": summary}
+def remember_run(
+    store: Store, started: datetime, ended: datetime, outcome: str, summary: str, failures: list[str] | None = None
+) -> None:
+    """The last run, for `okbx status`: when, how it ended, its summary and what failed in it."""
+    record: dict[str, Any] = {"started": started.isoformat(), "ended": ended.isoformat(), "outcome": outcome}
+    record |= {"summary": summary, "failures": failures or []}
     try:
         store.set_meta(LAST_RUN, json.dumps(record, ensure_ascii=False))
     except OkbxError:

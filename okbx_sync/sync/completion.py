@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from .. import keys
 from ..config import Config
 from ..core.action import Action
+from ..core.notes import note_html
 from ..model import ElapsedItem, Issue
 from ..state.store import Link
 from ..timeutil import human_duration
@@ -117,9 +118,7 @@ def completion(
                 )
             actions.append(_report(report, heading, rows, footer, config, return_owed=will_return))
         if will_return:
-            note = render.issue_note(
-                f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", return_key.marker
-            )
+            note = note_html(f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", return_key.marker)
             actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
     actions += task_files_back(file_route(config), link, snap, state, late=False)  # after the summary
     actions.append(CloseLink(issue_id, cycle=cycle))

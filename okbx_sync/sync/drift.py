@@ -36,14 +36,18 @@ def behind_the_accounts(ctx: Context, issue_id: int) -> None:
     if link is None or link.task_id is None:
         return
     issue_written, task_written = rebuild.written_or_nothing(ctx.remote.issue, ctx.remote.task, issue_id, link.task_id)
-    if rebuild.latest_handoff(issue_id, [*issue_written, *task_written]) <= link.cycle:
-        return
+    later = rebuild.later_handoffs(issue_id, link.cycle, [*issue_written, *task_written])
+    done = ctx.store.ops_by_keys(later)
+    if all((op := done.get(text)) is not None and op.done for text in later):
+        return  # none, or only what this store wrote (the note announcing a handoff, before the renewal)
     task = ctx.bitrix.get_task(link.task_id)
     if task is None:
         return  # the planner notices a deleted task by itself
     found = rebuild.link_from_remote(
         issue_id, task, issue_written, task_written, ctx.config.bitrix24.done_statuses, floor_cycle=link.cycle
     )
+    if (found.state, found.cycle) == (link.state, link.cycle):
+        return  # a later handoff announced in the task, its renewal not made yet: the store is right
     log.warning(
         "issue %s: the accounts are at handoff %s, the state store at %s; rebuilt from the markers",
         issue_id,

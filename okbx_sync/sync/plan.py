@@ -6,7 +6,8 @@ task without a summary...), so a crash or a failed write is simply planned again
 
 Decision table, per issue:
   handoff, no link                       -> create task, link comment, forward comments
-  handoff, link done                     -> renew task (new cycle), note, forward comments
+  handoff, link done                     -> note (first: the renewal carries no marker), renew task
+                                            (new cycle), forward comments
   handoff, link done, task deleted       -> create a new task (new cycle)
   handoff, task deleted, re-entered      -> create a new task (new cycle)
   active, task not found (direct)        -> note in the issue, stop the link
@@ -29,7 +30,7 @@ from typing import Any
 from .. import keys
 from ..config import Config
 from ..core.action import Action
-from ..core.notes import IssueNote, stuck_note
+from ..core.notes import IssueNote, note_html, stuck_note
 from ..core.plan import Plan
 from ..model import Task
 from ..state.store import Link, LinkState
@@ -78,9 +79,11 @@ def _plan_issue(
             cycle = link.cycle + 1
             if link.task_id in snap.tasks and snap.tasks[link.task_id] is None:
                 return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
-            return [
-                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=_closed_at(snap, link.task_id)),
-                *_active(replace(link, state=LinkState.ACTIVE, cycle=cycle), snap, state, config, renewing=True),
+            renewed, closed = replace(link, state=LinkState.ACTIVE, cycle=cycle), _closed_at(snap, link.task_id)
+            return [  # the note first: the task shows the handoff before it is reopened (rebuild.py)
+                *_renew_note(renewed, state, closed),
+                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=closed),
+                *_active(renewed, snap, state, config),
             ]
         files_back = task_files_back(file_route(config), link, snap, state, late=True)
         return late_time(link, snap, state, config, now) + files_back
@@ -146,7 +149,18 @@ def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: Sta
     return actions
 
 
-def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewing: bool = False) -> list[Action]:
+def _renew_note(link: Link, state: StateView, closed_before: datetime | None) -> list[Action]:
+    """The note announcing a handoff in the task, unless one (with any stamp) was written."""
+    for op in state.ops_of(link.issue_id):
+        written = keys.parse_as(keys.TaskNoteKey, op.key)
+        if written is not None and written.why == "renew" and written.cycle == link.cycle and op.done:
+            return []
+    note = keys.TaskNoteKey.renew(link.issue_id, link.cycle, closed_before)
+    text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
+    return [TaskNote(link.issue_id, note=note, text=render.task_note(text, note.marker))]
+
+
+def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
     issue_id, task_id = link.issue_id, link.task_id
     assert task_id is not None
     task_cycle = state.task_cycle(link)
@@ -162,7 +176,7 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
             "the next sync (a few minutes), then move it back."
         )
         return [
-            IssueNote(issue_id, note=inote, html=render.issue_note(text, inote.marker)),
+            IssueNote(issue_id, note=inote, html=note_html(text, inote.marker)),
             MarkGone(issue_id, what="task", cycle=link.cycle),
         ]
     if issue_gone:
@@ -176,11 +190,8 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config, renewi
     actions: list[Action] = []
     if not state.done(keys.LinkCommentKey(issue_id, task_cycle)):
         actions.append(PostLinkComment(issue_id, task_cycle=task_cycle))
-    renewed = renewing or state.done(keys.RenewKey(issue_id, link.cycle))  # not a task created anew
-    renew_note = keys.TaskNoteKey("renew", issue_id, link.cycle)
-    if renewed and not state.done(renew_note):
-        text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
-        actions.append(TaskNote(issue_id, note=renew_note, text=render.task_note(text, renew_note.marker)))
+    if state.done(keys.RenewKey(issue_id, link.cycle)):  # renewed by an older okbx, which noted it afterwards
+        actions += _renew_note(link, state, None)
     actions += _forward_comments(issue_id, task_cycle, snap, state, config)
 
     task = snap.tasks.get(task_id)

@@ -13,8 +13,11 @@ was completed come from what okbx wrote:
 
 A completed handoff whose task is done is a done link (the issue being in the handoff status
 again means a new handoff: the task is renewed); a completed handoff whose task was reopened is
-the next handoff, active; a handoff whose return is owed stays active (the return is tried
-again; nothing is reopened); anything else is the current handoff, active.
+the next handoff, active; a handoff announced in the task (the renew note, written before the
+renewal) whose task is still done with the closedDate the note names was not renewed yet: the
+previous handoff, done (it is renewed next); a handoff whose return is owed stays active (the
+return is tried again; nothing is reopened); anything else is the current handoff, active (a
+renewed task completed again is that handoff's completion, still to be reported).
 """
 
 from __future__ import annotations
@@ -90,11 +93,6 @@ def _handoffs(issue_id: int, written: Iterable[str]) -> _Handoffs:
     return found
 
 
-def latest_handoff(issue_id: int, written: Iterable[str]) -> int:
-    """The largest handoff number in okbx's markers (0 when there are none)."""
-    return max(_handoffs(issue_id, written).seen, default=0)
-
-
 def link_from_remote(
     issue_id: int,
     task: Task,
@@ -114,7 +112,29 @@ def link_from_remote(
         return RebuiltLink(issue_id, task.id, LinkState.DONE, cycle, task_cycle, task.closed_at)
     if cycle in found.completed:  # reopened after that completion: the next handoff is under way
         return RebuiltLink(issue_id, task.id, LinkState.ACTIVE, cycle + 1, task_cycle, None)
+    if task_done and _announced_only(issue_id, cycle, task, task_written):
+        return RebuiltLink(issue_id, task.id, LinkState.DONE, cycle - 1, task_cycle, task.closed_at)
     return RebuiltLink(issue_id, task.id, LinkState.ACTIVE, cycle, task_cycle, None)
+
+
+def _announced_only(issue_id: int, cycle: int, task: Task, task_written: Iterable[str]) -> bool:
+    """Handoff `cycle` was announced in the task, which was not renewed for it yet: it is still
+    completed with the closedDate the note names.  (A task completed after the renewal has another
+    closedDate: that completion is the handoff's, and is reported.)"""
+    if task.closed_at is None:
+        return False
+    wanted = keys.TaskNoteKey.renew(issue_id, cycle, task.closed_at)
+    return any(keys.parse(text) == wanted for text in task_written)
+
+
+def later_handoffs(issue_id: int, cycle: int, written: Iterable[str]) -> list[str]:
+    """okbx's markers of the issue that name a handoff after `cycle`."""
+    later = []
+    for text in written:
+        key = keys.parse(text)
+        if isinstance(key, _HANDOFF_KINDS) and key.issue == issue_id and (key.handoff or 0) > cycle:
+            later.append(text)
+    return later
 
 
 Read = Callable[[int], dict[str, str]]

@@ -88,10 +88,6 @@ def link_comment(task_url: str, task_id: int, token: str) -> str:
     return f'Passed to the programmers: Bitrix24 task #{task_id} <a href="{url}">{url}</a><br>{html_marker_line(token)}'
 
 
-def issue_note(text: str, token: str) -> str:
-    return f"{escape_html(text)}<br>{html_marker_line(token)}"
-
-
 def time_entry_comment(comment: str, token: str) -> str:
     # The field's format is not documented (inferred: plain text, maybe rendered as HTML): escaping
     # <, > and & keeps it inert either way; quotes stay readable, as this is never an attribute.

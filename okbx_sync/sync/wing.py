@@ -153,6 +153,8 @@ class RouteWing:
         links = {i: self.links[i] for i in page if i in self.links}
         snapshot = self.reader.read_page(work, self.links)
         self.files.read_page(snapshot, work, self.links)
+        for issue_id, comments in snapshot.comments.items():  # a write looks for its marker among them
+            self.ctx.remote.read_issue(issue_id, comments)
         self._pages[page[0]] = snapshot
         self._scanned |= snapshot.scanned
         state = StateView(links=links, ops=self.store.ops_for(mine))
@@ -173,6 +175,8 @@ class RouteWing:
         for issue_id in changes.healthy:
             self.failures.heal(issue_id, Track.ROUTE)
         self.store.observe_statuses(changes.statuses, changes.read_at)
+        if snapshot.scanned:  # the comment scan goes on from here even if this run is cut short now
+            self.store.set_meta("full_scan_cursor", str(max(snapshot.scanned)))
 
     def deferred(self) -> set[int]:
         return set(self._deferred)
