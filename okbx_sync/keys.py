@@ -64,15 +64,6 @@ class Key:
         value = getattr(self, "cycle", None)
         return value if isinstance(value, int) else None
 
-    @property
-    def tag(self) -> str:  # the key as a file name carries it: "[okbx-file-12-345]" (never a colon)
-        return f"[okbx-{self.text.replace(':', '-')}]"
-
-    @staticmethod
-    def in_filename(name: str) -> Key | None:
-        tags = re.findall(r"\[okbx-([a-z]+(?:-[0-9]{1,18})+)\]", name.casefold())
-        return parse(tags[-1].replace("-", ":")) if tags else None
-
     @classmethod
     def _from_parts(cls: type[K], parts: list[str]) -> K | None:
         specs = fields(cls)
@@ -328,7 +319,7 @@ class ReleaseKey(Key):
 
 
 @dataclass(frozen=True)
-class FileKey(Key):  # files (issue 15): a Drive file has no field but its name, so the name carries `tag`
+class FileKey(Key):  # files (issue 15): a Drive file has no field but its name: filenames.key_tag
     kind: ClassVar[str] = "file"  # Okdesk file `attachment_id`, copied to the Drive once
     issue_id: int
     attachment_id: int
@@ -337,14 +328,6 @@ class FileKey(Key):  # files (issue 15): a Drive file has no field but its name,
 @dataclass(frozen=True)
 class AttachKey(Key):
     kind: ClassVar[str] = "attach"  # its Drive copy attached to the task of handoff `cycle`
-    issue_id: int
-    cycle: int
-    attachment_id: int
-
-
-@dataclass(frozen=True)
-class BigFileKey(Key):
-    kind: ClassVar[str] = "bigfile"  # the task's note that the file is over the cap, not copied
     issue_id: int
     cycle: int
     attachment_id: int

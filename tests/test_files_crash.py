@@ -107,7 +107,7 @@ SCENARIOS = [
     Scenario("attach", "AttachFileToTask", "bitrix", "tasks.task.files.attach", _issue_file, "attach:"),
     Scenario("comment", "ForwardCommentWithFiles", "bitrix", "task.commentitem.add", _comment_file, "comment:"),
     Scenario("chat", "ForwardCommentWithFiles", "bitrix", "im.disk.file.commit", _comment_file, "comment:", True),
-    Scenario("note", "NoteBigFile", "bitrix", "task.commentitem.add", _big_issue_file, "bigfile:"),
+    Scenario("note", "NoteBigFile", "bitrix", "task.commentitem.add", _big_issue_file, "note:bigfile:"),
     Scenario("back", "PostFilesBack", "okdesk", COMMENTS, _result_file, "files:"),
 ]
 
@@ -129,7 +129,7 @@ def converged(world: World, okbx: Okbx, story: Story) -> None:
     for name in story.in_task:
         assert len(copies_of(world, name.split(" [okbx-")[0] + ".x")) == 1
     assert sorted(n for n, _, _ in okdesk_files_from_bot(world, issue)) == sorted(story.back)
-    notes = [c for c in world.bitrix.comments(task) if "okbx:bigfile:" in c["POST_MESSAGE"]]
+    notes = [c for c in world.bitrix.comments(task) if "okbx:note:bigfile:" in c["POST_MESSAGE"]]
     assert len(notes) == story.notes
     store = okbx.store()
     try:

@@ -13,6 +13,7 @@ from okbx_sync import keys
 from okbx_sync.clients.files_parse import TaskFile
 from okbx_sync.config import Config, parse_config
 from okbx_sync.core.plan import Plan
+from okbx_sync.filenames import key_in_name, tagged_name
 from okbx_sync.model import Attachment, Comment, ElapsedItem, Issue, Person, Task
 from okbx_sync.state.lifecycle import LinkState
 from okbx_sync.state.store import Link, Op, OpState
@@ -25,7 +26,6 @@ from okbx_sync.sync.files.to_task import (
     ForwardCommentWithFiles,
     NoteBigFile,
     UploadFile,
-    tagged_name,
 )
 from okbx_sync.sync.plan import build_plan
 from okbx_sync.sync.snapshot import Snapshot, StateView
@@ -108,10 +108,10 @@ def test_a_copy_made_for_an_earlier_task_is_attached_to_a_new_one_without_copyin
 def test_an_issue_file_over_the_cap_gets_one_note_in_the_task_naming_it_and_where_it_is():
     big = file(3, "выгрузка 1С.cf", 11 * MB)
     (note,) = issue_files(ROUTE, issue(big), [], 1, state())
-    assert isinstance(note, NoteBigFile) and note.key == "bigfile:10:1:3"
+    assert isinstance(note, NoteBigFile) and note.key == "note:bigfile:10:1:3"
     assert "выгрузка 1С.cf" in note.text and "11.0 MB" in note.text and "10 MB per file" in note.text
-    assert "https://acme.okdesk.ru/issues/10" in note.text and note.text.endswith("[I]okbx:bigfile:10:1:3[/I]")
-    assert issue_files(ROUTE, issue(big), [], 1, state(op(keys.BigFileKey(ISSUE, 1, 3), "bigfile"))) == []
+    assert "https://acme.okdesk.ru/issues/10" in note.text and note.text.endswith("[I]okbx:note:bigfile:10:1:3[/I]")
+    assert issue_files(ROUTE, issue(big), [], 1, state(op(keys.TaskNoteKey("bigfile", ISSUE, 1, "3"), "bigfile"))) == []
 
 
 def test_an_account_listing_comment_files_on_the_issue_has_them_go_with_their_comment():
@@ -271,11 +271,11 @@ def test_a_copys_name_carries_its_key_and_stays_safe_and_short():
     assert tagged_name(key, "screen.png") == "screen [okbx-file-10-345].png"
     for hostile in ("../../etc/passwd", "a\u202egnp.exe", "CON.txt", "x" * 400 + ".pdf", "\x00\x1b[31m.log", ""):
         name = tagged_name(key, hostile)
-        assert keys.Key.in_filename(name) == key
+        assert key_in_name(name) == key
         assert "/" not in name and "\\" not in name and "\u202e" not in name and "\x00" not in name
         assert len(name.encode("utf-8")) <= 255
     assert tagged_name(key, "x" * 400 + ".pdf").endswith(" [okbx-file-10-345].pdf")
-    assert keys.Key.in_filename("screen.png") is None and keys.Key.in_filename("a [okbx-nope-1].png") is None
+    assert key_in_name("screen.png") is None and key_in_name("a [okbx-nope-1].png") is None
 
 
 def test_the_files_line_is_read_back_and_sizes_read_like_a_person_writes_them():

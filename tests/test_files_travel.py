@@ -149,7 +149,7 @@ def test_a_file_over_the_cap_is_named_in_a_note_and_the_handoff_goes_on(world, t
     assert okbx.sync().exit_code == 0
     task = task_of(world, issue)
     assert in_task(world, issue, "Our 1C configuration") == 1 and files_in_task_comments(world, task) == []
-    notes = [c["POST_MESSAGE"] for c in world.bitrix.comments(task) if "okbx:bigfile:" in c["POST_MESSAGE"]]
+    notes = [c["POST_MESSAGE"] for c in world.bitrix.comments(task) if "okbx:note:bigfile:" in c["POST_MESSAGE"]]
     assert len(notes) == 1 and "config.cf" in notes[0] and "3.0 MB" in notes[0] and f"/issues/{issue}" in notes[0]
     assert copies_of(world, "config.cf") == []
     attach_result(world, task, "dump.bak", size=2 * MB)
@@ -159,7 +159,7 @@ def test_a_file_over_the_cap_is_named_in_a_note_and_the_handoff_goes_on(world, t
     (back,) = bot_comments(world, issue, "okbx:files:")
     assert "dump.bak" in back and "1 MB per file" in back and f"/tasks/task/view/{task}/" in back
     assert okdesk_files_from_bot(world, issue) == []
-    assert okbx.sync().exit_code == 0 and len(bot_comments(world, issue, "okbx:bigfile")) == 0
+    assert okbx.sync().exit_code == 0 and len(bot_comments(world, issue, "okbx:note:bigfile")) == 0
     assert len(notes) == 1 and len(bot_comments(world, issue, "okbx:files:")) == 1
 
 

@@ -1,6 +1,6 @@
 """What okbx already put on the Bitrix24 side for files, read before writing: the cycle's cache.
 
-A Drive file has no field but its name, so okbx's key travels in the name (`Key.tag`); a task's
+A Drive file has no field but its name, so okbx's key travels in the name (`filenames.key_tag`); a task's
 files are its attachments (`ufTaskWebdavFiles`, then `disk.attachedObject.get`).  Each list is
 read at most once per cycle and only when a file write of its issue is planned; what okbx writes
 is added as it succeeds, so the cache stays true:
@@ -20,6 +20,7 @@ from ..clients.files_parse import DriveObject, TaskFile
 from ..clients.okdesk import OkdeskClient
 from ..clients.okdesk_files import OkdeskFiles
 from ..errors import ApiError
+from ..filenames import key_in_name
 from ..keys import Key
 
 
@@ -65,7 +66,7 @@ class RemoteFiles:
         if folder_id not in self._tagged:
             found: dict[str, DriveObject] = {}
             for obj in self.drive.children(folder_id):
-                key = Key.in_filename(obj.name) if not obj.is_folder else None
+                key = key_in_name(obj.name) if not obj.is_folder else None
                 if key is not None:
                     found.setdefault(key.text, obj)
             self._tagged[folder_id] = found

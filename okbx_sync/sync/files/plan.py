@@ -28,12 +28,13 @@ from collections.abc import Sequence
 from ... import keys
 from ...core.action import Action
 from ...core.plan import Plan
+from ...filenames import key_in_name
 from ...model import Attachment, Comment, Issue
 from ...state.store import Link
 from ..snapshot import Snapshot, StateView
 from ..task_writes import ForwardComment
 from .reads import TaskFiles
-from .route import FileRoute, big_file_note, reported_files
+from .route import FileRoute, big_file_key, big_file_note, reported_files
 from .to_issue import BackFile, PostFilesBack, TaskFilesSeen
 from .to_task import AttachFileToTask, ForwardCommentWithFiles, NoteBigFile, UploadFile
 
@@ -90,7 +91,7 @@ def comment_files(route: FileRoute, forward: ForwardComment, state: StateView) -
 
 
 def _note(route: FileRoute, issue_id: int, file: Attachment, cycle: int, state: StateView) -> list[Action]:
-    key = keys.BigFileKey(issue_id, cycle, file.id)
+    key = big_file_key(issue_id, cycle, file.id)
     if state.done(key):
         return []
     return [NoteBigFile(issue_id, text=big_file_note(file, route, issue_id, key.marker), note=key, file=file)]
@@ -119,7 +120,7 @@ def files_back(
     for file in sorted(task.files, key=lambda f: f.id):
         if file.id in taken or file.id in listed or state.done(keys.FilesBackKey(issue_id, file.id)):
             continue
-        if keys.Key.in_filename(file.name) is not None:
+        if key_in_name(file.name) is not None:
             own.append(BackFile(file.id, file.name, file.size, "okbx's own copy of an Okdesk file"))
         elif route.too_large(file.size):
             why = f"larger than okbx's limit of {route.policy.max_file_mb} MB per file (files.max_file_mb)"

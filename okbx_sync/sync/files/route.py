@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ... import keys
 from ...config import Config, FilesConfig
 from ...markup import MAX_NAME, bb_marker_line, escape_bbcode, escape_html, html_marker_line, one_line
 from ...model import Attachment
@@ -24,6 +25,11 @@ class DriveTarget:
 
     group_id: int
     folder_id: int | None = None
+
+
+def big_file_key(issue_id: int, cycle: int, attachment_id: int) -> keys.TaskNoteKey:
+    """The task's note that an Okdesk file is over the cap (handoff `cycle`): one per file."""
+    return keys.TaskNoteKey("bigfile", issue_id, cycle, str(attachment_id))
 
 
 def issue_folder(issue_id: int) -> str:

@@ -26,7 +26,7 @@ from ...clients.bitrix24_disk import NAME_CLASH
 from ...clients.files_parse import DriveObject, TaskFile
 from ...core.action import Action, Context, Effect, Found, OpRecord
 from ...errors import ApiError, NotFound
-from ...filenames import MAX_BYTES, safe_filename
+from ...filenames import key_in_name, tagged_name
 from ...markup import escape_bbcode
 from ...model import Attachment
 from ..task_writes import ForwardComment, TaskComment
@@ -134,17 +134,6 @@ class UploadFile(Action):
         return folder
 
 
-def tagged_name(key: keys.Key, original: str) -> str:
-    """The copy's name: the original with the key's tag before the extension, within 255 bytes."""
-    safe = safe_filename(original)
-    stem, dot, extension = safe.rpartition(".")
-    if not dot or not stem or len(extension.encode("utf-8")) > 16:
-        stem, extension = safe, ""
-    tail = f" {key.tag}" + (f".{extension}" if extension else "")
-    room = MAX_BYTES - len(tail.encode("utf-8"))
-    return safe_filename(stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip(" .") + tail)
-
-
 def _reread(ctx: Context, folder: int, key: keys.Key) -> DriveObject | None:
     files = ctx.remote.files
     files.forget(folder)
@@ -179,7 +168,7 @@ class AttachFileToTask(Action):
         if drive_id is None:
             return None
         for attached in ctx.remote.files.attachments(ctx.task_id(self.issue_id)):
-            tagged = keys.Key.in_filename(attached.name)
+            tagged = key_in_name(attached.name)
             if attached.object_id == drive_id or (tagged is not None and tagged.text == self.copy.text):
                 return Found(str(attached.id))
         return None
@@ -245,7 +234,7 @@ def _drive_id(ctx: Context, copy: keys.Key) -> int | None:
 class NoteBigFile(TaskComment):
     """The task's note about an Okdesk file over the cap: named, with where to find it."""
 
-    note: keys.BigFileKey = field(default=keys.BigFileKey(0, 0, 0))
+    note: keys.TaskNoteKey = field(default=keys.TaskNoteKey("bigfile", 0, 0))
     file: Attachment = field(default=Attachment(0, "", 0, False), compare=False)
     kind: ClassVar[str] = "bigfile"
 

@@ -29,7 +29,7 @@ from ..select import Work
 from ..snapshot import Snapshot
 from .plan import fit_cycle_cap
 from .reads import FILES_SINCE, TaskFiles, files_since, late_links, read_late_files, read_task_files
-from .route import FileRoute
+from .route import FileRoute, big_file_key
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,12 @@ class RouteFiles:
             for a in op.detail.get("files") or []
             if internal_too or a not in (op.detail.get("internal_files") or [])
         }
-        wanted = [k.text for i, c, a in files for k in (keys.AttachKey(i, c, a), keys.BigFileKey(i, c, a))]
+        wanted = [k.text for i, c, a in files for k in (keys.AttachKey(i, c, a), big_file_key(i, c, a))]
         settled = {text for text, op in store.ops_by_keys(wanted).items() if op.done}
         return {
             i
             for i, c, a in files
-            if keys.AttachKey(i, c, a).text not in settled and keys.BigFileKey(i, c, a).text not in settled
+            if keys.AttachKey(i, c, a).text not in settled and big_file_key(i, c, a).text not in settled
         }
 
     def read_page(self, snapshot: Snapshot, work: list[Work], links: dict[int, Link]) -> None:
