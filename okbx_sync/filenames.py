@@ -66,7 +66,11 @@ def _once(text: str, max_bytes: int) -> str:
     first, dot, rest = text.partition(".")
     if _RESERVED.fullmatch(first.rstrip(" ")):  # Windows reads "CON.tar.gz" as the device CON
         text = f"{first}_{dot}{rest}"
-    return _cut(text, max_bytes).strip(" .")
+    text = _cut(text, max_bytes).strip(" .")
+    first, dot, rest = text.partition(".")
+    if _RESERVED.fullmatch(first.rstrip(" ")):  # the cut took the "_" off again: same length now
+        text = f"{first.rstrip(' ')[:-1]}_{dot}{rest}"
+    return text
 
 
 def _cut(name: str, max_bytes: int) -> str:
