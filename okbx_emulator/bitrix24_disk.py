@@ -197,6 +197,21 @@ class Drive:
         with self._bx._lock:
             return [self._object_json(o) for o in self._children(folder_id)]
 
+    def every_file(self) -> list[dict[str, Any]]:
+        """Every file on every drive, the chats' too, as the API shows one (for tests)."""
+        with self._bx._lock:
+            return [self._object_json(o) for o in self._objects.values() if o.type == "file"]
+
+    def comment_file_names(self, comment_id: int) -> list[str]:
+        """The names of the files a task comment carries (on the new card: a chat message)."""
+        with self._bx._lock:
+            if comment_id in self._chat_files:
+                return [self._objects[i].name for i in self._chat_files[comment_id]]
+            found = [
+                a for a in self._attached.values() if a.entity_type == "forum_message" and a.entity_id == comment_id
+            ]
+            return [self._objects[a.object_id].name for a in found]
+
     def task_attachments(self, task_id: int) -> list[dict[str, Any]]:
         with self._bx._lock:
             found = [a for a in self._attached.values() if a.module_id == "tasks" and a.entity_id == task_id]

@@ -72,7 +72,9 @@ def sync_cycle(
         clients.crm,
         store,
         config,
-        RemoteMarkers(clients.okdesk, clients.bitrix, config.okdesk.bot_employee_id),
+        RemoteMarkers(
+            clients.okdesk, clients.bitrix, config.okdesk.bot_employee_id, max_file_bytes=config.files.max_file_bytes
+        ),
     )
     failures = Failures(store, config.sync)
     wings: list[Wing] = [RouteWing(ctx, failures, clients.budget, started, dry_run=dry_run)]

@@ -17,6 +17,8 @@ from .secrets import Redactor
 from .state.store import Store
 
 Say = Callable[[str], None]
+SCREENSHOT = b"\x89PNG\r\n\x1a\n" + b"(a screenshot of the export error)" * 30
+RESULT = b"date;total\n2026-11-30;1250.00\n"
 
 
 def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
@@ -58,7 +60,7 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
         f"{world.okdesk_server.url} and {world.bitrix_server.url}\n"
     )
 
-    say("1. A client reports a problem in Okdesk; the consultant asks a question.")
+    say("1. A client reports a problem in Okdesk with a screenshot; the consultant asks a question.")
     issue = ok.create_issue(
         "Report export fails",
         "<p>Exporting the <b>monthly report</b> to CSV fails.<br>Error: <i>encoding</i></p>",
@@ -66,7 +68,8 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
         contact_id=p.client,
         priority="high",
     )
-    ok.add_comment(issue, "It started after the update on Monday.", author_id=p.client, author_type="contact")
+    shot = ok.add_comment(issue, "It started after the update on Monday.", author_id=p.client, author_type="contact")
+    ok.files.add(issue, "error-screenshot.png", SCREENSHOT, comment_id=shot, is_public=True)
     ok.add_comment(issue, "Checked: reproducible on the test server.", author_id=p.consultant, public=False)
     _sync(config_path, world, say, "nothing to do yet: the issue is not handed off")
 
@@ -83,12 +86,15 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
     bx.add_comment(int(task_id), p.bx_ivan, "Olga, can you review my fix?")
     _sync(config_path, world, say, "forwards only the client's new question")
 
-    say("\n4. Programmers log their time and complete the task.")
+    say("\n4. Programmers log their time, attach the fixed report to the task and complete it.")
+    root = bx.drive.storage_of("user", p.bx_ivan)["root_id"]
+    fixed = bx.drive.add_file(root, "monthly-report-fixed.csv", RESULT, created_by=p.bx_ivan)
+    bx.drive.attach_to_task(int(task_id), fixed, p.bx_ivan)
     bx.log_time(int(task_id), p.bx_ivan, 5400, "Fixed the CSV encoding")
     bx.log_time(int(task_id), p.bx_olga, 2700, "Code review")
     bx.log_time(int(task_id), p.bx_sergey, 1200, "Deployed to production")
     bx.complete_task(int(task_id))
-    _sync(config_path, world, say, "copies the time, posts one summary, returns the issue")
+    _sync(config_path, world, say, "copies the time, posts one summary, returns the issue, brings the file back")
 
     say("\n5. Nothing changed since: a sync writes nothing.")
     _sync(config_path, world, say, "idempotent")
@@ -97,13 +103,13 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
     for comment in ok.comments(issue):
         scope = "public  " if comment["public"] else "internal"
         say(f"  [{scope}] {comment['author']['name']}: {html_to_text(comment['content'])[:110]!s}".replace("\n", " "))
+    back = _files_back(world, issue, say)
     say("Time entries:")
     for entry in ok.time_entries(issue):
         say(f"  {entry['spent_time']:.2f} h  {entry['employee']['name']}: {entry['comment']}")
     task = bx.task(int(task_id)) or {}
     say(f"\nBitrix24 task #{task_id} '{task.get('TITLE')}' status {task.get('STATUS')}; comments:")
-    for comment in bx.comments(int(task_id)):
-        say(f"  user {comment['AUTHOR_ID']}: {comment['POST_MESSAGE'].splitlines()[0][:100]}")
+    carried = _task_comments(world, int(task_id), say)
 
     store = Store(load_config(config_path, env=world.env()).state.path)
     try:
@@ -115,10 +121,35 @@ def _story(world: World, workdir: Path, say: Say) -> bool:
         "issue returned to opened": ok.status_of(issue) == "opened",
         "three time entries": len(ok.time_entries(issue)) == 3,
         "link done": link is not None and link.state == "done",
+        "the screenshot reached the programmers once": [n.startswith("error-screenshot [okbx-") for n in carried]
+        == [True],
+        "the fixed report came back once": back == ["monthly-report-fixed.csv"],
     }
     failed = [name for name, passed in checks.items() if not passed]
     say("\n" + ("The story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
     return not failed
+
+
+def _files_back(world: World, issue: int, say: Say) -> list[str]:
+    """The files okbx's comments carry in the issue (the programmers' results), named."""
+    ok, bot = world.okdesk, world.people.bot
+    ours = {c["id"] for c in ok.comments(issue) if c["author"]["type"] == "employee" and c["author"]["id"] == bot}
+    back = [f for f in ok.files.of_issue(issue) if f["comment_id"] in ours]
+    for file in back:
+        scope = "public" if file["is_public"] else "internal"
+        say(f"  file from the programmers in an okbx comment: {file['attachment_file_name']} ({scope})")
+    return [f["attachment_file_name"] for f in back]
+
+
+def _task_comments(world: World, task_id: int, say: Say) -> list[str]:
+    """The task's comments, each with the files it carries; the names of those files."""
+    bx, carried = world.bitrix, []
+    for comment in bx.comments(task_id):
+        say(f"  user {comment['AUTHOR_ID']}: {comment['POST_MESSAGE'].splitlines()[0][:100]}")
+        for name in bx.drive.comment_file_names(comment["ID"]):
+            carried.append(name)
+            say(f"    with the file {name} (a copy on the Drive; its name carries okbx's marker)")
+    return carried
 
 
 def _billing_story(world: World, workdir: Path, say: Say) -> bool:

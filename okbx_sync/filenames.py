@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from . import keys
+
 MAX_BYTES = 255
 DEFAULT_NAME = "file"
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -64,7 +66,11 @@ def _once(text: str, max_bytes: int) -> str:
     first, dot, rest = text.partition(".")
     if _RESERVED.fullmatch(first.rstrip(" ")):  # Windows reads "CON.tar.gz" as the device CON
         text = f"{first}_{dot}{rest}"
-    return _cut(text, max_bytes).strip(" .")
+    text = _cut(text, max_bytes).strip(" .")
+    first, dot, rest = text.partition(".")
+    if _RESERVED.fullmatch(first.rstrip(" ")):  # the cut took the "_" off again: same length now
+        text = f"{first.rstrip(' ')[:-1]}_{dot}{rest}"
+    return text
 
 
 def _cut(name: str, max_bytes: int) -> str:
@@ -77,3 +83,27 @@ def _cut(name: str, max_bytes: int) -> str:
     body = stem if keep_extension else name
     cut = body.encode("utf-8")[: max_bytes - len(tail.encode("utf-8"))].decode("utf-8", errors="ignore")
     return unicodedata.normalize("NFC", cut.rstrip(" .")) + tail
+
+
+# -- a name carrying okbx's key (a Drive file has no other field for it; issue 15) -----------------
+def key_tag(key: keys.Key) -> str:
+    """The key as a file name carries it: "[okbx-file-12-345]" (a file name has no colon)."""
+    return f"[okbx-{key.text.replace(':', '-')}]"
+
+
+def key_in_name(name: str) -> keys.Key | None:
+    """The key a name carries (`tagged_name`), or None."""
+    tags = re.findall(r"\[okbx-([a-z]+(?:-[0-9]{1,18})+)\]", name.casefold())
+    return keys.parse(tags[-1].replace("-", ":")) if tags else None
+
+
+def tagged_name(key: keys.Key, original: str) -> str:
+    """The original name, made safe, with the key's tag before its extension; the name is cut to
+    fit 255 bytes, never the tag."""
+    safe = safe_filename(original)
+    stem, dot, extension = safe.rpartition(".")
+    if not dot or not stem or len(extension.encode("utf-8")) > _MAX_EXTENSION_BYTES:
+        stem, extension = safe, ""
+    tail = f" {key_tag(key)}" + (f".{extension}" if extension else "")
+    room = MAX_BYTES - len(tail.encode("utf-8"))
+    return safe_filename(stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip(" .") + tail)

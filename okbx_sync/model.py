@@ -14,6 +14,20 @@ class Person:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """An Okdesk file of an issue or of one of its comments (`comment_id`)."""
+
+    id: int
+    name: str
+    size: int
+    is_public: bool
+    description: str | None = None
+    created_at: datetime | None = None
+    comment_id: int | None = None
+    content_type: str | None = None  # Okdesk does not say; kept for symmetry with uploads
+
+
+@dataclass(frozen=True)
 class Issue:
     id: int
     title: str
@@ -33,6 +47,7 @@ class Issue:
     equipment_ids: tuple[int, ...] | None = None
     agreement: Agreement | None = None
     contact_id: int | None = None
+    attachments: tuple[Attachment, ...] = ()  # the issue's own files (a full read; a listing may not say)
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,7 @@ class Comment:
     public: bool
     published_at: datetime | None
     author: Person
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ okdesk:
 
 bitrix24:
   webhook_url: ${BITRIX24_WEBHOOK_URL}    # required. Incoming webhook: https://portal.bitrix24.ru/rest/<user>/<secret>/
-                                          #   scopes needed: task, user, sonet
+                                          #   scopes needed: task, user, sonet, disk (files)
   group_id: 42                            # required. Workgroup/project the tasks are created in
   responsible_id: 7                       # required. Bitrix24 user responsible for new tasks
   created_by: null                        # optional. Creator of new tasks (null: the webhook's user)
@@ -235,6 +235,18 @@ sync:
   full_listing_minutes: 60                # list the whole handoff status and every active task this often;
                                           #   between, only what changed (updated_since, CHANGED_DATE)
   full_listing_below: 50                  # with fewer active links, every cycle lists fully (as cheap)
+
+files:                                    # files travel with the comments (the webhook needs the disk scope)
+  enabled: true                           # false: only the words of comments travel, as before
+  internal_files: true                    # internal Okdesk files (is_public: false) go to the programmers too
+  max_file_mb: 100                        # a larger file is not copied: the task (or the issue) gets a note
+                                          #   naming it and where to find it, and the handoff goes on
+  max_cycle_mb: 500                       # at most this much is moved per cycle (at least one file);
+                                          #   the rest waits for the next cycle
+  folder_id: null                         # Bitrix24 Drive folder for the copies; null = a folder "Okdesk files"
+                                          #   on the workgroup's drive (each issue gets a subfolder "Okdesk #<id>")
+  results_public: false                   # files the programmers attached to the task come back to the issue
+                                          #   in an internal comment unless true (then the client sees them)
 """
 _SECTION_LINE = re.compile(r"^([a-z_0-9]+):\s*(#.*)?$")
 _KEY_LINE = re.compile(r"^  ([a-z_0-9]+):(\s+)(.*?)(\s+#.*)?$")

@@ -16,6 +16,7 @@ point in the store) cannot be added without a crash test for it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import signal
@@ -247,8 +248,14 @@ def _action_classes(base: type[Action] = Action) -> set[type[Action]]:
 
 
 def test_every_remote_write_kind_has_a_crash_scenario():
+    importlib.import_module("okbx_sync.cycle")  # every wing's kinds, whatever ran before this test
     route = ("okbx_sync.sync", "okbx_sync.core")  # billing's kinds have their own (test_billing_crash.py)
-    writes = {c.__name__ for c in _action_classes() if c.side and "kind" in vars(c) and c.__module__.startswith(route)}
+    own = ("okbx_sync.sync.files",)  # and so have the files' (test_files_crash.py)
+    writes = {
+        c.__name__
+        for c in _action_classes()
+        if c.side and "kind" in vars(c) and c.__module__.startswith(route) and not c.__module__.startswith(own)
+    }
     assert "CreateTask" in writes and "IssueNote" in writes
     assert writes == {s.action for s in SCENARIOS}
 

@@ -33,6 +33,7 @@ ALL_CHECKS = {
     "Bitrix24 creator",
     "Bitrix24 mapped users",
     "Bitrix24 task card",
+    "Bitrix24 Drive folder",
     "State store",
     "Clock",
     "Transport",
@@ -234,7 +235,7 @@ def test_new_task_card_portal_passes_with_a_warning(started: Callable[..., World
 
 
 def test_new_task_card_portal_needs_the_im_scope(started: Callable[..., World], tmp_path: Path) -> None:
-    world = started(bitrix_new_task_card=True, bitrix_scopes=("task", "tasks", "user", "sonet", "crm"))
+    world = started(bitrix_new_task_card=True, bitrix_scopes=("task", "tasks", "user", "sonet", "crm", "disk"))
     world.bitrix.create_task("Existing task", responsible_id=world.people.bx_ivan, group_id=GROUP_ID)
     check = only_failure(doctor(world, tmp_path), "Bitrix24 task card")
     assert "no im scope" in check.detail and "im" in check.fix
@@ -260,8 +261,37 @@ def test_one_failing_call_does_not_stop_the_others(world: World, tmp_path: Path)
 def test_the_webhook_user_s_administrator_rights_are_reported(started: Callable[..., World], tmp_path: Path) -> None:
     admin = {c.name: c for c in doctor(started(), tmp_path / "a")}["Bitrix24 administrator"]
     assert admin.ok and "is an administrator" in admin.detail
-    checks = doctor(started(bitrix_admins=()), tmp_path / "b")
+    world = started(bitrix_admins=())
+    world.bitrix.set_group_members(GROUP_ID, [world.bitrix.user_id])  # as README advises: its files' drive too
+    checks = doctor(world, tmp_path / "b")
     assert failed(checks) == {}  # a warning, not a failure: okbx works, more carefully
     plain = {c.name: c for c in checks}["Bitrix24 administrator"]
     assert "Warning" in plain.detail and "not a Bitrix24 administrator" in plain.detail
     assert "never concludes 'deleted'" in plain.detail and "administrator" in plain.fix
+
+
+# -- files (issue 15) ----------------------------------------------------------------------------
+def test_files_need_the_disk_scope(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_scopes=("task", "user", "sonet", "im"))
+    checks = doctor(world, tmp_path)
+    check = only_failure(checks, "Bitrix24 webhook scopes")
+    assert "disk" in check.detail and "files.enabled: false" in check.fix
+    assert "Bitrix24 Drive folder" not in {c.name for c in checks}  # skipped, said so
+    assert "Drive folder" in check.detail
+    assert failed(doctor(world, tmp_path, files={"enabled": False})) == {}
+
+
+def test_a_drive_folder_the_webhook_user_may_not_add_to_fails(world: World, tmp_path: Path) -> None:
+    root = world.bitrix.drive.storage_of("group", GROUP_ID)["root_id"]
+    world.bitrix.drive.set_rights(root, add=set())
+    check = only_failure(doctor(world, tmp_path), "Bitrix24 Drive folder")
+    assert "may not add files" in check.detail and f"workgroup {GROUP_ID}" in check.detail
+    assert world.bitrix.drive.files_in(root) == []  # the check wrote nothing
+
+
+def test_a_configured_drive_folder_is_checked_as_it_is(world: World, tmp_path: Path) -> None:
+    root = world.bitrix.drive.storage_of("group", GROUP_ID)["root_id"]
+    passed = {c.name: c for c in doctor(world, tmp_path, files={"folder_id": root})}["Bitrix24 Drive folder"]
+    assert passed.ok and f"files.folder_id {root}" in passed.detail
+    check = only_failure(doctor(world, tmp_path, files={"folder_id": 987654}), "Bitrix24 Drive folder")
+    assert "987654" in check.detail and "files.folder_id" in check.fix

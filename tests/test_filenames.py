@@ -86,3 +86,10 @@ def test_a_long_name_is_cut_in_bytes_keeping_its_extension_and_whole_characters(
     assert safe_filename("CON", default="x") == "CON_"
     with pytest.raises(ValueError):
         safe_filename("a", max_bytes=3)
+
+
+def test_a_cut_never_leaves_a_reserved_name_behind():
+    """Found by the property above: the cut took off the `_` that made "CON" safe."""
+    name = safe_filename("CON.txt0CONLPT¹", max_bytes=16)
+    assert_safe(name, 16)
+    assert safe_filename(name, max_bytes=16) == name

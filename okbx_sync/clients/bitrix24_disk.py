@@ -36,8 +36,10 @@ from .files_parse import (
     parse_drive_object,
     parse_drive_objects,
     parse_storages,
+    parse_task_chat_id,
     parse_task_file,
     parse_task_file_ids,
+    parse_task_list_file_ids,
     parse_upload_target,
 )
 from .http import Downloaded, Sink, TooLarge
@@ -195,6 +197,51 @@ class Bitrix24Drive:
             raise next(iter(errors.values()))
         method = "disk.attachedObject.get"
         return [_parse(method, parse_task_file, results[f"a{i}"], self._origin) for i in ids]
+
+    def file_ids_of_tasks(self, task_ids: Iterable[int]) -> dict[int, list[int]]:
+        """The attachment ids (`ufTaskWebdavFiles`) of many tasks: 50 tasks to a `tasks.task.list`,
+        50 lists to a `batch`.  A task missing from the answer is not in the result."""
+        ids = sorted(set(task_ids))
+        method = "tasks.task.list"
+        select = ["ID", "UF_TASK_WEBDAV_FILES"]
+        commands = {
+            f"f{n}": (method, {"filter": {"ID": ids[n : n + PAGE]}, "select": select, "start": -1})
+            for n in range(0, len(ids), PAGE)
+        }
+        results, errors = self.bitrix.batch(commands)
+        if errors:
+            raise next(iter(errors.values()))
+        found: dict[int, list[int]] = {}
+        for raw in results.values():
+            found.update(_parse(method, parse_task_list_file_ids, raw))
+        return found
+
+    def attached_objects(self, attachment_ids: Iterable[int]) -> tuple[dict[int, TaskFile], dict[int, ApiError]]:
+        """Many attached objects (names, sizes, Drive ids) in `batch` requests; refusals by id."""
+        ids = sorted(set(attachment_ids))
+        method = "disk.attachedObject.get"
+        results, errors = self.bitrix.batch({f"a{i}": (method, {"id": i}) for i in ids})
+        found = {i: _parse(method, parse_task_file, results[f"a{i}"], self._origin) for i in ids if f"a{i}" in results}
+        return found, {int(key[1:]): error for key, error in errors.items()}
+
+    def task_chat_id(self, task_id: int) -> int | None:
+        """The task's chat (the new task card), or None on a classic card or for a missing task."""
+        method = "tasks.task.get"
+        raw = self.bitrix.call(method, {"taskId": int(task_id), "select": ["ID", "CHAT_ID"]})
+        return _parse(method, parse_task_chat_id, raw)
+
+    def can_add(self, folder_id: int) -> bool:
+        """Whether the webhook user may put files into the folder: step 1 of the two-step upload
+        asks for an upload link and writes nothing; the portal checks the "add" right there
+        (inferred: the rights are signed into the link).  The link is thrown away, never shown."""
+        method = "disk.folder.uploadfile"
+        try:
+            _parse(method, parse_upload_target, self.bitrix.call(method, {"id": int(folder_id)}))
+        except ApiError as error:
+            if error.code == "ACCESS_DENIED":
+                return False
+            raise
+        return True
 
     def attached_object(self, attachment_id: int) -> TaskFile:
         method = "disk.attachedObject.get"

@@ -17,26 +17,12 @@ Every link is wrapped in a `Secret`: it carries a token and must not reach a log
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
 
+from ..model import Attachment
 from ..secrets import Secret
 from .parse import ParseError, integer, items, obj, opt_integer, text, timestamp
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """An Okdesk file of an issue or of one of its comments (`comment_id`)."""
-
-    id: int
-    name: str
-    size: int
-    is_public: bool
-    description: str | None = None
-    created_at: datetime | None = None
-    comment_id: int | None = None
-    content_type: str | None = None  # Okdesk does not say; kept for symmetry with uploads
 
 
 @dataclass(frozen=True)
@@ -212,6 +198,33 @@ def parse_task_file_ids(raw: Any) -> list[int] | None:
     if values in (None, False, "", []):  # an empty user field comes back as false or [] (inferred)
         return []
     return [integer({"id": v}, "id", "ufTaskWebdavFiles[]") for v in items(values, "ufTaskWebdavFiles")]
+
+
+def parse_task_list_file_ids(raw: Any) -> dict[int, list[int]]:
+    """`tasks.task.list` rows with `ufTaskWebdavFiles`: task id -> attachment ids."""
+    found: dict[int, list[int]] = {}
+    for row in items(obj(raw, "tasks.task.list result").get("tasks") or [], "tasks"):
+        data = obj(row, "task")
+        task_id = integer(data, "id", "task")
+        values = data.get("ufTaskWebdavFiles")
+        if values in (None, False, "", []):
+            found[task_id] = []
+            continue
+        listed = items(values, f"task {task_id}.ufTaskWebdavFiles")
+        found[task_id] = [integer({"id": v}, "id", f"task {task_id}.ufTaskWebdavFiles[]") for v in listed]
+    return found
+
+
+def parse_task_chat_id(raw: Any) -> int | None:
+    """`chatId` of `tasks.task.get`: the new task card's chat; None without one or without the task."""
+    if raw in ([], None, {}):
+        return None
+    task = obj(raw, "tasks.task.get result").get("task")
+    if task in ([], None):
+        return None
+    data = obj(task, "task")
+    value = data.get("chatId", data.get("CHAT_ID"))
+    return int(str(value)) if str(value or "").isdigit() and int(str(value)) > 0 else None
 
 
 def parse_comment_files(raw: Any, task_id: int, origin: str) -> dict[int, list[TaskFile]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import Agreement, Comment, Company, Issue, Person, TimeEntry
+from .files_parse import parse_attachments
 from .parse import ParseError, integer, items, number, obj, opt_integer, text, timestamp
 
 
@@ -42,6 +43,7 @@ def parse_issue(raw: Any) -> Issue:
         equipment_ids=parse_equipment_ids(data, what),
         agreement=parse_agreement(data.get("agreement"), f"{what}.agreement"),
         contact_id=_ref_id(data.get("contact"), f"{what}.contact"),
+        attachments=tuple(parse_attachments(data.get("attachments"), what)),
     )
 
 
@@ -120,6 +122,7 @@ def parse_comment(raw: Any, issue_id: int) -> Comment:
         public=public,
         published_at=timestamp(data, "published_at", what),
         author=_comment_author(data.get("author"), f"{what}.author"),
+        attachments=tuple(parse_attachments(data.get("attachments"), what, integer(data, "id", what))),
     )
 
 

@@ -85,6 +85,30 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class FilesConfig:
+    """Files travel with the comments (issue 15): on unless `enabled: false`; the webhook needs the
+    `disk` scope (okbx doctor checks it and that the folder takes files)."""
+
+    enabled: bool = setting("bool", True)
+    internal_files: bool = setting("bool", True)  # internal (is_public: false) Okdesk files go too
+    max_file_mb: int = setting("int", 100, check=in_range(1, 2048))  # larger files are named in a note
+    max_cycle_mb: int = setting("int", 500, check=in_range(1, 100_000))  # the rest waits for the next cycle
+    folder_id: int | None = setting("int", None, check=positive_id)  # Drive folder; None: the group's drive
+    results_public: bool = setting("bool", False)  # the files coming back from the task reach the client
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * MB
+
+    @property
+    def max_cycle_bytes(self) -> int:
+        return self.max_cycle_mb * MB
+
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class BillingConfig:
     """Opt-in (issue 10): an invoice in Bitrix24 for each completion returned to Okdesk."""
 
@@ -128,6 +152,7 @@ class Config:
     time: TimeConfig
     state: StateConfig
     sync: SyncConfig
+    files: FilesConfig = FilesConfig()
     billing: BillingConfig | None = None
     debt: DebtConfig | None = None
     source: str = ""
@@ -150,9 +175,10 @@ _CLASSES: dict[str, type] = {
     "time": TimeConfig,
     "state": StateConfig,
     "sync": SyncConfig,
+    "files": FilesConfig,
     "billing": BillingConfig,
     "debt": DebtConfig,
 }
 SECTIONS: dict[str, tuple[type, dict[str, Key]]] = {name: (cls, keys_of(cls)) for name, cls in _CLASSES.items()}
-OPTIONAL_SECTIONS = {"comments", "state", "sync"}
+OPTIONAL_SECTIONS = {"comments", "state", "sync", "files"}
 OPT_IN_SECTIONS = {"billing", "debt"}  # absent = the feature is off

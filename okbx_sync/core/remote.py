@@ -8,6 +8,7 @@ writes, so a cycle without work reads nothing here:
   Okdesk comments of the issue   (free when the cycle's snapshot already read them)
   Bitrix24 comments of the task  (one request per task; none for a task created this cycle)
   Okdesk time entries of the issue (one request per issue that copies time)
+  Drive folders and task files   (remote_files.py, for issues that move files)
 
 Writes made in this cycle are added as they succeed, so the cache stays true.
 """
@@ -20,6 +21,7 @@ from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
 from ..model import Comment, TaskComment, TimeEntry
+from .remote_files import RemoteFiles
 
 
 class RemoteMarkers:
@@ -29,8 +31,11 @@ class RemoteMarkers:
         bitrix: Bitrix24Client,
         bot_employee_id: int,
         issue_comments: dict[int, list[Comment]] | None = None,
+        *,
+        max_file_bytes: int | None = None,
     ) -> None:
         self.okdesk = okdesk
+        self.files = RemoteFiles(okdesk, bitrix, max_file_bytes=max_file_bytes)  # Drive and task files
         self.bitrix = bitrix
         self.bot_employee_id = bot_employee_id
         self._issue: dict[int, dict[str, str]] = {}

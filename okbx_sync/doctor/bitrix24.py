@@ -52,7 +52,8 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
             )
         ]
     checks = [Check("Bitrix24 webhook", True, "the incoming webhook works")]
-    missing = [name for name, accepted in NEEDED_SCOPES.items() if not scopes & set(accepted)]
+    needed = {**NEEDED_SCOPES, **({"disk": ("disk",)} if config.files.enabled else {})}  # disk: files travel
+    missing = [name for name, accepted in needed.items() if not scopes & set(accepted)]
     if missing:
         skipped = []
         if "sonet" in missing:
@@ -61,6 +62,8 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
             skipped.append("users")
         if "task" in missing:
             skipped.append("task card")
+        if "disk" in missing:
+            skipped.append("Drive folder")
         checks.append(
             Check(
                 "Bitrix24 webhook scopes",
@@ -68,11 +71,12 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
                 f"the webhook lacks the scope(s) okbx needs: {', '.join(missing)} "
                 f"(has: {', '.join(sorted(scopes)) or 'none'}; checks skipped: {', '.join(skipped)})",
                 f"in Bitrix24 open the incoming webhook, tick {', '.join(missing)} and save; if the URL changes, "
-                "update BITRIX24_WEBHOOK_URL",
+                "update BITRIX24_WEBHOOK_URL" + (" (or set files.enabled: false)" if "disk" in missing else ""),
             )
         )
     else:
-        checks.append(Check("Bitrix24 webhook scopes", True, "the webhook has the scopes task, user and sonet"))
+        names = ", ".join(needed)
+        checks.append(Check("Bitrix24 webhook scopes", True, f"the webhook has the scopes okbx needs: {names}"))
     checks.append(_admin_check(bitrix))
     if "sonet" not in missing:
         checks.append(_group_check(config, bitrix))

@@ -23,6 +23,8 @@ from ..model import ElapsedItem, Issue
 from ..state.store import Link
 from ..timeutil import human_duration
 from . import render
+from .files.plan import task_files_back
+from .files.route import file_route
 from .issue_writes import CloseLink, CopyTimeEntry, PostReport, ReturnIssue
 from .snapshot import Snapshot, StateView
 
@@ -118,6 +120,7 @@ def completion(
         if will_return:
             note = note_html(f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", return_key.marker)
             actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
+    actions += task_files_back(file_route(config), link, snap, state, late=False)  # after the summary
     actions.append(CloseLink(issue_id, cycle=cycle))
     return actions
 

@@ -36,6 +36,8 @@ from ..model import Task
 from ..state.store import Link, LinkState
 from . import render
 from .completion import completion, late_time
+from .files.plan import comment_files, issue_files, task_files_back
+from .files.route import file_route
 from .issue_writes import MarkGone, PostLinkComment, RememberDeadline
 from .snapshot import Snapshot, StateView
 from .task_writes import CreateTask, ForwardComment, RenewTask, TaskNote, UpdateDeadline, same_minute
@@ -83,7 +85,8 @@ def _plan_issue(
                 RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=closed),
                 *_active(renewed, snap, state, config),
             ]
-        return late_time(link, snap, state, config, now)
+        files_back = task_files_back(file_route(config), link, snap, state, late=True)
+        return late_time(link, snap, state, config, now) + files_back
     if link.state == "gone_task":
         if in_handoff and link.issue_status not in (None, handoff):
             return _new_task(issue_id, link.cycle + 1, snap, state, config)
@@ -130,8 +133,10 @@ def _new_task(issue_id: int, cycle: int, snap: Snapshot, state: StateView, confi
 def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
     issue = snap.issues.get(issue_id) or snap.handoff.get(issue_id)
     company = issue.company if issue else None
-    actions: list[Action] = []
-    for comment in snap.comments.get(issue_id, []):
+    files = file_route(config)  # the issue's own files, then each comment with its files
+    comments = snap.comments.get(issue_id, [])
+    actions = issue_files(files, snap.issues.get(issue_id), comments, task_cycle, state) if files else []
+    for comment in comments:
         if comment.author.kind == "employee" and comment.author.id == config.okdesk.bot_employee_id:
             continue  # our own comments (link notes, summaries) never go back
         if not (config.comments.forward_public if comment.public else config.comments.forward_internal):
@@ -139,8 +144,8 @@ def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: Sta
         action = ForwardComment(issue_id, comment=comment, task_cycle=task_cycle, text="")
         if state.done(action.key):
             continue
-        text = render.forwarded_comment(comment, company, action.marker)
-        actions.append(replace(action, text=text))
+        forward = replace(action, text=render.forwarded_comment(comment, company, action.marker))
+        actions += comment_files(files, forward, state) if files else [forward]
     return actions
 
 

@@ -9,6 +9,7 @@ from functools import cached_property
 from ..keys import Key
 from ..model import Comment, ElapsedItem, Issue, Task
 from ..state.store import Link, Op, OpState
+from .files.reads import TaskFiles
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Snapshot:
     scanned: set[int] = field(default_factory=set)  # read only for the periodic full scan
     scan_deferred: set[int] = field(default_factory=set)  # due for the full scan, but the budget ran short
     seen_updated: dict[int, datetime] = field(default_factory=dict)  # updated_at seen in listings this cycle
+    task_files: dict[int, TaskFiles] = field(default_factory=dict)  # task id -> its files (completing, late)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,11 @@ class CreateTask(Action):
 
     def op_record(self) -> OpRecord:
         deadline = self.issue.deadline_at
-        detail = {"detail": self.detail, "okdesk_deadline": deadline.isoformat() if deadline else None}
+        detail: dict[str, object] = {"detail": self.detail}
+        detail["okdesk_deadline"] = deadline.isoformat() if deadline else None
+        # the issue's files: a handoff cut short (a crash, a stop, a failure) finishes them (sync/files)
+        detail["files"] = [a.id for a in self.issue.attachments]
+        detail["internal_files"] = [a.id for a in self.issue.attachments if not a.is_public]
         return OpRecord(self.cycle, None, detail)
 
     def unwritten(self, ctx: Context) -> Effect | None:

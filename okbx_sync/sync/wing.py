@@ -23,6 +23,8 @@ from ..errors import ApiError
 from ..state.store import Link, LinkState, Store, Track
 from .adopt import adopt_recent_tasks
 from .drift import behind_the_accounts
+from .files.route import file_route
+from .files.wing import RouteFiles
 from .listing import OVERLAP, Listing, Window, read_listing
 from .plan import build_plan
 from .reader import Reader
@@ -62,6 +64,7 @@ class RouteWing:
         self._deferred: set[int] = set()
         self._scanned: set[int] = set()
         self._pages: dict[int, Snapshot] = {}
+        self.files = RouteFiles(ctx, file_route(self.config), started, budget)  # issue 15
 
     # -- once per cycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -96,13 +99,14 @@ class RouteWing:
             scan_quota=None if config.okdesk.comment_detection == "full" else config.okdesk.scan_per_cycle,
         )
         listing = self.listing
+        late_files = self.files.prepare(self.links, set(listing.handoff))
         seen = Seen(
             handoff=frozenset(listing.handoff),
             seen_status=listing.seen_status,
             seen_updated=listing.seen_updated,
             tasks=listing.tasks,
             task_errors=frozenset(listing.errors),
-            late_tasks=frozenset(item.task_id for item in listing.late_elapsed),
+            late_tasks=frozenset(item.task_id for item in listing.late_elapsed) | late_files,
             unposted_late=frozenset(store.unposted_late_reports()),
             now=started,
         )
@@ -145,16 +149,17 @@ class RouteWing:
     def plan_page(self, page: list[int], so_far: Plan) -> Plan:
         assert self.reader is not None
         mine = set(page)
-        work = [w for w in self.selection.work if w.issue_id in mine]
+        work = self.files.reads([w for w in self.selection.work if w.issue_id in mine], self.links)
         links = {i: self.links[i] for i in page if i in self.links}
         snapshot = self.reader.read_page(work, self.links)
+        self.files.read_page(snapshot, work, self.links)
         for issue_id, comments in snapshot.comments.items():  # a write looks for its marker among them
             self.ctx.remote.read_issue(issue_id, comments)
         self._pages[page[0]] = snapshot
-        self._deferred |= snapshot.deferred
         self._scanned |= snapshot.scanned
         state = StateView(links=links, ops=self.store.ops_for(mine))
-        plan = build_plan(snapshot, state, self.config, self.started)
+        plan = self.files.fit(build_plan(snapshot, state, self.config, self.started), snapshot)
+        self._deferred |= snapshot.deferred
         for issue_id, why in snapshot.errors.items():  # a read that failed: tried again at the next run
             plan.blocked.append(Blocked(issue_id, Track.ROUTE, "read", why, transient=True, recorded=issue_id in links))
         return plan
@@ -204,6 +209,7 @@ class RouteWing:
         )
         for key, value in cycle_meta(facts).items():
             self.store.set_meta(key, value)
+        self.files.finish()
 
     def _clocks(self, complete: bool) -> bool:
         """Compare each server's clock (the Date of its last answer) with ours.  Off by more than a
