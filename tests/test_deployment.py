@@ -116,7 +116,8 @@ def test_the_systemd_unit_names_the_env_file_init_writes_and_its_command_runs_wi
             proc.kill()
     assert proc.returncode == 0, stderr
     assert [t["XML_ID"] for t in world.bitrix.tasks()] == [f"okdesk:{issue}"]
-    assert re.search(rf"^{ISO_TS} INFO okbx: okbx sync: 2 done", stderr, re.M), stderr  # the journal line
+    # the journal line; how much was done before SIGTERM stopped the run depends on timing
+    assert re.search(rf"^{ISO_TS} INFO okbx: okbx sync: [12] done, 0 adopted, 0 failed", stderr, re.M), stderr
 
 
 # -- 2. cron-quiet, log-complete ------------------------------------------------------------------------
