@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 PREFIX = "okbx:"
+DEFAULT_ROUTE = "programmers"  # the route of every earlier release: its markers carry no route
 # kinds and parts are ASCII words and numbers; anything else after "okbx:" is not ours
 _TOKEN = re.compile(r"okbx:([a-z]+(?::[a-z0-9_-]+)+)$")
 _INT = re.compile(r"[0-9]{1,18}")  # ids and handoff numbers; 18 digits fit SQLite's integer
@@ -107,11 +108,31 @@ class TaskKey(Key):
 
 @dataclass(frozen=True)
 class LinkCommentKey(Key):
-    """The internal comment in the issue naming the task of handoff `cycle`."""
+    """The internal comment in the issue naming the target of handoff `cycle`; its marker also names
+    the route (unless the programmers') and `previous` (a status token), for a lost store to read."""
 
     kind: ClassVar[str] = "linkcomment"
     issue_id: int
     cycle: int
+    route: str | None = None
+    previous: str | None = None
+
+    @classmethod
+    def of(cls, issue_id: int, cycle: int, route: str, previous: str | None) -> LinkCommentKey:
+        named = route if route != DEFAULT_ROUTE or previous is not None else None
+        return cls(issue_id, cycle, named, cls.status_token(previous) if previous is not None else None)
+
+    @staticmethod
+    def status_token(code: str) -> str:  # a plain code as it is, any other as `x-` and its UTF-8 in hex
+        return code if re.fullmatch(r"[a-z0-9_]{1,40}", code) else "x-" + code.encode("utf-8").hex()
+
+    @property
+    def previous_status(self) -> str | None:
+        try:
+            token = self.previous or ""
+            return (bytes.fromhex(token[2:]).decode("utf-8") if token.startswith("x-") else token) or None
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -192,6 +213,15 @@ class ReturnKey(Key):
 
 
 @dataclass(frozen=True)
+class HandoffKey(Key):
+    """The issue entered a route at handoff `cycle` before its target could be made (store only)."""
+
+    kind: ClassVar[str] = "handoff"
+    issue_id: int
+    cycle: int
+
+
+@dataclass(frozen=True)
 class RenewKey(Key):
     kind: ClassVar[str] = "renew"
     issue_id: int
@@ -239,15 +269,22 @@ class GoneKey(Key):
 TASK_XML_PREFIX = "okdesk:"
 
 
-def task_xml_id(issue_id: int) -> str:
-    """The XML_ID of the task made for an issue (every handoff reuses the task)."""
-    return f"{TASK_XML_PREFIX}{issue_id}"
+def task_xml_id(issue_id: int, route: str = DEFAULT_ROUTE) -> str:
+    """The XML_ID of a route's task for an issue (reused by its every handoff); the programmers' as ever."""
+    return f"{TASK_XML_PREFIX}{issue_id}" + ("" if route == DEFAULT_ROUTE else f":{route}")
 
 
 def issue_of_xml_id(xml_id: str | None) -> int | None:
-    """The issue a task of okbx was made for, from its XML_ID."""
+    """The issue a task of okbx's programmers' route was made for, from its XML_ID."""
     rest = (xml_id or "").removeprefix(TASK_XML_PREFIX)
     return int(rest) if xml_id and xml_id.startswith(TASK_XML_PREFIX) and _INT.fullmatch(rest) else None
+
+
+DEAL_ORIGINATOR = "okbx"  # a deal has no xmlId: originatorId/originId is okbx's marker (routes-files.md 1.4)
+
+
+def deal_origin(issue_id: int, cycle: int, route: str) -> str:  # its op key: the handoff's TaskKey
+    return f"{TASK_XML_PREFIX}{issue_id}:{cycle}:{route}"
 
 
 # -- billing and the debt hold ------------------------------------------------------------------

@@ -33,6 +33,7 @@ class Issue:
     equipment_ids: tuple[int, ...] | None = None
     agreement: Agreement | None = None
     contact_id: int | None = None
+    old_status: str | None = None  # the status it had before this one (the full issue only)
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,4 @@ class TaskComment:
     task_id: int
     author_id: int
     text: str
+    posted_at: datetime | None = None

@@ -23,11 +23,11 @@ from ..clients.bitrix24_crm import CrmClient, Invoice, Stage
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..core.action import WorkLine
+from ..core.companies import CompanyMatcher, Unmatched
 from ..errors import ApiError
 from ..markup import html_to_text
 from ..model import Issue
 from ..state.store import Op, Store
-from .companies import CompanyMatcher, Unmatched
 from .debt_actions import status_before
 from .snapshot import BilledInvoice, Completion, Debt, Hold
 

@@ -16,12 +16,12 @@ from datetime import datetime
 from .. import keys
 from ..core.action import Context
 from ..core.applier import ApplyReport, Guard
+from ..core.companies import CompanyMatcher
 from ..core.health import without_waiting
 from ..core.plan import Plan
 from ..errors import ApiError
 from ..model import Issue
 from ..state.lifecycle import Track
-from .companies import CompanyMatcher
 from .fetch import BillingGlobals, match_companies, read_globals
 from .plan import build_billing_plan
 from .snapshot import BillingSnapshot, Completion

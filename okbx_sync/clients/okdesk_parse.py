@@ -42,6 +42,8 @@ def parse_issue(raw: Any) -> Issue:
         equipment_ids=parse_equipment_ids(data, what),
         agreement=parse_agreement(data.get("agreement"), f"{what}.agreement"),
         contact_id=_ref_id(data.get("contact"), f"{what}.contact"),
+        # the status before this one (okdesk.md 3: the full issue carries it): where `previous` returns
+        old_status=_code(data.get("old_status"), f"{what}.old_status"),
     )
 
 

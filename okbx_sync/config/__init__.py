@@ -12,6 +12,7 @@ from .load import (
     parse_config,
     parse_yaml,
 )
+from .routes import PREVIOUS, FinishConfig, FlowsConfig, RouteConfig, TargetConfig, TriggerConfig
 from .sections import (
     OPT_IN_SECTIONS,
     OPTIONAL_SECTIONS,
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_NESTING",
     "OPTIONAL_SECTIONS",
     "OPT_IN_SECTIONS",
+    "PREVIOUS",
     "REQUIRED",
     "SECTIONS",
     "BillingConfig",
@@ -41,11 +43,16 @@ __all__ = [
     "CommentsConfig",
     "Config",
     "DebtConfig",
+    "FinishConfig",
+    "FlowsConfig",
     "Key",
     "OkdeskConfig",
+    "RouteConfig",
     "StateConfig",
     "SyncConfig",
+    "TargetConfig",
     "TimeConfig",
+    "TriggerConfig",
     "config_path",
     "insecure_http_problem",
     "is_loopback",

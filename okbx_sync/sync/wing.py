@@ -26,6 +26,7 @@ from .drift import behind_the_accounts
 from .listing import OVERLAP, Listing, Window, read_listing
 from .plan import build_plan
 from .reader import Reader
+from .route_reads import RouteReads, read_stages
 from .select import Flags, Seen, Selection, select
 from .settle import CycleFacts, cycle_meta, settle_page
 from .snapshot import Snapshot, StateView
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 
 class RouteWing:
-    name = "programmers"
+    """Every configured route (the programmers', documents, sales...): one wing, one set of reads."""
+
+    name = "routes"
     guards: tuple[Guard, ...] = (behind_the_accounts,)
 
     def __init__(
@@ -87,13 +90,14 @@ class RouteWing:
             or (started - last_full).total_seconds() >= config.okdesk.full_scan_minutes * 60
         )
         self.flags = Flags(
-            handoff_status=config.okdesk.handoff_status,
+            handoff_status=config.routes[0].status,
             done_statuses=frozenset(config.bitrix24.done_statuses),
             full_listing=self.listing.full,
             full_scan=full_scan,
             first_cycle=self.window.okdesk_since is None,
             scan_after=int(store.get_meta("full_scan_cursor") or 0),
             scan_quota=None if config.okdesk.comment_detection == "full" else config.okdesk.scan_per_cycle,
+            route_status={route.name: route.status for route in config.routes},
         )
         listing = self.listing
         seen = Seen(
@@ -105,9 +109,14 @@ class RouteWing:
             late_tasks=frozenset(item.task_id for item in listing.late_elapsed),
             unposted_late=frozenset(store.unposted_late_reports()),
             now=started,
+            deals=listing.deals,
         )
         self.selection = select(self.links, seen, self.flags)
-        self.reader = Reader(self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget)
+        stages = read_stages(self.ctx.bitrix, config) if any(r.kind == "deal" for r in config.routes) else {}
+        extras = RouteReads.of(self.ctx.okdesk, self.ctx.bitrix, config)
+        self.reader = Reader(
+            self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget, extras=extras, stages=stages
+        )
 
     def _window(self) -> Window:
         store, config, started = self.store, self.config, self.started
@@ -137,7 +146,7 @@ class RouteWing:
             for issue_id, link in self.links.items()
             if link.state == LinkState.ACTIVE
             and link.task_id is not None
-            and self.listing.tasks.get(link.task_id, 0) is None
+            and (self.listing.tasks if link.on_task else self.listing.deals).get(link.task_id, 0) is None
         }
         return gone, set()
 
@@ -148,6 +157,8 @@ class RouteWing:
         work = [w for w in self.selection.work if w.issue_id in mine]
         links = {i: self.links[i] for i in page if i in self.links}
         snapshot = self.reader.read_page(work, self.links)
+        for issue_id, comments in snapshot.comments.items():
+            self.ctx.remote.saw(issue_id, comments)
         self._pages[page[0]] = snapshot
         self._deferred |= snapshot.deferred
         self._scanned |= snapshot.scanned
