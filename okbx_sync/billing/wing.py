@@ -22,7 +22,7 @@ from ..core.plan import Plan
 from ..errors import ApiError
 from ..model import Issue
 from ..state.lifecycle import Track
-from .fetch import BillingGlobals, match_companies, read_globals
+from .fetch import BillingGlobals, billed, match_companies, read_globals
 from .plan import build_billing_plan
 from .snapshot import BillingSnapshot, Completion
 
@@ -96,7 +96,11 @@ class BillingWing:
             done = action.completes()
             if done is not None and done.issue_id in mine and (done.issue_id, done.cycle) not in known:
                 link = links.get(done.issue_id)
-                completions.append(Completion(done.issue_id, done.cycle, link.task_id if link else None, done.work))
+                task_id = done.task_id if done.task_id is not None or link is None or not link.on_task else link.task_id
+                route = done.route
+                completions.append(
+                    Completion(done.issue_id, done.cycle, task_id, done.work, route, billed(self.config, route))
+                )
         snap = BillingSnapshot(
             today=found.today,
             completions=completions,
@@ -123,7 +127,11 @@ class BillingWing:
 
     def _read_issues(self, snap: BillingSnapshot, found: BillingGlobals, completions: list[Completion]) -> None:
         """The issues of completions not invoiced yet (billable? whose company?) and of holds."""
-        wanted = [c.issue_id for c in completions if keys.InvoiceKey(c.issue_id, c.cycle).text not in snap.invoiced]
+        wanted = [
+            c.issue_id
+            for c in completions
+            if c.billed and keys.InvoiceKey(c.issue_id, c.cycle).text not in snap.invoiced
+        ]
         wanted += [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
         for issue_id in sorted(set(wanted)):
             known: Issue | None = found.held_issues.get(issue_id)

@@ -169,8 +169,9 @@ def _route(where: str, entry: Any, env: Mapping[str, str], base_dir: Path) -> tu
 def _target_problems(where: str, route: RouteConfig, target: dict[str, Any], flows: dict[str, Any]) -> Problems:
     kind, problems = route.kind, []
     other = DEAL_ONLY if kind == "task" else TASK_ONLY
-    for key in other:
-        if target.get(key) is not None:
+    defaults = block_keys(TargetConfig)
+    for key in other:  # shown with its default (as config.example.yaml does) is no problem
+        if target.get(key) is not None and getattr(route.target, key) != defaults[key].default:
             problems.append((f"{where}.target.{key}", f"does not apply to a target of kind {kind}"))
     needed = ("group_id", "responsible_id") if kind == "task" else ("pipeline_id",)
     for key in needed:

@@ -213,8 +213,8 @@ def rebuilt(
     return LinkChange(issue_id, "rebuild" if not new else "link", why, fields, create=new)
 
 
-def linked_by_hand(issue_id: int, task_id: int, status: str | None) -> LinkChange:
-    fields = {"state": LinkState.ACTIVE, "cycle": 1, "task_id": task_id, "issue_status": status}
+def linked_by_hand(issue_id: int, task_id: int, status: str | None, *, route: str = DEFAULT_ROUTE) -> LinkChange:
+    fields = {"state": LinkState.ACTIVE, "cycle": 1, "task_id": task_id, "issue_status": status, "route": route}
     return LinkChange(issue_id, "link", f"linked by hand to task {task_id}", fields, create=True)
 
 

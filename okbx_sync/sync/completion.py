@@ -51,8 +51,10 @@ def copy_actions(
     snap: Snapshot,
     state: StateView,
     config: Config,
+    route: str = DEFAULT_ROUTE,
 ) -> tuple[list[Action], list[Row]]:
-    """Copy each item not copied yet; return the actions and all rows the report lists."""
+    """Copy each item not copied yet; return the actions and all rows the report lists.  Each
+    copy keeps its line with the route it was logged on (the ledger counts hours per route)."""
     actions: list[Action] = []
     rows = [dict(op.detail) for op in state.reported_in(report) if op.state == "done" and op.detail]
     for item in sorted(items, key=lambda i: i.id):
@@ -68,7 +70,7 @@ def copy_actions(
                 comment=render.time_entry_comment(item.comment or "Bitrix24", key.marker),
                 report=report,
                 cycle=cycle,
-                row=item_row(item, snap.user_names),
+                row=item_row(item, snap.user_names) | {"route": route},
             )
         )
         rows.append(item_row(item, snap.user_names))
@@ -89,9 +91,10 @@ def completion(
     route = route or _route(link, config)
     issue_id, cycle = link.issue_id, link.cycle
     report = keys.SummaryKey(issue_id, cycle)
-    actions, rows = (
-        copy_actions(issue_id, cycle, items, report, snap, state, config) if route.flows.copy_time else ([], [])
-    )
+    actions: list[Action] = []
+    rows: list[Row] = []
+    if route.flows.copy_time:
+        actions, rows = copy_actions(issue_id, cycle, items, report, snap, state, config, route.name)
     task_id = link.task_id
     if route.name == DEFAULT_ROUTE:
         heading = f"The programmers completed Bitrix24 task #{task_id}."
@@ -250,7 +253,7 @@ def late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now:
     if not new_items and not orphan:
         return []
     report = orphan[0] if orphan else keys.LateKey(issue_id, min(i.id for i in new_items))
-    actions, rows = copy_actions(issue_id, link.cycle, new_items, report, snap, state, config)
+    actions, rows = copy_actions(issue_id, link.cycle, new_items, report, snap, state, config, link.route)
     heading = f"More time was logged in Bitrix24 task #{link.task_id} after it was completed."
     total = human_duration(sum(int(str(r["seconds"])) for r in rows))
     actions.append(_report(report, heading, rows, f"Copied as time entries ({total}).", config))

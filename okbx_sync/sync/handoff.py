@@ -101,7 +101,8 @@ def moved(
     reported = False
     if link.on_task and route.flows.copy_time and link.task_id in snap.elapsed:
         report = keys.SummaryKey(issue_id, cycle)
-        copies, rows = copy_actions(issue_id, cycle, snap.elapsed[link.task_id or 0], report, snap, state, config)
+        items = snap.elapsed[link.task_id or 0]
+        copies, rows = copy_actions(issue_id, cycle, items, report, snap, state, config, route.name)
         if rows and not state.done(report):
             heading = f"The issue moved to route {to.name} before Bitrix24 task #{link.task_id} was completed."
             footer = "The time logged on the task until now is copied; the status is left as it is."
