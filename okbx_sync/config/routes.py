@@ -140,12 +140,13 @@ def parse_routes(raw: Any, env: Mapping[str, str], base_dir: Path) -> tuple[tupl
 def _route(where: str, entry: Any, env: Mapping[str, str], base_dir: Path) -> tuple[RouteConfig | None, Problems]:
     if not isinstance(entry, dict):
         return None, [(where, "must be a mapping with name, trigger, target, flows, finish")]
-    problems: Problems = [(f"{where}.{k}", "unknown key") for k in entry if k != "name" and k not in BLOCKS]
+    problems: Problems = []
     name = entry.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         problems.append((f"{where}.name", "must be a word of a-z, 0-9 and _ (up to 30, starting with a letter)"))
     else:
         where = f"routes.{name}"
+    problems += [(f"{where}.{k}", "unknown key") for k in entry if k != "name" and k not in BLOCKS]
     built: dict[str, Any] = {}
     for block, cls in BLOCKS.items():
         values = entry.get(block)
