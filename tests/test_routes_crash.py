@@ -26,7 +26,7 @@ from e2e import (
 )
 from test_crash_safety import LOST, _action_classes
 
-from okbx_emulator.http import EmulatorServer, Fault
+from okbx_emulator.http import EmulatorServer
 from okbx_emulator.world import DOCS_STATUS, HANDOFF, SALES_STATUS, World
 from okbx_sync import keys
 from okbx_sync.sync import targets
