@@ -274,10 +274,10 @@ def task_xml_id(issue_id: int, route: str = DEFAULT_ROUTE) -> str:
     return f"{TASK_XML_PREFIX}{issue_id}" + ("" if route == DEFAULT_ROUTE else f":{route}")
 
 
-def issue_of_xml_id(xml_id: str | None) -> int | None:
-    """The issue a task of okbx's programmers' route was made for, from its XML_ID."""
-    rest = (xml_id or "").removeprefix(TASK_XML_PREFIX)
-    return int(rest) if xml_id and xml_id.startswith(TASK_XML_PREFIX) and _INT.fullmatch(rest) else None
+def issue_of_xml_id(xml_id: str | None, route: str = DEFAULT_ROUTE) -> int | None:
+    """The issue a route's task was made for, from its XML_ID."""
+    number = (xml_id or "").removeprefix(TASK_XML_PREFIX).split(":")[0]
+    return int(number) if _INT.fullmatch(number) and xml_id == task_xml_id(int(number), route) else None
 
 
 DEAL_ORIGINATOR = "okbx"  # a deal has no xmlId: originatorId/originId is okbx's marker (routes-files.md 1.4)
