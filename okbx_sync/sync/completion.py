@@ -220,6 +220,7 @@ def _note_report(report: keys.SummaryKey, text: str, route: RouteConfig, link: L
         public=route.flows.summary_public,
         return_owed=return_owed,
         target=_target_of(link),
+        note=text.splitlines()[0],
     )
 
 

@@ -58,6 +58,7 @@ class PostReport(IssueComment):
     return_owed: bool = False
     rows: tuple[dict[str, object], ...] = field(default=(), compare=False)  # the report's lines
     target: tuple[str, str, int] | None = field(default=None, compare=False)  # (route, kind, id) it reports
+    note: str = field(default="", compare=False)  # what a report without time says, for plans and logs
     kind: ClassVar[str] = "summary"
 
     def completes(self) -> Completed | None:
@@ -90,6 +91,8 @@ class PostReport(IssueComment):
 
     @property
     def detail(self) -> str:
+        if self.note:
+            return f"report: {self.note[:100]}"
         minutes = round(self.total_seconds / 60)
         what = "summary" if isinstance(self.report, keys.SummaryKey) else "late time note"
         return f"{what}: {minutes // 60}:{minutes % 60:02d} in {self.item_count} entries"

@@ -130,6 +130,7 @@ class DealTarget:
                 public=route.flows.summary_public,
                 return_owed=return_owed,
                 target=(route.name, "deal", deal.id),
+                note=result,
             )
 
         back = f"Back from route {route.name}: Bitrix24 deal #{deal.id} is closed."
