@@ -170,8 +170,8 @@ def moved(issue_id: int, to_route: str) -> LinkChange:
     return LinkChange(issue_id, "close", f"moved to route {to_route}; this handoff is over", fields)
 
 
-def target_made(issue_id: int, task_id: int) -> LinkChange:
-    return LinkChange(issue_id, "task", f"task {task_id}", {"task_id": task_id})
+def target_made(issue_id: int, task_id: int, what: str = "task") -> LinkChange:
+    return LinkChange(issue_id, "task", f"{what} {task_id}", {"task_id": task_id})
 
 
 def renewed(issue_id: int, cycle: int) -> LinkChange:

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 
 from ..clients.bitrix24 import Bitrix24Client
-from ..clients.bitrix24_crm import Stage
 from ..clients.limits import RequestBudget
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
@@ -38,7 +37,6 @@ class Reader:
     statuses: dict[str, str] | None = None  # read once per cycle, when a page reads an issue
     user_names: dict[int, str] = field(default_factory=dict)
     extras: RouteReads | None = None  # what the routes' targets need besides (route_reads.py)
-    stages: dict[int, list[Stage] | str] = field(default_factory=dict)  # deal pipelines, read once per cycle
 
     def over_budget(self) -> bool:
         return self.budget is not None and self.budget.share_spent(READ_SHARE)
@@ -53,7 +51,6 @@ class Reader:
             seen_status={i: listing.seen_status[i] for i in page if i in listing.seen_status},
             seen_updated={i: listing.seen_updated[i] for i in page if i in listing.seen_updated},
             deals=listing.deals,
-            stages=self.stages,
         )
         page_tasks = {links[i].task_id for i in page if i in links}
         snap.late_elapsed = [item for item in listing.late_elapsed if item.task_id in page_tasks]

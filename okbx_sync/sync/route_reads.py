@@ -56,12 +56,14 @@ class RouteReads:
     bitrix: Bitrix24Client
     config: Config
     matcher: CompanyMatcher | None = None
+    stages: dict[int, list[Stage] | str] | None = None  # read once per cycle, when a page needs them
 
     @classmethod
     def of(cls, okdesk: OkdeskClient, bitrix: Bitrix24Client, config: Config) -> RouteReads:
         return cls(okdesk, bitrix, config, CompanyMatcher(okdesk, CrmClient(bitrix), config.billing))
 
     def read(self, snap: Snapshot, links: dict[int, Link], completing: list[Link]) -> None:
+        entering: list[int] = []
         for issue_id, issue in sorted(snap.issues.items()):
             if issue is None or issue_id in snap.errors:
                 continue
@@ -71,12 +73,17 @@ class RouteReads:
                 continue
             try:
                 if route.kind == "deal":
+                    entering.append(issue_id)
                     snap.parties[issue_id] = self.party(issue)
                 elif route.target.describe == "equipment":
                     snap.equipment[issue_id] = self.equipment(issue)
             except ApiError as error:
                 snap.errors[issue_id] = f"reading what route {route.name} needs failed: {error}"
         self._results(snap, completing)
+        if entering or any(link.target == "deal" for link in completing):  # a deal is made, or finished
+            if self.stages is None:
+                self.stages = read_stages(self.bitrix, self.config)
+            snap.stages.update(self.stages)
 
     def party(self, issue: Issue) -> DealParty | str:
         assert self.matcher is not None

@@ -26,7 +26,7 @@ from .drift import behind_the_accounts
 from .listing import OVERLAP, Listing, Window, read_listing
 from .plan import build_plan
 from .reader import Reader
-from .route_reads import RouteReads, read_stages
+from .route_reads import RouteReads
 from .select import Flags, Seen, Selection, select
 from .settle import CycleFacts, cycle_meta, settle_page
 from .snapshot import Snapshot, StateView
@@ -112,11 +112,8 @@ class RouteWing:
             deals=listing.deals,
         )
         self.selection = select(self.links, seen, self.flags)
-        stages = read_stages(self.ctx.bitrix, config) if any(r.kind == "deal" for r in config.routes) else {}
         extras = RouteReads.of(self.ctx.okdesk, self.ctx.bitrix, config)
-        self.reader = Reader(
-            self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget, extras=extras, stages=stages
-        )
+        self.reader = Reader(self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget, extras=extras)
 
     def _window(self) -> Window:
         store, config, started = self.store, self.config, self.started

@@ -180,7 +180,7 @@ class CreateDeal(Action):
         found = deals(ctx).deals_by_marker([marker]).get(marker, []) if looked is None else looked
         mine = sorted((d for d in found if isinstance(d, Deal) and d.marker == marker), key=lambda d: d.id)
         if mine:
-            return Found(str(mine[0].id), lifecycle.target_made(self.issue_id, mine[0].id))
+            return Found(str(mine[0].id), lifecycle.target_made(self.issue_id, mine[0].id, "deal"))
         if (op is not None and op.unsure) or self.adopt_only:
             return None
         return self._later(ctx) or renumbered(ctx, self.issue_id, self.cycle, self.issue.status, self.entry)
@@ -219,7 +219,7 @@ class CreateDeal(Action):
     def perform(self, ctx: Context) -> Effect:
         deal = deals(ctx).add_deal(dict(self.fields), self.deal_marker)
         ctx.remote.new_deal(deal.id)
-        return str(deal.id), lifecycle.target_made(self.issue_id, deal.id)
+        return str(deal.id), lifecycle.target_made(self.issue_id, deal.id, "deal")
 
     batchable: ClassVar[bool] = True
 
@@ -235,7 +235,7 @@ class CreateDeal(Action):
         done: dict[str, Effect | ApiError] = dict(errors)
         for key, deal in made.items():
             ctx.remote.new_deal(deal.id)
-            done[key] = (str(deal.id), lifecycle.target_made(creates[key].issue_id, deal.id))
+            done[key] = (str(deal.id), lifecycle.target_made(creates[key].issue_id, deal.id, "deal"))
         return done
 
 
