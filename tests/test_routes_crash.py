@@ -221,7 +221,12 @@ def test_every_write_kind_of_the_routes_has_a_crash_scenario():
     assert routes <= {s.action for s in SCENARIOS}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
+# a killed process costs seconds: every new write kind is killed, the kinds the programmers' route
+# shares (the document task, a task note) only lose their answers here (test_crash_safety.py kills them)
+KILLED = [s for s in SCENARIOS if s.name not in ("docs_task", "moved_note", "deal_after_move")]
+
+
+@pytest.mark.parametrize("scenario", KILLED, ids=str)
 def test_killed_after_the_server_committed_a_route_write(world, okbx, scenario: Scenario):
     configure(world, okbx)
     story = scenario.prepare(world, okbx)
