@@ -278,3 +278,9 @@ def test_a_parked_route_link_is_left_alone_whatever_its_target():
     made = plan(snapshot(issue("to_sales")), {1: link("sales", target="deal", task_id=None, health=parked)})
     assert kinds(made.actions) == ["IssueNote"] and made.skipped[1] == "parked after repeated failures"
     assert not [a for a in made.actions if isinstance(a, (CreateDeal, CloseLink))]
+
+
+def test_leaving_the_route_before_the_deal_could_be_made_withdraws_the_handoff():
+    waiting = link("sales", target="deal", task_id=None)
+    made = plan(snapshot(issue("in_progress"), listed=False, parties={1: "no CRM company"}), {1: waiting})
+    assert kinds(made.actions) == ["Withdraw"] and made.actions[0].key == "gone:withdrawn:1:1" and not made.blocked

@@ -160,3 +160,24 @@ class EnterRoute(LocalAction):
         return None, lifecycle.handed_off(
             self.issue_id, self.cycle, status, existing=ctx.store.link(self.issue_id), entry=self.entry
         )
+
+
+@dataclass(frozen=True)
+class Withdraw(LocalAction):
+    """The issue left the route's status before its target could be made (a deal whose company is
+    still not matched): nothing was made, so nothing is looked for; the link stops, as it does
+    when a create is withdrawn, and a later return to the status is a new handoff."""
+
+    cycle: int
+    kind: ClassVar[str] = "gone"
+
+    @property
+    def ref(self) -> keys.Key:
+        return keys.GoneKey("withdrawn", self.issue_id, self.cycle)
+
+    @property
+    def detail(self) -> str:
+        return "left the route's status before its target could be made"
+
+    def apply_locally(self, ctx: Context) -> Effect:
+        return None, lifecycle.withdrawn(self.issue_id)

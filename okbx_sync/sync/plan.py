@@ -42,7 +42,7 @@ from ..state.lifecycle import Entry
 from ..state.store import Link, LinkState, Track
 from . import routing
 from .completion import late_time
-from .handoff import Planned, forward_comments, moved, new_handoff
+from .handoff import Planned, Withdraw, forward_comments, moved, new_handoff
 from .issue_writes import MarkGone, RememberDeadline
 from .snapshot import Snapshot, StateView
 from .targets import MISSING, target_of
@@ -104,7 +104,9 @@ def _plan_issue(
         actions, blocked = new_handoff(issue_id, on, link.cycle, link, snap, state, config, now)
         if now_on is None or now_on.name != route.name:  # withdrawn: only adopt what was made
             creates = [a for a in actions if a.kind in ("task", "deal")]
-            return [target_of(route.kind).adopt_only(creates[0])] if creates else [], None
+            if creates:
+                return [target_of(route.kind).adopt_only(creates[0])], None
+            return ([Withdraw(issue_id, cycle=link.cycle)] if blocked is not None else []), None
         return actions, blocked
     target = target_of(link.target)
     issue = snap.issues.get(issue_id)
