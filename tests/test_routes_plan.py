@@ -284,3 +284,11 @@ def test_leaving_the_route_before_the_deal_could_be_made_withdraws_the_handoff()
     waiting = link("sales", target="deal", task_id=None)
     made = plan(snapshot(issue("in_progress"), listed=False, parties={1: "no CRM company"}), {1: waiting})
     assert kinds(made.actions) == ["Withdraw"] and made.actions[0].key == "gone:withdrawn:1:1" and not made.blocked
+
+
+def test_leaving_before_the_deal_was_matched_again_still_looks_for_a_deal_whose_answer_was_lost():
+    waiting = link("sales", target="deal", task_id=None)
+    sent = Op("task:1:1", 1, "deal", OpState.INTENT, None, 1, None, False, None, 1, {}, NOW)
+    made = plan(snapshot(issue("in_progress"), listed=False), {1: waiting}, [sent]).actions
+    (look,) = made
+    assert isinstance(look, CreateDeal) and look.adopt_only and look.deal_marker.origin_id == "okdesk:1:1:sales"

@@ -106,7 +106,11 @@ def _plan_issue(
             creates = [a for a in actions if a.kind in ("task", "deal")]
             if creates:
                 return [target_of(route.kind).adopt_only(creates[0])], None
-            return ([Withdraw(issue_id, cycle=link.cycle)] if blocked is not None else []), None
+            if blocked is None or (seen := snap.issues.get(issue_id)) is None:
+                return [], None
+            if state.ops.get(keys.TaskKey(issue_id, link.cycle).text) is not None:  # a create was sent: look for it
+                return [target_of(route.kind).adopt_only_made(route, seen, link.cycle, link)], None
+            return [Withdraw(issue_id, cycle=link.cycle)], None
         return actions, blocked
     target = target_of(link.target)
     issue = snap.issues.get(issue_id)

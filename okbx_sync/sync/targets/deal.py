@@ -89,6 +89,10 @@ class DealTarget:
         assert isinstance(create, CreateDeal)
         return replace(create, adopt_only=True)
 
+    def adopt_only_made(self, route: RouteConfig, issue: Issue, cycle: int, link: Link) -> Action:
+        entry = Entry(route.name, "deal", link.previous_status)
+        return CreateDeal(issue.id, issue=issue, cycle=cycle, route=route.name, fields={}, entry=entry, adopt_only=True)
+
     def link_comment(self, issue_id: int, cycle: int, route: RouteConfig, entry: Entry) -> Action:
         said = keys.LinkCommentKey.of(issue_id, cycle, route.name, entry.previous_status)
         return PostDealLink(issue_id, task_cycle=cycle, said=said)

@@ -63,6 +63,12 @@ class TaskTarget:
         assert isinstance(create, CreateTask)
         return replace(create, adopt_only=True)
 
+    def adopt_only_made(self, route: RouteConfig, issue: Issue, cycle: int, link: Link) -> Action:
+        xml_id = keys.task_xml_id(issue.id, route.name)  # the look needs only its XML_ID and group
+        fields: dict[str, Any] = {"XML_ID": xml_id, "GROUP_ID": route.target.group_id}
+        entry = Entry(route.name, "task", link.previous_status)
+        return CreateTask(issue.id, issue=issue, cycle=cycle, fields=fields, entry=entry, adopt_only=True)
+
     def link_comment(self, issue_id: int, cycle: int, route: RouteConfig, entry: Entry) -> Action:
         said = keys.LinkCommentKey.of(issue_id, cycle, route.name, entry.previous_status)
         return PostLinkComment(
