@@ -38,11 +38,14 @@ from typing import Any
 
 from okbx_emulator.http import Request
 from okbx_emulator.world import HANDOFF, World
+from okbx_sync import keys
 from okbx_sync.config import load_config
+from okbx_sync.state import lifecycle
+from okbx_sync.state.lifecycle import LinkChange
 from okbx_sync.state.store import Store
 
 SUMMARY = re.compile(r"(\d+) left for the next run; requests: Okdesk (\d+), Bitrix24 (\d+)")
-FAST_CLIENT = {"requests_per_second": 5000, "burst": 5000}  # measure okbx, not its throttle
+FAST_CLIENT = {"requests_per_second": 1000, "burst": 5000}  # measure okbx, not its throttle (1000: the config's most)
 HISTORY_AGO = timedelta(hours=2)  # when the seeded handoffs were handled
 
 
@@ -127,9 +130,22 @@ class Seeder:
             raise SystemExit(f"seeding {method} failed: {answer}")
         return answer["result"]
 
-    def _op(self, key: str, issue: int, kind: str, remote_id: str, cycle: int | None = 1, **link: Any) -> None:
-        self.store.begin_op(key, issue, kind, cycle=cycle, report_key=None)
-        self.store.finish_op(key, issue, kind, remote_id=remote_id, outcome="done", summary="seeded", link_update=link)
+    def _op(
+        self,
+        key: keys.Key,
+        issue: int,
+        kind: str,
+        remote_id: str | None,
+        *,
+        cycle: int | None = 1,
+        report: keys.Key | None = None,
+        change: LinkChange | None = None,
+    ) -> None:
+        """A write okbx made, recorded as the applier records it (intent, then done, with its link change)."""
+        report_key = report.text if report else None
+        self.store.begin_op(key.text, issue, kind, cycle=cycle, report_key=report_key)
+        done = {"remote_id": remote_id, "outcome": "done", "summary": "seeded", "change": change}
+        self.store.finish_op(key.text, issue, kind, **done)
 
     def handed_off(self, n: int) -> tuple[int, int]:
         """An issue handed off, its task created with okbx's marker, the link comment posted."""
@@ -140,18 +156,17 @@ class Seeder:
         ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
         fields = {
             "TITLE": f"[Okdesk #{issue}] Seeded issue {n}",
-            "XML_ID": f"okdesk:{issue}",
+            "XML_ID": keys.task_xml_id(issue),
             "GROUP_ID": cfg.bitrix24.group_id,
             "RESPONSIBLE_ID": cfg.bitrix24.responsible_id,
             "CREATED_BY": cfg.bitrix24.created_by,
         }
         task = int(self._bitrix("tasks.task.add", {"fields": fields})["task"]["id"])
-        comment = ok.add_comment(
-            issue, f"<p>Task #{task}</p><p>okbx:linkcomment:{issue}:1</p>", author_id=p.bot, public=False
-        )
-        self.store.create_link(issue, None, status=HANDOFF, origin="handoff")
-        self._op(f"task:{issue}:1", issue, "task", str(task), task_id=task)
-        self._op(f"linkcomment:{issue}:1", issue, "link_comment", str(comment))
+        marker = keys.LinkCommentKey(issue, 1).marker
+        comment = ok.add_comment(issue, f"<p>Task #{task}</p><p>{marker}</p>", author_id=p.bot, public=False)
+        self.store.apply(lifecycle.handed_off(issue, 1, HANDOFF, existing=None))
+        self._op(keys.TaskKey(issue, 1), issue, "task", str(task), change=lifecycle.target_made(issue, task))
+        self._op(keys.LinkCommentKey(issue, 1), issue, "link_comment", str(comment))
         return issue, task
 
     def open_links(self, count: int) -> list[int]:
@@ -169,15 +184,13 @@ class Seeder:
             item = bx.log_time(task, p.bx_ivan, 1800, "fixed")
             self.last_item = max(self.last_item, item)
             bx.complete_task(task)
-            self._op(f"time:{item}", issue, "time", str(item))
-            summary = f"<p>Done: 0:30</p><p>okbx:summary:{issue}:1</p>"
+            report = keys.SummaryKey(issue, 1)
+            self._op(keys.TimeKey(item), issue, "time", None, report=report)
+            summary = f"<p>Done: 0:30</p><p>{keys.items_line([item])}</p><p>{report.marker}</p>"
             ok.set_status(issue, "opened", by_employee_id=p.bot, comment=summary)
-            self.store.begin_op(f"return:{issue}:1", issue, "return", cycle=1, report_key=f"summary:{issue}:1")
-            self.store.finish_op(
-                f"return:{issue}:1", issue, "return", remote_id=None, outcome="done", summary="seeded",
-                link_update={"state": "done", "done_at": done_at},
-            )  # fmt: skip
-            self._op(f"summary:{issue}:1", issue, "summary", "")
+            self._op(keys.ReturnKey(issue, 1), issue, "return", "opened")
+            self._op(report, issue, "summary", None)
+            self._op(keys.CloseKey(issue, 1), issue, "close", None, change=lifecycle.completed(issue, done_at))
             issues.append(issue)
         self.settled()
         return issues

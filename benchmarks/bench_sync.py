@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from okbx_sync.sync.engine import opened, run_cycle
-
 from okbx_emulator.world import HANDOFF, World
 from okbx_sync.config import load_config
+from okbx_sync.cycle import opened, sync_cycle
 from okbx_sync.secrets import Redactor
 
 
@@ -27,14 +26,14 @@ def cycle(world: World, config_path: Path) -> dict[str, float]:
     world.bitrix_server.reset_log()
     started = time.perf_counter()
     with opened(config, Redactor(config.secrets())) as (clients, store):
-        result = run_cycle(config, clients, store)
+        result = sync_cycle(config, clients, store)
     applied = result.applied
     assert applied is not None
     return {
         "okdesk": world.okdesk_server.count(),
         "bitrix24": world.bitrix_server.count(),
         "writes": len(applied.done),
-        "left": len(applied.not_reached),
+        "left": len(applied.not_reached) + len(result.left),  # not reached, and issues not read (budget)
         "seconds": time.perf_counter() - started,
     }
 

@@ -108,8 +108,8 @@ class TaskKey(Key):
 
 @dataclass(frozen=True)
 class LinkCommentKey(Key):
-    """The internal comment in the issue naming the target of handoff `cycle`; its marker also names
-    the route (unless the programmers') and `previous` (a status token), for a lost store to read."""
+    """The internal comment in the issue naming the target of handoff `cycle`; its marker names the
+    route (unless the programmers') and `previous` (plain, or `x-` and its UTF-8 in hex) for a lost store."""
 
     kind: ClassVar[str] = "linkcomment"
     issue_id: int
@@ -119,20 +119,9 @@ class LinkCommentKey(Key):
 
     @classmethod
     def of(cls, issue_id: int, cycle: int, route: str, previous: str | None) -> LinkCommentKey:
-        named = route if route != DEFAULT_ROUTE or previous is not None else None
-        return cls(issue_id, cycle, named, cls.status_token(previous) if previous is not None else None)
-
-    @staticmethod
-    def status_token(code: str) -> str:  # a plain code as it is, any other as `x-` and its UTF-8 in hex
-        return code if re.fullmatch(r"[a-z0-9_]{1,40}", code) else "x-" + code.encode("utf-8").hex()
-
-    @property
-    def previous_status(self) -> str | None:
-        try:
-            token = self.previous or ""
-            return (bytes.fromhex(token[2:]).decode("utf-8") if token.startswith("x-") else token) or None
-        except ValueError:
-            return None
+        plain = previous is None or re.fullmatch(r"[a-z0-9_]{1,40}", previous)
+        token = previous if plain or previous is None else "x-" + previous.encode("utf-8").hex()
+        return cls(issue_id, cycle, route if route != DEFAULT_ROUTE or token else None, token)
 
 
 @dataclass(frozen=True)
@@ -147,12 +136,25 @@ class CommentKey(Key):
 
 @dataclass(frozen=True)
 class TaskNoteKey(Key):
-    """A note from okbx into the target: `why` is left, renew, issuedeleted, moved..."""
+    """A note from okbx into the target: `why` is left, renew, issuedeleted, moved...  A renew note
+    is written BEFORE the task is reopened (the renewal itself carries no marker) and names the
+    task's closedDate at that moment (`stamp`: epoch seconds, or "open"), so a rebuilt store can
+    tell a task not renewed yet (still that date) from one completed again after its renewal."""
 
     kind: ClassVar[str] = "note"
     why: str
     issue_id: int
     cycle: int
+    stamp: str | None = None
+
+    @classmethod
+    def renew(cls, issue_id: int, cycle: int, closed_before: datetime | None) -> TaskNoteKey:
+        return cls("renew", issue_id, cycle, closed_stamp(closed_before))
+
+
+def closed_stamp(closed_at: datetime | None) -> str:
+    """A task's closedDate as a key part (whole seconds, as Bitrix24 keeps them), or "open"."""
+    return str(int(closed_at.timestamp())) if closed_at is not None else "open"
 
 
 @dataclass(frozen=True)
@@ -213,9 +215,7 @@ class ReturnKey(Key):
 
 
 @dataclass(frozen=True)
-class HandoffKey(Key):
-    """The issue entered a route at handoff `cycle` before its target could be made (store only)."""
-
+class HandoffKey(Key):  # the issue entered a route at handoff `cycle` before its target could be made
     kind: ClassVar[str] = "handoff"
     issue_id: int
     cycle: int

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from e2e import Okbx, hand_off
+from e2e import Okbx, comment_markers, hand_off
 from test_sync_story import only_task
 
+from okbx_emulator.http import Fault
 from okbx_emulator.world import HANDOFF
 
 
@@ -145,3 +146,66 @@ def test_what_a_rebuilt_store_adopted_is_shown_by_okbx_show(world, okbx):
     assert "adopted" in shown.output
     [row] = okbx.status_rows().values()
     assert row["adopted"] >= 3  # the task, its link comment and the forwarded comment
+
+
+# -- a renewal leaves no marker of its own: the note announcing the handoff goes first ----------------
+def _completed_and_handed_off_again(world, okbx, clock) -> tuple[int, int]:
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    issue = hand_off(world)
+    okbx.sync()
+    task = only_task(world)
+    bx.log_time(task, p.bx_ivan, 600, "first round")
+    bx.complete_task(task)
+    okbx.sync()
+    assert marked(world, issue, "okbx:summary:") == [f"okbx:summary:{issue}:1"]
+    clock.advance(minutes=5)  # Bitrix24 dates have whole seconds: the next completion gets another closedDate
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant, comment="Still broken")
+    return issue, task
+
+
+def renew_notes(world, task: int) -> list[str]:
+    return [m for m in comment_markers(world, task) if m.startswith("okbx:note:renew:")]
+
+
+def test_a_completion_after_a_renewal_whose_answer_was_lost_is_reported_after_a_lost_store(world, okbx, clock):
+    """Chaos seed 83: the renewal went through but its answer was lost (or the run was killed), the
+    store was lost, then the programmers completed the task.  The rebuilt store took the completed
+    task for the previous handoff's, reopened it once more and never reported this completion."""
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    issue, task = _completed_and_handed_off_again(world, okbx, clock)
+    world.bitrix_server.inject(Fault(op="tasks.task.renew", when="after", kind="drop"))
+    okbx.sync()
+    world.bitrix_server.clear_faults()
+    assert int(bx.task(task)["STATUS"]) != 5, "the renewal went through on the portal"
+    lose_store(okbx)
+    clock.advance(minutes=5)
+    bx.log_time(task, p.bx_olga, 900, "second round")
+    bx.complete_task(task)
+    for _ in range(3):
+        clock.advance(minutes=1)
+        okbx.sync()
+    assert int(bx.task(task)["STATUS"]) == 5, "the programmers' completion is not undone"
+    assert marked(world, issue, "okbx:summary:") == [f"okbx:summary:{issue}:1", f"okbx:summary:{issue}:2"]
+    assert time_markers(world, issue) == ["okbx:time:1", "okbx:time:2"]
+    assert ok.status_of(issue) == "opened"
+    assert world.bitrix_server.count("tasks.task.renew") == 1
+    assert len(renew_notes(world, task)) == 1
+
+
+def test_a_handoff_announced_but_not_renewed_before_a_lost_store_is_renewed_not_reported(world, okbx, clock):
+    """The other side of the same note: written, then the renewal failed and the store was lost.
+    The task still has the closedDate the note names, so it was not reopened for this handoff yet."""
+    ok, bx = world.okdesk, world.bitrix
+    issue, task = _completed_and_handed_off_again(world, okbx, clock)
+    world.bitrix_server.inject(Fault(op="tasks.task.renew", when="before", kind="drop"))
+    okbx.sync()
+    world.bitrix_server.clear_faults()
+    assert int(bx.task(task)["STATUS"]) == 5 and len(renew_notes(world, task)) == 1
+    lose_store(okbx)
+    for _ in range(3):
+        clock.advance(minutes=1)
+        okbx.sync()
+    assert int(bx.task(task)["STATUS"]) != 5, "renewed for the new handoff"
+    assert ok.status_of(issue) == HANDOFF, "the issue does not bounce back with an empty summary"
+    assert marked(world, issue, "okbx:summary:") == [f"okbx:summary:{issue}:1"]
+    assert len(renew_notes(world, task)) == 1

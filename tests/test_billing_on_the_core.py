@@ -113,3 +113,30 @@ def test_status_json_names_the_failing_billing_work_of_a_linked_issue(world: Wor
     assert status.exit_code == 1
     (row,) = [r for r in json.loads(status.stdout)["links"] if r["issue"] == issue]
     assert row["state"] == "done" and "billing" in row["billing_error"] and "no CRM company" in row["billing_error"]
+
+
+def test_failing_debt_work_ends_when_nothing_is_left_to_do(world: World, okbx: Okbx, clock: TestClock) -> None:
+    """A hold Okdesk keeps refusing is parked (status says so); once the debt is paid there is no
+    hold to make, and the parking is over without `okbx retry`: status is quiet again."""
+    from okbx_emulator.http import Fault, Response
+
+    crm, ok, p = world.bitrix.crm, world.okdesk, world.people
+    okbx.reconfigure(debt={"status": "debt"}, sync={"max_retries": 2, "retry_base_seconds": 60})
+    debt = crm.add_invoice(crm.add_company("Romashka LLC"), 900, closedate=date.today() - timedelta(days=2))
+    issue = ok.create_issue("Printer", "<p>x</p>", company_id=p.company)
+    refused = Response.json(422, {"errors": ["Переход в статус «Долг» запрещён"]})
+    world.okdesk_server.inject(Fault("POST /issues/{id}/statuses", when="before", response=refused, times=100))
+    for _ in range(3):
+        okbx.sync()
+        clock.advance(minutes=5)
+    status = json.loads(okbx("status", "--json").stdout)
+    assert [f["issue"] for f in status["billing_failures"]] == [issue] and "parked" in status["billing_failures"][0][
+        "error"
+    ]
+    stuck = [c for c in ok.comments(issue) if "okbx:inote:stuck-debt:" in c["content"]]
+    assert len(stuck) == 1  # the consultant was told once
+    crm.move_invoice(debt, "P")
+    world.okdesk_server.clear_faults()
+    assert okbx.sync().exit_code == 0
+    assert okbx("status").exit_code == 0
+    assert ok.status_of(issue) == "opened"  # never held, nothing to release

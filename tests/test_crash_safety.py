@@ -45,6 +45,7 @@ from e2e import (
     wait_logged,
 )
 
+import okbx_sync.cycle  # noqa: F401  (every action kind is defined once the wings are imported)
 from okbx_emulator.http import EmulatorServer, Fault, Response
 from okbx_emulator.world import HANDOFF, World
 from okbx_sync.core.action import Action

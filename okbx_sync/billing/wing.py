@@ -21,6 +21,7 @@ from ..core.health import without_waiting
 from ..core.plan import Plan
 from ..errors import ApiError
 from ..model import Issue
+from ..state import lifecycle
 from ..state.lifecycle import Track
 from .fetch import BillingGlobals, billed, match_companies, read_globals
 from .plan import build_billing_plan
@@ -42,6 +43,7 @@ class BillingWing:
         self.dry_run = dry_run
         self.matcher = CompanyMatcher(ctx.okdesk, ctx.crm, ctx.config.billing)
         self.globals: BillingGlobals | None = None
+        self._idle: set[tuple[int, Track]] = set()  # failing work the planner found nothing left of
 
     def prepare(self) -> None:
         since_text = self.store.get_meta(SINCE)
@@ -53,21 +55,37 @@ class BillingWing:
             self.store.set_meta(SINCE, self.started.isoformat())  # earlier completions are never billed
 
     def work(self) -> list[int]:
-        return self.globals.issue_ids() if self.globals else []
+        """Issues with billing or debt work, and those whose billing or debt work is failing: if
+        the planner finds nothing left to do for them, their failures are over (settle_page)."""
+        if self.globals is None:
+            return []
+        failing = {h.issue_id for h in self.store.failing() if h.track in (Track.BILLING, Track.DEBT)}
+        return sorted(set(self.globals.issue_ids()) | failing)
 
     def foreseen(self) -> tuple[set[int], set[int]]:
-        """Issues the debt hold would move: the safety policy counts them before any page."""
+        """Issues the debt hold would move this cycle, counted before any page for the safety policy:
+        the holds exactly as the planner decides them, the releases of every hold whose company no
+        longer owes (a person may have moved one out meanwhile: then it is counted and left alone)."""
         if self.globals is None or self.config.debt is None:
             return set(), set()
-        found = self.globals
+        found, debt = self.globals, self.config.debt
         held = {hold.issue_id for hold in found.holds}
-        moving = {
-            issue.id
-            for company_id, issues in found.debtor_issues.items()
+        candidates = {
+            issue.id: keys.HoldKey(issue.id, found.debts[company].oldest_invoice_id)
+            for company, issues in found.debtor_issues.items()
             for issue in issues
             if issue.id not in held
-            and issue.status != self.config.debt.status
-            and issue.status not in self.config.debt.skip_statuses
+            and issue.status not in debt.skip_statuses
+            and issue.type_code not in debt.exempt_types
+            and issue.priority_code not in debt.exempt_priorities
+        }
+        ops = self.store.ops_by_keys(k.text for k in candidates.values())
+        status = {issue.id: issue.status for issues in found.debtor_issues.values() for issue in issues}
+        moving = {
+            issue_id
+            for issue_id, key in candidates.items()
+            if not (op := ops.get(key.text)) or not op.done
+            if status[issue_id] != debt.status or (op is not None and op.unsure)
         }
         moving |= {hold.issue_id for hold in found.holds if hold.okdesk_company_id not in found.debts}
         return set(), moving
@@ -78,8 +96,11 @@ class BillingWing:
         mine = set(page)
         snap = self._snapshot(found, mine, so_far)
         plan = build_billing_plan(snap, self.config, self.started)
+        busy = {(a.issue_id, a.track) for a in plan.actions} | {(b.issue_id, b.track) for b in plan.blocked}
         for track in (Track.BILLING, Track.DEBT):
             healths = self.store.health_of(track, mine)
+            # failing (even parked) work the planner finds nothing left of: the cause went away
+            self._idle |= {(i, track) for i in healths if (i, track) not in busy}
             cycles = {i: link.cycle for i, link in self.store.links_for(healths).items()}
             plan = without_waiting(plan, track, healths, self.started, self._done, cycles)
         return plan
@@ -144,7 +165,12 @@ class BillingWing:
                 snap.errors[issue_id] = str(error)
 
     def settle_page(self, page: list[int], plan: Plan, applied: ApplyReport) -> None:
-        """Nothing of its own: the engine heals and counts failures for every track."""
+        """Failures of billing or debt work with nothing left to do end here; the engine heals and
+        counts the rest, for every track alike."""
+        for issue_id, track in sorted(self._idle):
+            if issue_id in page:
+                self.store.set_health(lifecycle.healed(issue_id, track))
+        self._idle = {(i, t) for i, t in self._idle if i not in page}
 
     def deferred(self) -> set[int]:
         return set()

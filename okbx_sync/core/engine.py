@@ -109,11 +109,13 @@ def run_cycle(
             continue
         on_page(plan)
         assert result.applied is not None
-        _record_blocked(plan, applier, result.applied)
-        applier.apply(plan.by_issue(), result.applied)
+        applied = ApplyReport()
+        _record_blocked(plan, applier, applied)
+        applier.apply(plan.by_issue(), applied)
         for wing in ready:
-            wing.settle_page(page, plan, result.applied)
-        _heal(page, plan, result.applied, failures)
+            wing.settle_page(page, plan, applied)
+        _heal(page, plan, applied, failures)
+        result.applied.merge(applied)
     deferred = set().union(*(wing.deferred() for wing in ready)) if ready else set()
     deferred |= {a.issue_id for a in result.plan.held_back}  # seen again next cycle, as they are now
     result.left |= deferred

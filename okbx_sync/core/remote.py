@@ -67,6 +67,13 @@ class RemoteMarkers:
         self._items[issue_id] = items
         return found
 
+    def read_issue(self, issue_id: int, comments: Iterable[Comment]) -> None:
+        """The issue's comments as the cycle just read them: the first look at what okbx wrote
+        there, so a write looks for its marker without reading them again (what is already
+        known, with the writes of this cycle, stays)."""
+        if issue_id not in self._issue:
+            self._issue[issue_id] = self._from_comments(issue_id, comments)
+
     # -- the three lists ---------------------------------------------------------------------
     def issue(self, issue_id: int) -> dict[str, str]:
         """Keys of okbx's comments in the Okdesk issue -> comment id."""
@@ -74,10 +81,6 @@ class RemoteMarkers:
             self.reads += 1
             self._issue[issue_id] = self._from_comments(issue_id, self.okdesk.list_comments(issue_id))
         return self._issue[issue_id]
-
-    def saw(self, issue_id: int, comments: list[Comment]) -> None:
-        """The issue's comments as the cycle just read them: its markers cost no request of their own."""
-        self._issue.setdefault(issue_id, self._from_comments(issue_id, comments))
 
     def reports(self, issue_id: int) -> dict[str, list[int]]:
         """okbx's reports in the issue (summary and late-time keys) -> the elapsed items each lists."""

@@ -8,7 +8,8 @@ kind (targets/), and which route an issue is on of routing.py.
 
 Decision table, per issue ("its route": the one whose trigger status the issue is in):
   on a route, no link                    -> make the target, link comment, forward comments
-  on the link's route again, link done   -> renew its task (new handoff), note, forward comments
+  on the link's route again, link done   -> note (first: the renewal carries no marker), renew its
+                                            task (new handoff), forward comments
   on another route, link done            -> that route's task taken up again, or a new target
   link done, target deleted; gone, re-entered -> a new target (new handoff)
   active, target not found (direct)      -> note in the issue, stop the link
@@ -144,13 +145,24 @@ def _again(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, con
                 link, state=LinkState.ACTIVE, cycle=cycle, route=route.name, target="task", task_id=task_id
             )
             active = replace(active, previous_status=entry.previous_status)
-            return [renew, *_active(active, route, snap, state, config, renewing=True)], None
+            # the note first: the task shows the handoff before it is reopened (rebuild.py)
+            note = _renew_note(active, route, state, renew.closed_before)
+            return [*note, renew, *_active(active, route, snap, state, config)], None
     return new_handoff(issue_id, route, cycle, link, snap, state, config, now)
 
 
-def _active(
-    link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config, renewing: bool = False
-) -> list[Action]:
+def _renew_note(link: Link, route: RouteConfig, state: StateView, closed_before: datetime | None) -> list[Action]:
+    """The note announcing a handoff in the task, unless one (with any stamp) was written."""
+    for op in state.ops_of(link.issue_id):
+        written = keys.parse_as(keys.TaskNoteKey, op.key)
+        if written is not None and written.why == "renew" and written.cycle == link.cycle and op.done:
+            return []
+    note = keys.TaskNoteKey.renew(link.issue_id, link.cycle, closed_before)
+    text = f"The Okdesk issue was handed to {_whom(route)} again (handoff #{link.cycle}); the task is reopened."
+    return [target_of("task").note(link.issue_id, note, text)]
+
+
+def _active(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
     issue_id, target_id = link.issue_id, link.task_id
     assert target_id is not None
     target = target_of(link.target)
@@ -183,11 +195,8 @@ def _active(
     if not state.done(keys.LinkCommentKey(issue_id, comment_cycle)):
         entry = Entry(route.name, link.target, link.previous_status)
         actions.append(target.link_comment(issue_id, comment_cycle, route, entry))
-    renewed = renewing or state.done(keys.RenewKey(issue_id, link.cycle))  # not a target made anew
-    renew_note = keys.TaskNoteKey("renew", issue_id, link.cycle)
-    if renewed and not state.done(renew_note):
-        text = f"The Okdesk issue was handed to {_whom(route)} again (handoff #{link.cycle}); the task is reopened."
-        actions.append(target.note(issue_id, renew_note, text))
+    if state.done(keys.RenewKey(issue_id, link.cycle)):  # renewed by an older okbx, which noted it afterwards
+        actions += _renew_note(link, route, state, None)
     actions += forward_comments(issue_id, target_cycle, route, snap, state, config, kind=link.target)
 
     issue = snap.issues.get(issue_id)

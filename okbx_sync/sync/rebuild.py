@@ -17,11 +17,14 @@ was completed come from what okbx wrote:
 
 A completed handoff whose task is done is a done link (the issue being in the handoff status
 again means a new handoff: the task is renewed); a completed handoff whose task was reopened is
-the next handoff, active; a handoff whose return is owed stays active (the return is tried
-again; nothing is reopened); anything else is the current handoff, active.  A target of a route
-whose latest handoff was on another route belongs to an earlier handoff: done if it is finished
-(the next handoff takes it up again), else the handoff now, active.  A deal is one handoff's
-(its origin marker names it), so the same rules read it with "finished" for "done".
+the next handoff, active; a handoff announced in the task (the renew note, written before the
+renewal) whose task is still done with the closedDate the note names was not renewed yet: the
+previous handoff, done (it is renewed next); a handoff whose return is owed stays active (the
+return is tried again; nothing is reopened); anything else is the current handoff, active (a
+renewed task completed again is that handoff's completion, still to be reported).  A target of a route whose
+latest handoff was on another route belongs to an earlier handoff: done if it is finished (the
+next handoff takes it up again), else the handoff now, active.  A deal is one handoff's (its origin
+marker names it), so the same rules read it with "finished" for "done".
 """
 
 from __future__ import annotations
@@ -105,11 +108,6 @@ def _handoffs(issue_id: int, written: Iterable[str]) -> _Handoffs:
     return found
 
 
-def latest_handoff(issue_id: int, written: Iterable[str]) -> int:
-    """The largest handoff number in okbx's markers (0 when there are none)."""
-    return max(_handoffs(issue_id, written).seen, default=0)
-
-
 def link_from_remote(
     issue_id: int,
     task: Task,
@@ -121,6 +119,7 @@ def link_from_remote(
     route: str = keys.DEFAULT_ROUTE,
 ) -> RebuiltLink:
     finished = task.status in set(done_statuses)
+    task_written = list(task_written)
     return link_from_markers(
         issue_id,
         task.id,
@@ -129,6 +128,7 @@ def link_from_remote(
         [*issue_written, *task_written],
         floor_cycle=floor_cycle,
         route=route,
+        target_written=task_written,
     )
 
 
@@ -142,6 +142,7 @@ def link_from_markers(
     floor_cycle: int = 1,
     route: str = keys.DEFAULT_ROUTE,
     target: str = "task",
+    target_written: Iterable[str] = (),  # the target's own markers (a renewal announced in the task)
 ) -> RebuiltLink:
     found = _handoffs(issue_id, written)
     latest = max(found.seen, default=0)
@@ -151,7 +152,7 @@ def link_from_markers(
     task_cycle = min(found.forwarded) if found.forwarded else max(found.linked) if found.linked else cycle
 
     def rebuilt(state: LinkState, at: int, done_at: datetime | None, said: keys.LinkCommentKey | None) -> RebuiltLink:
-        entry = lifecycle.Entry(route, target, said.previous_status if said else None)
+        entry = lifecycle.Entry(route, target, previous_of(said))
         return RebuiltLink(issue_id, target_id, state, at, task_cycle, done_at, entry)
 
     said = found.said.get(cycle)
@@ -164,7 +165,43 @@ def link_from_markers(
         return rebuilt(LinkState.DONE, cycle, closed_at, said)
     if cycle in found.completed:  # reopened after that completion: the next handoff is under way
         return rebuilt(LinkState.ACTIVE, cycle + 1, None, None)
+    if finished and _announced_only(issue_id, cycle, closed_at, target_written):
+        return rebuilt(LinkState.DONE, cycle - 1, closed_at, found.said.get(cycle - 1))
     return rebuilt(LinkState.ACTIVE, cycle, None, said)
+
+
+def _announced_only(issue_id: int, cycle: int, closed_at: datetime | None, task_written: Iterable[str]) -> bool:
+    """Handoff `cycle` was announced in the task, which was not renewed for it yet: it is still
+    completed with the closedDate the note names.  (A task completed after the renewal has another
+    closedDate: that completion is the handoff's, and is reported.)"""
+    if closed_at is None:
+        return False
+    wanted = keys.TaskNoteKey.renew(issue_id, cycle, closed_at)
+    return any(keys.parse(text) == wanted for text in task_written)
+
+
+def latest_handoff(issue_id: int, written: Iterable[str]) -> int:
+    """The largest handoff number in okbx's markers (0 when there are none)."""
+    return max(_handoffs(issue_id, written).seen, default=0)
+
+
+def previous_of(said: keys.LinkCommentKey | None) -> str | None:
+    """The status a link comment's marker says the issue returns to (its `previous` token)."""
+    token = said.previous if said is not None else None
+    try:
+        return (bytes.fromhex(token[2:]).decode("utf-8") if token.startswith("x-") else token) if token else None
+    except ValueError:
+        return None
+
+
+def later_handoffs(issue_id: int, cycle: int, written: Iterable[str]) -> list[str]:
+    """okbx's markers of the issue that name a handoff after `cycle`."""
+    later = []
+    for text in written:
+        key = keys.parse(text)
+        if isinstance(key, _HANDOFF_KINDS) and key.issue == issue_id and (key.handoff or 0) > cycle:
+            later.append(text)
+    return later
 
 
 Read = Callable[[int], dict[str, str]]

@@ -154,8 +154,8 @@ class RouteWing:
         work = [w for w in self.selection.work if w.issue_id in mine]
         links = {i: self.links[i] for i in page if i in self.links}
         snapshot = self.reader.read_page(work, self.links)
-        for issue_id, comments in snapshot.comments.items():
-            self.ctx.remote.saw(issue_id, comments)
+        for issue_id, comments in snapshot.comments.items():  # a write looks for its marker among them
+            self.ctx.remote.read_issue(issue_id, comments)
         self._pages[page[0]] = snapshot
         self._deferred |= snapshot.deferred
         self._scanned |= snapshot.scanned
