@@ -250,7 +250,8 @@ def test_back_on_a_route_whose_task_was_left_open_takes_it_up_again():
     ops = [op(keys.TaskKey(1, 1), "task", "77", route="programmers"), op(keys.TaskKey(1, 2), "deal", "88")]
     done_sales = link("sales", state="done", target="deal", task_id=88, cycle=2)
     made = plan(snapshot(issue("to_dev", old="opened")), {1: done_sales}, ops).actions
-    renew = made[0]
+    note, renew = made[0], made[1]  # announced in the task first: the renewal itself carries no marker
+    assert isinstance(note, TaskNote) and note.note.why == "renew" and note.note.cycle == 3
     assert isinstance(renew, RenewTask) and (renew.task_id, renew.cycle, renew.resume) == (77, 3, True)
     assert renew.entry is not None and renew.entry.route == "programmers"
     # the programmers' task keeps its own link comment (made with it, handoff 1), as a renewal always did

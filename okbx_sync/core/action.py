@@ -96,7 +96,7 @@ class Completed:
     cycle: int
     work: tuple[WorkLine, ...]
     route: str = DEFAULT_ROUTE  # billing invoices only the routes that say so (flows.bill)
-    task_id: int | None = None  # the task whose work it reports (None: not a task)
+    task_id: int | None = field(default=None, compare=False)  # the task whose work it reports (None: not a task)
 
 
 @dataclass(frozen=True)
