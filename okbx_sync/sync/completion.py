@@ -104,7 +104,7 @@ def completion(
 
     def report_of(footer: str, return_owed: bool) -> PostReport:
         if route.flows.copy_time:
-            return _report(report, heading, rows, footer, config, return_owed=return_owed, route=route, link=link)
+            return time_report(report, heading, rows, footer, config, return_owed=return_owed, route=route, link=link)
         text = render_routes.result_note(heading, result, footer)
         return _note_report(report, text, route, link, return_owed)
 
@@ -183,8 +183,8 @@ def report_back(
     return actions
 
 
-def _report(
-    report: keys.SummaryKey | keys.LateKey,
+def time_report(
+    report: keys.SummaryKey | keys.LateKey,  # the report of a completion, of a move, or of late time
     heading: str,
     rows: list[Row],
     footer: str,
@@ -257,5 +257,5 @@ def late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now:
     actions, rows = copy_actions(issue_id, link.cycle, new_items, report, snap, state, config, link.route)
     heading = f"More time was logged in Bitrix24 task #{link.task_id} after it was completed."
     total = human_duration(sum(int(str(r["seconds"])) for r in rows))
-    actions.append(_report(report, heading, rows, f"Copied as time entries ({total}).", config))
+    actions.append(time_report(report, heading, rows, f"Copied as time entries ({total}).", config))
     return actions

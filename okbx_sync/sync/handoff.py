@@ -23,7 +23,7 @@ from ..model import Issue
 from ..state import lifecycle
 from ..state.lifecycle import Entry, Link, LinkState
 from . import render, render_routes, routing
-from .completion import _report, copy_actions
+from .completion import copy_actions, time_report
 from .snapshot import Snapshot, StateView
 from .targets import target_of
 
@@ -106,7 +106,7 @@ def moved(
         if rows and not state.done(report):
             heading = f"The issue moved to route {to.name} before Bitrix24 task #{link.task_id} was completed."
             footer = "The time logged on the task until now is copied; the status is left as it is."
-            actions += [*copies, _report(report, heading, rows, footer, config, route=route, link=link)]
+            actions += [*copies, time_report(report, heading, rows, footer, config, route=route, link=link)]
             reported = True
     note = keys.TaskNoteKey("moved", issue_id, cycle)
     if not state.done(note):
