@@ -31,7 +31,16 @@ _INVOICE_FIELDS = (
     "companyId", "contactId", "opportunity", "isManualOpportunity", "currencyId", "mycompanyId", "comments",
     "assignedById", "begindate", "closedate", "createdTime", "updatedTime", "parentId2",
 )  # fmt: skip
-_COMPANY_FIELDS = ("id", "title", "originatorId", "originId", "isMyCompany", "createdTime", "updatedTime")
+_COMPANY_FIELDS = (
+    "id",
+    "title",
+    "originatorId",
+    "originId",
+    "isMyCompany",
+    "assignedById",
+    "createdTime",
+    "updatedTime",
+)
 _DATES = ("movedTime", "begindate", "closedate", "createdTime", "updatedTime")
 _INTS = ("id", "categoryId", "companyId", "contactId", "mycompanyId", "assignedById", "movedBy", "parentId2")
 _WRITABLE = {
@@ -88,10 +97,17 @@ class CrmPortal:
 
     # -- seeding and human actions ----------------------------------------------------------
     def add_company(
-        self, title: str, *, origin_id: str | None = None, originator_id: str | None = None, inn: str | None = None
+        self,
+        title: str,
+        *,
+        origin_id: str | None = None,
+        originator_id: str | None = None,
+        inn: str | None = None,
+        assigned_by_id: int | None = None,
     ) -> int:
         with self._lock:
-            company = self._insert(COMPANY, {"title": title, "originatorId": originator_id, "originId": origin_id})
+            fields = {"title": title, "originatorId": originator_id, "originId": origin_id}
+            company = self._insert(COMPANY, fields | {"assignedById": assigned_by_id})
             if inn is not None:
                 self._ids["requisite"] += 1
                 self._requisites.append(

@@ -116,12 +116,12 @@ class Playground:
         return {"invoice": invoice, "stage": "declined"}
 
     def move_deal(self, deal: int, stage: str) -> dict[str, Any]:
-        """A manager moves a deal: a hook for the CRM deal emulator, which this one does not have yet."""
-        mover = getattr(self.world.bitrix.crm, "move_deal", None)
-        if mover is None:
-            raise PlaygroundError("this emulator has no CRM deals yet: move-deal works once the deal emulator lands")
-        mover(deal, stage)
-        return {"deal": deal, "stage": stage}
+        """A salesperson moves a deal to a stage (a code of its pipeline such as WON or LOSE, or a stage id)."""
+        try:
+            self.world.bitrix.deals.move_deal(deal, stage, by_user=self.world.people.bx_sales)
+        except (ValueError, KeyError) as problem:
+            raise PlaygroundError(f"cannot move deal {deal} to {stage!r}: {problem}") from None
+        return {"deal": deal, "stage": self.world.bitrix.deals.deal(deal)["stageId"]}
 
     def look(self) -> dict[str, Any]:
         """What both systems hold now: issues with their status, tasks, invoices."""

@@ -22,6 +22,7 @@ HANDOFF = "to_programmers"
 GROUP_ID = 42
 DOCS_GROUP_ID = 43  # the document department's workgroup (routes)
 SALES_PIPELINE = 10  # the sales department's deal pipeline (routes): its stage ids are C10:...
+DOCS_STATUS, SALES_STATUS = "waiting_docs", "to_sales"  # the routes' custom Okdesk statuses
 
 
 @dataclass
@@ -53,7 +54,8 @@ class World:
     ) -> World:
         okdesk_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("okdesk_")}
         bitrix_options = {k[7:]: v for k, v in emulator_options.items() if k.startswith("bitrix_")}
-        okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, ("debt", "Долг")])  # custom: the debt hold
+        custom = [("debt", "Долг"), (DOCS_STATUS, "Ожидает документы"), (SALES_STATUS, "Передана в продажи")]
+        okdesk_options.setdefault("statuses", [*DEFAULT_STATUSES, *custom])  # the debt hold, the routes
         bitrix_options.setdefault("scopes", ("task", "tasks", "user", "sonet", "im", "crm", "disk"))  # disk: files
         okdesk = OkdeskEmulator(OKDESK_TOKEN, rate_limit_per_second=okdesk_rate, **okdesk_options)
         bitrix = Bitrix24Emulator(secret=WEBHOOK_SECRET, rate_per_second=bitrix_rate, **bitrix_options)
@@ -119,6 +121,37 @@ class World:
             "crm_company": self.crm_romashka(), "crm_contact": crm_contact, "pipeline": SALES_PIPELINE,
         }  # fmt: skip
 
+    def routes(self) -> list[dict[str, Any]]:
+        """The three routes of the README's worked example, on this world (`routes_story` seeds it)."""
+        p = self.people
+        return [
+            {
+                "name": "programmers",
+                "trigger": {"status": HANDOFF},
+                "target": {"kind": "task", "group_id": GROUP_ID, "responsible_id": p.bx_ivan},
+                "flows": {"bill": True},
+                "finish": {"return_status": "opened"},
+            },
+            {
+                "name": "documents",
+                "trigger": {"status": DOCS_STATUS},
+                "target": {
+                    "kind": "task",
+                    "group_id": DOCS_GROUP_ID,
+                    "responsible_id": p.bx_olga,
+                    "describe": "equipment",
+                },
+                "flows": {"copy_time": False, "result_comment": True},
+                "finish": {"return_status": "previous"},
+            },
+            {
+                "name": "sales",
+                "trigger": {"status": SALES_STATUS},
+                "target": {"kind": "deal", "pipeline_id": SALES_PIPELINE, "assigned_by_id": p.bx_sales},
+                "finish": {"return_status": "opened"},
+            },
+        ]
+
     def close(self) -> None:
         self.okdesk_server.stop()
         self.bitrix_server.stop()
@@ -131,7 +164,7 @@ class World:
     def env(self) -> dict[str, str]:
         return {"OKDESK_API_TOKEN": OKDESK_TOKEN, "BITRIX24_WEBHOOK_URL": self.webhook_url}
 
-    def config_dict(self, state_path: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
+    def config_dict(self, state_path: Path, **overrides: Any) -> dict[str, Any]:
         p = self.people
         config: dict[str, Any] = {
             "okdesk": {
@@ -155,10 +188,17 @@ class World:
             "state": {"path": str(state_path)},
         }
         for section, values in overrides.items():
+            if section == "routes":  # the routes say what okdesk.handoff_status and the group said
+                config["routes"] = values
+                for key in ("handoff_status", "return_status"):
+                    config["okdesk"].pop(key, None)
+                for key in ("group_id", "responsible_id"):
+                    config["bitrix24"].pop(key, None)
+                continue
             config.setdefault(section, {}).update(values)
         return config
 
-    def write_config(self, directory: Path, **overrides: dict[str, Any]) -> Path:
+    def write_config(self, directory: Path, **overrides: Any) -> Path:
         path = directory / "okbx.yaml"
         data = self.config_dict(directory / "okbx.sqlite3", **overrides)
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from okbx_emulator.world import HANDOFF, World
@@ -39,11 +40,26 @@ def _sync(config_path: Path, world: World, say: Say, label: str) -> None:
     )
 
 
+class _Portal:
+    """The Bitrix24 emulator's clock: the real one, moved on a little where the story needs people
+    to act a few seconds apart (a comment, then the task completed)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.ahead)
+
+
 def run_demo(say: Say, keep: bool = False) -> bool:
     workdir = Path(tempfile.mkdtemp(prefix="okbx-demo-"))
-    world = World.start()
+    portal = _Portal()
+    world = World.start(bitrix_clock=portal)
+    world.portal_clock = portal  # type: ignore[attr-defined]
     try:
-        return _story(world, workdir, say) and _billing_story(world, workdir, say)
+        return (
+            _story(world, workdir, say) and _billing_story(world, workdir, say) and _routes_story(world, workdir, say)
+        )
     finally:
         world.close()
         if keep:
@@ -212,4 +228,59 @@ def _billing_story(world: World, workdir: Path, say: Say) -> bool:
     }
     failed = [name for name, passed in checks.items() if not passed]
     say("\n" + ("The billing story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
+    return not failed
+
+
+def _routes_story(world: World, workdir: Path, say: Say) -> bool:
+    """Issue 14: one issue through the document department's route, then the sales department's."""
+    from okbx_emulator.world import DOCS_STATUS, SALES_STATUS
+
+    ok, bx, p = world.okdesk, world.bitrix, world.people
+    seeded = world.routes_story()
+    billing = {"default_rate": 3000, "rates": {p.bx_olga: 4500}, "round_minutes": 15, "inn_parameter": "inn"}
+    config_path = world.write_config(workdir, routes=world.routes(), billing=billing)
+    say("\n--- Routes (okbx.yaml now has routes: programmers, documents, sales) ---")
+    issue = seeded["issue"]
+    say(f"\n10. Issue #{issue} 'Printer prints stripes' is being worked on; the consultant asks the document")
+    say("    department to check the equipment under the client's service agreement.")
+    ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant, comment="Is the printer under contract 12/24?")
+    _sync(config_path, world, say, "creates a task in the document department's group, listing the equipment")
+    (task,) = [t for t in bx.tasks() if t.get("XML_ID") == keys.task_xml_id(issue, "documents")]
+    for line in str(task["DESCRIPTION"]).splitlines():
+        if line.startswith(("[*]", "[B]Equipment")):
+            say(f"    {line.replace('[B]', '').replace('[/B]', '')}")
+    say("\n11. The document department answers in the task and completes it.")
+    bx.add_comment(int(task["ID"]), p.bx_olga, "Yes: the printer and the laptop are both under contract 12/24.")
+    getattr(world, "portal_clock", _Portal()).ahead += 2  # completed two seconds after the answer
+    bx.complete_task(int(task["ID"]))
+    _sync(config_path, world, say, "the issue returns to the status it had, with the department's result")
+    back_from_docs = ok.status_of(issue)
+    say(f"  Okdesk issue #{issue} is now '{back_from_docs}'")
+
+    say("\n12. The client wants to buy three more printers: the consultant hands the issue to sales.")
+    ok.set_status(issue, SALES_STATUS, by_employee_id=p.consultant, comment="Quote for 3 LaserJet M404, please")
+    _sync(config_path, world, say, "creates a deal for the client's CRM company; the comment goes to its timeline")
+    deals = [d for d in bx.deals.all_deals() if str(d.get("originId", "")).startswith(f"okdesk:{issue}:")]
+    for deal in deals:
+        say(f"  Bitrix24 deal #{deal['id']} '{deal['title']}'")
+        say(f"    for CRM company {deal['companyId']}, contact {deal['contactIds']}, stage {deal['stageId']}")
+    say("\n13. The salesperson wins the deal: 120 000 RUB.")
+    for deal in deals:
+        bx.deals.edit_deal(deal["id"], by_user=p.bx_sales, opportunity=120000)
+        bx.deals.move_deal(deal["id"], "WON", by_user=p.bx_sales)
+    _sync(config_path, world, say, "one note in the issue, which returns to opened")
+    notes = [html_to_text(c["content"]) for c in ok.comments(issue) if "okbx:summary" in c["content"]]
+    say("okbx's reports in the issue:")
+    for note in notes:
+        say(f"  [internal] {note[:110]}".replace("\n", " "))
+    checks = {
+        "one document task": len([t for t in bx.tasks() if t.get("XML_ID") == task["XML_ID"]]) == 1,
+        "back where it was": back_from_docs == "in_progress",
+        "one deal": len(deals) == 1,
+        "deal won noted": any("Deal won: 120 000 RUB" in n for n in notes),
+        "returned to opened": ok.status_of(issue) == "opened",
+    }
+    failed = [name for name, passed in checks.items() if not passed]
+    say("\n" + ("The routes story played out as expected." if not failed else f"FAILED checks: {', '.join(failed)}"))
     return not failed

@@ -78,10 +78,13 @@ def _cut(name: str, max_bytes: int) -> str:
     if len(name.encode("utf-8")) <= max_bytes:
         return name
     stem, dot, extension = name.rpartition(".")
-    keep_extension = dot and stem.strip(" .") and len(extension.encode("utf-8")) <= _MAX_EXTENSION_BYTES
+    # an extension is kept when it is short and leaves at least half the room to the name itself
+    short = len(extension.encode("utf-8")) <= min(_MAX_EXTENSION_BYTES, max_bytes // 2 - 1)
+    keep_extension = dot and stem.strip(" .") and short
     tail = f".{extension}" if keep_extension else ""
     body = stem if keep_extension else name
-    cut = body.encode("utf-8")[: max_bytes - len(tail.encode("utf-8"))].decode("utf-8", errors="ignore")
+    room = max(0, max_bytes - len(tail.encode("utf-8")))
+    cut = body.encode("utf-8")[:room].decode("utf-8", errors="ignore")
     return unicodedata.normalize("NFC", cut.rstrip(" .")) + tail
 
 

@@ -48,6 +48,7 @@ class Issue:
     agreement: Agreement | None = None
     contact_id: int | None = None
     attachments: tuple[Attachment, ...] = ()  # the issue's own files (a full read; a listing may not say)
+    old_status: str | None = None  # the status it had before this one (the full issue only)
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,4 @@ class TaskComment:
     task_id: int
     author_id: int
     text: str
+    posted_at: datetime | None = None

@@ -267,7 +267,9 @@ def render_config(choices: Mapping[str, Any]) -> str:
     problems += [
         f"{path}: the secret stays in the environment, not in the file" for path in choices if path in SECRET_KEYS
     ]
-    missing = [p for p, spec in known.items() if spec.default is REQUIRED and p not in SECRET_KEYS and p not in choices]
+    # init writes the one-route form (the programmers'): its route keys are required here
+    needed = {p for p, spec in known.items() if spec.default is REQUIRED or spec.needed}
+    missing = [p for p in needed if p not in SECRET_KEYS and p not in choices]
     problems += [f"{path}: is required" for path in missing]
     if problems:
         raise ValueError("cannot render the configuration: " + "; ".join(problems))

@@ -14,7 +14,11 @@ state store):
   7. after settling, a sync writes nothing;
   8. billing (issue 10): one invoice per completion at most, each with its note once; a payment
      or decline note once per invoice in a final stage; a debtor's issues are held while it owes
-     and back in their own status once it paid, each hold and release note once.
+     and back in their own status once it paid, each hold and release note once;
+  9. routes (issue 14): issues sent to the document department and to sales, moved between the
+     two, finished there: one document task per issue, one deal per sales handoff (by its origin
+     marker), each timeline comment and note once, every okbx marker in the issue once, and every
+     such issue back out of the routes' statuses with its link done.
 
 Run a longer or different story with `--chaos-steps N --chaos-seed S` (the long version is
 `@pytest.mark.slow`, run with `--runslow`).  Every assertion message carries the seed and the
@@ -53,7 +57,8 @@ from e2e import (
 )
 
 from okbx_emulator.http import HTML_500, Fault, Response
-from okbx_emulator.world import HANDOFF, World
+from okbx_emulator.world import DOCS_STATUS, HANDOFF, SALES_STATUS, World
+from okbx_sync import keys
 
 DEFAULT_SEED = 20261127
 SHORT_STEPS = 30
@@ -65,6 +70,9 @@ COMMENT_POST = "POST /issues/{id}/comments"  # billing's notes
 SUMMARY_LINE = re.compile(r"okbx sync: (\d+) done, (\d+) adopted, (\d+) failed, (\d+) left")
 
 BILLING_WRITES = ("crm.item.add", "crm.item.productrow.set")  # issue 10 (its Okdesk writes are shared)
+ROUTE_WRITES = ("crm.timeline.comment.add",)  # issue 14: deals are crm.item.add too
+ROUTE_STATUSES = (DOCS_STATUS, SALES_STATUS)
+MAX_ROUTE_ISSUES = 3
 BITRIX_READS = ("batch", "tasks.task.list", "tasks.task.get", "task.elapseditem.getlist", "user.get")
 OKDESK_READS = ("GET /issues/list", "GET /issues/{id}", "GET /issues/{id}/comments", "GET /issues/{id}/time_entries")
 # OKBX_CRASH_AFTER=<point>:<n>: SIGKILL right after the n-th commit of that kind (state/store.py)
@@ -121,6 +129,9 @@ class Story(OnWorld):
         world.bitrix.crm.add_company("Romashka LLC")
         self.debtor_issues: dict[int, str] = {}  # issue -> the status it has when not held
         self.debts: list[int] = []  # overdue invoices of the debtor, paid or not
+        # issue 14: issues on the document and sales routes, moved between them and finished there
+        world.routes_story()
+        self.route_issues: list[int] = []
 
     # -- helpers -----------------------------------------------------------------------------
     def tok(self, prefix: str = "tok") -> str:
@@ -216,6 +227,7 @@ class Story(OnWorld):
             (self.second_installation, 2),
             (self.billing_event, 3),
             (self.sigterm_during_billing, 1),
+            (self.route_event, 3),
         ]
         actions, weights = zip(*steps, strict=True)
         for number in range(self.steps):
@@ -322,7 +334,7 @@ class Story(OnWorld):
         """Another okbx with its own store, against the same accounts (a second server, a test config)."""
         directory = self.okbx.directory / "second"
         directory.mkdir(exist_ok=True)
-        result = Okbx(self.world, directory)("sync", "--force")
+        result = Okbx(self.world, directory, {"routes": self.world.routes()})("sync", "--force")
         self.check(result.exit_code in (0, 1), f"second installation exited {result.exit_code}: {result.output}")
         self.note(f"  second installation synced -> {result.exit_code}")
 
@@ -374,13 +386,52 @@ class Story(OnWorld):
         self.note(f"  terminated sync -> {process.returncode}")
         self.clear_faults()
 
+    def route_event(self) -> None:
+        """A consultant sends an issue to the document department or to sales, moves it from one to
+        the other, or a department finishes (a document task completed, a deal won or lost)."""
+        ok, p = self.ok, self.p
+        choice = self.rng.choice(["enter", "move", "finish", "finish", "comment"])
+        if choice == "enter" and len(self.route_issues) < MAX_ROUTE_ISSUES:
+            issue = ok.create_issue(f"Routed {self.tok()}", "x", company_id=p.company, contact_id=p.client)
+            ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+            status = self.rng.choice(ROUTE_STATUSES)
+            ok.set_status(issue, status, by_employee_id=p.consultant, comment=f"Please {self.tok()}")
+            self.route_issues.append(issue)
+            self.note(f"  issue {issue} sent to {status}")
+            return
+        if not self.route_issues:
+            return
+        issue = self.rng.choice(self.route_issues)
+        status = ok.status_of(issue)
+        if choice == "move":
+            target = self.rng.choice([s for s in (*ROUTE_STATUSES, "in_progress") if s != status])
+            ok.set_status(issue, target, by_employee_id=p.consultant)
+            self.note(f"  issue {issue} moved {status} -> {target}")
+        elif choice == "comment":
+            ok.add_comment(issue, f"About the route {self.tok()}", author_id=p.client, author_type="contact")
+            self.note(f"  client comment on routed issue {issue}")
+        else:
+            self.finish_route_target(issue)
+
+    def finish_route_target(self, issue: int) -> None:
+        for task in self.bx.tasks():
+            if task.get("XML_ID") == keys.task_xml_id(issue, "documents") and int(task["STATUS"]) != 5:
+                self.bx.add_comment(int(task["ID"]), self.p.bx_olga, f"Documents checked {self.tok('bxsay')}")
+                self.bx.complete_task(int(task["ID"]))
+                self.note(f"  document task {task['ID']} of issue {issue} completed")
+        for deal in self.bx.deals.all_deals():
+            if str(deal.get("originId", "")).startswith(f"okdesk:{issue}:") and deal["closed"] == "N":
+                stage = self.rng.choice(["WON", "LOSE"])
+                self.bx.deals.move_deal(deal["id"], stage, by_user=self.p.bx_sales)
+                self.note(f"  deal {deal['id']} of issue {issue} moved to {stage}")
+
     def _stage(self, invoice_id: int) -> str:
         return next(str(i["stageId"]) for i in self.bx.crm.invoices() if i["id"] == invoice_id)
 
     def lost_answer(self) -> None:
         server, op = self.rng.choice(
             [(self.world.okdesk_server, op) for op in OKDESK_WRITES]
-            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES]
+            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES + ROUTE_WRITES]
         )
         kind = self.rng.choice(["drop", "html", "json500"])
         response = {"html": Response.html(502, HTML_500), "json500": Response.json(500, {"errors": "boom"})}.get(kind)
@@ -425,7 +476,7 @@ class Story(OnWorld):
         server, op = self.rng.choice(
             [(self.world.bitrix_server, "task.commentitem.add")] * 3
             + [(self.world.okdesk_server, op) for op in OKDESK_WRITES]
-            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES]
+            + [(self.world.bitrix_server, op) for op in BITRIX_WRITES + BILLING_WRITES + ROUTE_WRITES]
         )
         when = self.rng.choice(["before", "after"])
         fault = server.inject(Fault(op=op, when=when, kind="hang", hang_seconds=30))
@@ -484,6 +535,14 @@ class Story(OnWorld):
                 self.note(f"  a person added the rows of rowless invoice {invoice['id']}")
 
     def complete_everything(self) -> None:
+        for issue in self.route_issues:  # the departments finish what is still open
+            if self.ok.status_of(issue) not in ROUTE_STATUSES:
+                self.ok.set_status(issue, self.rng.choice(ROUTE_STATUSES), by_employee_id=self.p.consultant)
+                self.note(f"  settle: issue {issue} sent to a department once more")
+        if self.route_issues:
+            self.settle()
+        for issue in self.route_issues:
+            self.finish_route_target(issue)
         for m in self.issues.values():
             task = self.task_of(m.id)
             if task is not None and int(task["STATUS"]) != 5:
@@ -496,6 +555,7 @@ class Story(OnWorld):
         ok, bx, p = self.ok, self.bx, self.p
         tasks_by_xml = Counter(t.get("XML_ID") for t in bx.tasks())
         expected_xml = {f"okdesk:{i}" for i in self.issues}
+        expected_xml |= {x for x in tasks_by_xml if str(x).endswith(":documents")}  # checked in check_routes
         self.check(set(tasks_by_xml) == expected_xml, f"tasks {dict(tasks_by_xml)} for issues {sorted(self.issues)}")
         self.check(all(n == 1 for n in tasks_by_xml.values()), f"duplicate tasks: {dict(tasks_by_xml)}")
 
@@ -555,6 +615,7 @@ class Story(OnWorld):
             self.check(ok.status_of(m.id) == "opened", f"issue {m.id} ends in {ok.status_of(m.id)}")
 
         self.check_billing()
+        self.check_routes()
 
         for quiet in self.untouched.values():
             self.check(
@@ -594,10 +655,44 @@ class Story(OnWorld):
             releases = sum(n for k, n in marks.items() if k.startswith("okbx:release:"))
             self.check(holds - releases == (1 if owes else 0), f"debtor issue {issue}: {dict(marks)}, owes {owes}")
 
+    def check_routes(self) -> None:
+        ok, bx = self.ok, self.bx
+        docs = Counter(t.get("XML_ID") for t in bx.tasks() if str(t.get("XML_ID")).endswith(":documents"))
+        self.check(all(n == 1 for n in docs.values()), f"document tasks made twice: {dict(docs)}")
+        self.check(
+            set(docs) <= {keys.task_xml_id(i, "documents") for i in self.route_issues},
+            f"document tasks {dict(docs)} for routed issues {self.route_issues}",
+        )
+        deals = [d for d in bx.deals.all_deals() if d.get("originatorId") == keys.DEAL_ORIGINATOR]
+        origins = Counter(d["originId"] for d in deals)
+        self.check(all(n == 1 for n in origins.values()), f"deals made twice: {dict(origins)}")
+        for deal in deals:
+            marks = Counter(
+                key.marker for c in bx.timeline.comments("deal", deal["id"]) if (key := keys.in_bbcode(c["COMMENT"]))
+            )
+            self.check(all(n == 1 for n in marks.values()), f"deal {deal['id']}: timeline markers {dict(marks)}")
+        for task in bx.tasks():
+            if str(task.get("XML_ID")).endswith(":documents"):
+                marks = Counter(
+                    m.group(1) for c in bx.comments(int(task["ID"])) if (m := TASK_MARKER.search(c["POST_MESSAGE"]))
+                )
+                self.check(all(n == 1 for n in marks.values()), f"task {task['ID']}: markers {dict(marks)}")
+        status = json.loads(self.okbx("status", "--json").stdout)
+        links = {row["issue"]: row for row in status["links"]}
+        for issue in self.route_issues:
+            marks = Counter(self.bot_markers(issue))
+            self.check(all(n == 1 for n in marks.values()), f"routed issue {issue}: notes {dict(marks)}")
+            # the document route quotes the department's last comment in its report, by design; nothing else
+            texts = [c["content"] for c in ok.comments(issue) if "okbx:summary:" not in c["content"]]
+            self.check(not any("bxsay" in t for t in texts), f"routed issue {issue}: Bitrix24 comment text in Okdesk")
+            self.check(ok.status_of(issue) not in ROUTE_STATUSES, f"routed issue {issue} is {ok.status_of(issue)}")
+            row = links.get(issue)
+            self.check(row is not None and row["state"] == "done", f"routed issue {issue}: link {row}")
+
 
 def writes_with_billing(world: World) -> int:
     counts = world.okdesk_server.counts() + world.bitrix_server.counts()
-    return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES + BILLING_WRITES)
+    return sum(counts[op] for op in OKDESK_WRITES + BITRIX_WRITES + BILLING_WRITES + ROUTE_WRITES)
 
 
 def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
@@ -610,6 +705,7 @@ def run_story(tmp_path: Path, seed: int, steps: int) -> Story:
                 "sync": {"backoff_seconds": 0.01, "retry_base_seconds": 1, "max_retries": 3},
                 "billing": {"default_rate": 3000, "round_minutes": 15},
                 "debt": {"status": "debt", "grace_days": 3},
+                "routes": world.routes(),  # the programmers' as before, plus documents and sales
             },
         )
         story = Story(world, okbx, seed, steps)

@@ -250,7 +250,7 @@ def _action_classes(base: type[Action] = Action) -> set[type[Action]]:
 def test_every_remote_write_kind_has_a_crash_scenario():
     importlib.import_module("okbx_sync.cycle")  # every wing's kinds, whatever ran before this test
     route = ("okbx_sync.sync", "okbx_sync.core")  # billing's kinds have their own (test_billing_crash.py)
-    own = ("okbx_sync.sync.files",)  # and so have the files' (test_files_crash.py)
+    own = ("okbx_sync.sync.files", "okbx_sync.sync.targets")  # test_files_crash.py, test_routes_crash.py
     writes = {
         c.__name__
         for c in _action_classes()

@@ -295,3 +295,34 @@ def test_a_configured_drive_folder_is_checked_as_it_is(world: World, tmp_path: P
     assert passed.ok and f"files.folder_id {root}" in passed.detail
     check = only_failure(doctor(world, tmp_path, files={"folder_id": 987654}), "Bitrix24 Drive folder")
     assert "987654" in check.detail and "files.folder_id" in check.fix
+
+
+# -- routes (issue 14): each route's statuses, group or pipeline, users and scopes ----------------------
+def test_doctor_checks_every_route(world: World, tmp_path: Path) -> None:
+    world.routes_story()
+    checks = doctor(world, tmp_path, routes=world.routes())  # type: ignore[arg-type]
+    assert not failed(checks), [(c.name, c.detail) for c in failed(checks).values()]
+    names = {c.name for c in checks}
+    assert {"Route documents: handoff status", "Route documents: return status", "Route sales: pipeline"} <= names
+    assert {"Route documents: Bitrix24 group", "Route sales: Bitrix24 deal user"} <= names
+    by_name = {c.name: c for c in checks}
+    assert "routes.documents.finish.fallback_status" in by_name["Route documents: return status"].detail
+
+
+def test_doctor_names_a_missing_pipeline_stage_and_group_of_a_route(world: World, tmp_path: Path) -> None:
+    world.routes_story()
+    routes = world.routes()
+    routes[1]["target"]["group_id"] = 99
+    routes[2]["target"]["stage_id"] = "C10:NOPE"
+    checks = doctor(world, tmp_path, routes=routes)  # type: ignore[arg-type]
+    bad = failed(checks)
+    assert set(bad) == {"Route documents: Bitrix24 group", "Route sales: pipeline"}
+    assert "routes.documents.target.group_id 99" in bad["Route documents: Bitrix24 group"].detail
+    assert "'C10:NOPE' is not one of its stages" in bad["Route sales: pipeline"].detail
+
+
+def test_doctor_says_when_a_deal_route_lacks_the_crm_scope(started: Callable[..., World], tmp_path: Path) -> None:
+    world = started(bitrix_scopes=("task", "user", "sonet"))
+    checks = doctor(world, tmp_path, routes=world.routes())  # type: ignore[arg-type]
+    bad = failed(checks)
+    assert "Routes: crm scope" in bad and "sales" in bad["Routes: crm scope"].detail

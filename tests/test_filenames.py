@@ -93,3 +93,10 @@ def test_a_cut_never_leaves_a_reserved_name_behind():
     name = safe_filename("CON.txt0CONLPT¹", max_bytes=16)
     assert_safe(name, 16)
     assert safe_filename(name, max_bytes=16) == name
+
+
+def test_a_long_extension_never_leaves_a_name_over_the_cap():
+    """Found by the property test: an extension as long as the cap made the cut take a negative
+    number of bytes (Python's [:-1]), leaving the name whole and over the cap."""
+    name = safe_filename("00000.txt000\xa0CONLPT¹", max_bytes=16)
+    assert len(name.encode("utf-8")) <= 16

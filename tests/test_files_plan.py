@@ -19,7 +19,7 @@ from okbx_sync.state.lifecycle import LinkState
 from okbx_sync.state.store import Link, Op, OpState
 from okbx_sync.sync.files.plan import comment_files, files_back, fit_cycle_cap, issue_files
 from okbx_sync.sync.files.reads import TaskFiles, new_attachments
-from okbx_sync.sync.files.route import DriveTarget, file_route, files_line, reported_files, size_text
+from okbx_sync.sync.files.route import DriveTarget, cycle_files, files_line, reported_files, size_text
 from okbx_sync.sync.files.to_issue import PostFilesBack, TaskFilesSeen
 from okbx_sync.sync.files.to_task import (
     AttachFileToTask,
@@ -47,7 +47,7 @@ def config(**files: Any) -> Config:
     return parse_config(raw, env={}, base_dir=Path("/nonexistent"))
 
 
-ROUTE = file_route(config())
+ROUTE = cycle_files(config())
 assert ROUTE is not None
 
 
@@ -89,7 +89,7 @@ def test_an_issue_file_is_copied_then_attached_and_a_public_or_allowed_internal_
     actions = issue_files(ROUTE, issue(file(1), file(2, public=False)), [], 1, state())
     assert names(actions) == ["UploadFile", "AttachFileToTask"] * 2
     assert [a.key for a in actions] == ["file:10:1", "attach:10:1:1", "file:10:2", "attach:10:1:2"]
-    public_only = file_route(config(internal_files=False))
+    public_only = cycle_files(config(internal_files=False))
     assert public_only is not None
     assert [a.key for a in issue_files(public_only, issue(file(1), file(2, public=False)), [], 1, state())] == [
         "file:10:1",
@@ -140,7 +140,7 @@ def test_a_comment_whose_only_file_is_too_large_goes_as_it_is_with_a_note_after_
 def test_a_comment_without_files_or_with_internal_ones_not_allowed_is_unchanged():
     plain = forward(comment(7))
     assert comment_files(ROUTE, plain, state()) == [plain]
-    public_only = file_route(config(internal_files=False))
+    public_only = cycle_files(config(internal_files=False))
     assert public_only is not None
     secret = forward(comment(8, file(9, public=False, comment=8)))
     assert comment_files(public_only, secret, state()) == [secret]
@@ -294,4 +294,4 @@ def test_dry_run_rows_name_each_file_and_its_size():
 
 
 def test_nothing_about_files_is_planned_for_a_route_with_files_off():
-    assert file_route(config(enabled=False)) is None
+    assert cycle_files(config(enabled=False)) is None

@@ -375,7 +375,8 @@ def test_bitrix24_elapsed_items_are_upper_snake():
 
 
 def test_bitrix24_task_comments_and_new_ids():
-    assert parse_task_comments(B24_COMMENTS, 8017) == [TaskComment(3157, 8017, 503, "Photos attached")]
+    posted = datetime(2025, 7, 15, 14, 31, tzinfo=PLUS2)  # POST_DATE: the routes read the result before completion
+    assert parse_task_comments(B24_COMMENTS, 8017) == [TaskComment(3157, 8017, 503, "Photos attached", posted)]
     assert parse_new_id(3141, "task.commentitem.add") == 3141
     assert parse_new_id("1202", "task.elapseditem.add") == 1202
 

@@ -81,7 +81,7 @@ def test_acting_on_what_does_not_exist_is_one_clear_line(playground):
         (("emulate", "act", "complete", "999"), "999"),
         (("emulate", "act", "comment", "1", "x", "--as", "robot"), "--as must be client or consultant"),
         (("emulate", "act", "log-time", "1", "forever"), "DURATION must be 1s to 24h"),
-        (("emulate", "act", "move-deal", "1", "WON"), "no CRM deals yet"),
+        (("emulate", "act", "move-deal", "1", "WON"), "cannot move deal 1"),
     ):
         result = okbx(playground, *args)
         assert result.exit_code == 2 and words in result.stderr, (args, result.output)

@@ -14,7 +14,7 @@ Reads that fail for one issue are kept as that issue's error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -23,11 +23,12 @@ from ..clients.bitrix24_crm import CrmClient, Invoice, Stage
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..core.action import WorkLine
+from ..core.companies import CompanyMatcher, Unmatched
 from ..errors import ApiError
+from ..keys import DEFAULT_ROUTE
 from ..markup import html_to_text
 from ..model import Issue
-from ..state.store import Op, Store
-from .companies import CompanyMatcher, Unmatched
+from ..state.store import Link, Op, Store
 from .debt_actions import status_before
 from .snapshot import BilledInvoice, Completion, Debt, Hold
 
@@ -58,6 +59,23 @@ class BillingGlobals:
         return sorted(ids)
 
 
+def billed(config: Config, route: str) -> bool:
+    """Whether the completions of a route are invoiced (a route no longer configured: not any more)."""
+    found = config.route(route)
+    return found is not None and found.flows.bill
+
+
+def completion_of(config: Config, summary: Op | None, link: Link | None, key: keys.SummaryKey) -> Completion:
+    """A completion from its report's op (route and task kept there since routes) and its link."""
+    detail = summary.detail if summary is not None else {}
+    route = str(detail.get("route") or (link.route if link else DEFAULT_ROUTE))
+    if "target_id" in detail:
+        task_id = int(detail["target_id"]) if detail.get("target") == "task" else None
+    else:
+        task_id = link.task_id if link is not None and link.on_task else None
+    return Completion(key.issue_id, key.cycle, task_id, (), route, billed(config, route))
+
+
 def read_globals(
     config: Config,
     okdesk: OkdeskClient,
@@ -71,7 +89,7 @@ def read_globals(
     found = BillingGlobals(today=today)
     stages: tuple[int, dict[str, Stage]] | None = None
     if config.billing is not None:
-        _completions(found, store, since)
+        _completions(found, config, store, since)
         stages = _stages(config, crm)
         _billed(found, store, crm, stages[1])
         _unknown(found, store, crm, *stages, since=today - timedelta(days=config.time.late_window_days))
@@ -95,10 +113,11 @@ def work_of(ops: list[Op]) -> tuple[WorkLine, ...]:
     return tuple(lines)
 
 
-def _completions(found: BillingGlobals, store: Store, since: datetime) -> None:
+def _completions(found: BillingGlobals, config: Config, store: Store, since: datetime) -> None:
     """Completions reported since billing was switched on whose invoice is not decided, and
     invoices made whose note or task link is missing (a failure, a run cut short)."""
     reports = [op for op in store.unbilled_completions(since)]
+    by_key = {op.key: op for op in reports}
     follow_ups = store.invoices_missing_follow_ups()
     for op in follow_ups:
         found.invoiced[op.key] = (Decimal(str(op.detail.get("total", "0"))), str(op.detail.get("currency", "")))
@@ -111,9 +130,8 @@ def _completions(found: BillingGlobals, store: Store, since: datetime) -> None:
     lines = store.ops_reported_in(k.text for k in wanted)
     links = store.links_for(k.issue_id for k in wanted)
     for key in wanted:
-        link = links.get(key.issue_id)
-        task_id = link.task_id if link else None
-        found.completions.append(Completion(key.issue_id, key.cycle, task_id, work_of(lines.get(key.text, []))))
+        made = completion_of(config, by_key.get(key.text) or store.op(key.text), links.get(key.issue_id), key)
+        found.completions.append(replace(made, work=work_of(lines.get(key.text, []))))
 
 
 def _stages(config: Config, crm: CrmClient) -> tuple[int, dict[str, Stage]]:

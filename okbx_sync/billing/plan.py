@@ -105,6 +105,9 @@ def _bill(plan: Plan, completion: Completion, snap: BillingSnapshot, billing: Bi
             total, currency = snap.invoiced[invoice_key.text]
             _follow_ups(plan, snap, issue_id, cycle, total, currency, completion.task_id, billing.note_public)
         return
+    if not completion.billed:  # a route that says so (routes: flows.bill false), decided once
+        plan.actions.append(SkipInvoice(issue_id, cycle=cycle, reason=f"route {completion.route} is not billed"))
+        return
     issue = snap.issues.get(issue_id)
     if issue is None:
         unread = snap.errors.get(issue_id, "the issue could not be read")
@@ -228,10 +231,12 @@ def _releases(plan: Plan, snap: BillingSnapshot, debt: DebtConfig, config: Confi
 
 def _release(hold: Hold, debt: DebtConfig, config: Config, snap: BillingSnapshot, now: datetime) -> Action:
     to_status, why, delay_to = hold.previous_status, "", None
-    if to_status == config.okdesk.handoff_status and hold.issue_id in snap.completed_links:
-        # the programmers completed the task during the hold: back in the handoff status the
-        # issue would read as handed off again and reopen finished work; it returns instead
-        to_status, why = config.okdesk.return_status, "the programmers completed the task meanwhile"
+    route = next((r for r in config.routes if r.status == to_status), None)
+    if route is not None and hold.issue_id in snap.completed_links:
+        # the route's target was finished during the hold: back in the route's status the issue
+        # would read as handed off again and reopen finished work; it returns as the route would
+        to_status = route.finish.fallback_status if route.returns_previous else route.finish.return_status
+        why = "the programmers completed the task meanwhile" if route.kind == "task" else "its deal closed meanwhile"
     elif to_status == DELAYED:
         # Okdesk demands a date for `delayed` (crm-billing.md 1.7): the one it had, while it is ahead
         if hold.delayed_to is not None and hold.delayed_to > now:

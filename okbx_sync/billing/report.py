@@ -1,4 +1,4 @@
-"""The time ledger (`okbx report`): hours per client company, programmer and month, from what
+"""The time ledger (`okbx report`): hours per client company (and route), programmer and month, from what
 okbx copied (the store's done ops of kind "time"), and `--verify` against both systems.
 
 Company names come from Okdesk (`/companies/list`); an issue's company from its invoice op when
@@ -20,6 +20,7 @@ from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.okdesk import OkdeskClient
 from ..errors import ApiError
+from ..keys import DEFAULT_ROUTE
 from ..state.store import Op, Store
 
 
@@ -30,6 +31,7 @@ class LedgerRow:
     month: str  # YYYY-MM
     issue_id: int
     seconds: int
+    route: str = DEFAULT_ROUTE  # the route whose target the time was logged on (older copies: the programmers')
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,19 @@ def ledger_rows(ops: Iterable[Op], company_of: dict[int, str]) -> list[LedgerRow
         user = str(detail.get("user") or f"Bitrix24 user #{detail.get('user_id')}")
         month = _month(str(detail.get("date") or ""))
         company = company_of.get(op.issue_id, "(no company)")
-        rows.append(LedgerRow(company, user, month, op.issue_id, int(detail.get("seconds") or 0)))
+        route = str(detail.get("route") or DEFAULT_ROUTE)
+        rows.append(LedgerRow(company, user, month, op.issue_id, int(detail.get("seconds") or 0), route))
     return rows
 
 
-def summarize(rows: Iterable[LedgerRow], *, by_issue: bool = False) -> list[dict[str, object]]:
-    """Hours per (company, programmer, month[, issue]), sorted, with two decimals."""
+def summarize(rows: Iterable[LedgerRow], *, by_issue: bool = False, by_route: bool = False) -> list[dict[str, object]]:
+    """Hours per (company[, route], programmer, month[, issue]), sorted, with two decimals."""
     totals: dict[tuple[object, ...], int] = {}
     for row in rows:
-        key: tuple[object, ...] = (row.company, row.user, row.month) + ((row.issue_id,) if by_issue else ())
+        key: tuple[object, ...] = (row.company, *((row.route,) if by_route else ()), row.user, row.month)
+        key += (row.issue_id,) if by_issue else ()
         totals[key] = totals.get(key, 0) + row.seconds
-    names = ["company", "programmer", "month"] + (["issue"] if by_issue else [])
+    names = ["company", *(["route"] if by_route else []), "programmer", "month"] + (["issue"] if by_issue else [])
     return [
         dict(zip(names, key, strict=True)) | {"hours": round(seconds / 3600, 2)}
         for key, seconds in sorted(totals.items(), key=lambda kv: tuple(str(k) for k in kv[0]))

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from ..clients.bitrix24_crm import Invoice
 from ..core.action import WorkLine
+from ..keys import DEFAULT_ROUTE
 from ..model import Issue
 
 
@@ -20,6 +21,8 @@ class Completion:
     cycle: int
     task_id: int | None
     work: tuple[WorkLine, ...]
+    route: str = DEFAULT_ROUTE
+    billed: bool = True  # the route's completions are invoiced (routes: flows.bill)
 
 
 @dataclass(frozen=True)

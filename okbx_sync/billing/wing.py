@@ -16,14 +16,14 @@ from datetime import datetime
 from .. import keys
 from ..core.action import Context
 from ..core.applier import ApplyReport, Guard
+from ..core.companies import CompanyMatcher
 from ..core.health import without_waiting
 from ..core.plan import Plan
 from ..errors import ApiError
 from ..model import Issue
 from ..state import lifecycle
 from ..state.lifecycle import Track
-from .companies import CompanyMatcher
-from .fetch import BillingGlobals, match_companies, read_globals
+from .fetch import BillingGlobals, billed, match_companies, read_globals
 from .plan import build_billing_plan
 from .snapshot import BillingSnapshot, Completion
 
@@ -117,7 +117,11 @@ class BillingWing:
             done = action.completes()
             if done is not None and done.issue_id in mine and (done.issue_id, done.cycle) not in known:
                 link = links.get(done.issue_id)
-                completions.append(Completion(done.issue_id, done.cycle, link.task_id if link else None, done.work))
+                task_id = done.task_id if done.task_id is not None or link is None or not link.on_task else link.task_id
+                route = done.route
+                completions.append(
+                    Completion(done.issue_id, done.cycle, task_id, done.work, route, billed(self.config, route))
+                )
         snap = BillingSnapshot(
             today=found.today,
             completions=completions,
@@ -144,7 +148,11 @@ class BillingWing:
 
     def _read_issues(self, snap: BillingSnapshot, found: BillingGlobals, completions: list[Completion]) -> None:
         """The issues of completions not invoiced yet (billable? whose company?) and of holds."""
-        wanted = [c.issue_id for c in completions if keys.InvoiceKey(c.issue_id, c.cycle).text not in snap.invoiced]
+        wanted = [
+            c.issue_id
+            for c in completions
+            if c.billed and keys.InvoiceKey(c.issue_id, c.cycle).text not in snap.invoiced
+        ]
         wanted += [h.issue_id for h in snap.holds if h.okdesk_company_id not in snap.debts]
         for issue_id in sorted(set(wanted)):
             known: Issue | None = found.held_issues.get(issue_id)

@@ -101,9 +101,10 @@ def report(
     config: ConfigOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     by_issue: Annotated[bool, typer.Option("--by-issue", help="One line per issue too.")] = False,
+    by_route: Annotated[bool, typer.Option("--by-route", help="One line per route too.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Compare with both systems; list every drift.")] = False,
 ) -> None:
-    """Hours per client company, programmer and month, from the time okbx copied (issue 10)."""
+    """Hours per client company (and route: --by-route), programmer and month, from the time okbx copied."""
     from ..billing import report as ledger
 
     run = Run(config)
@@ -117,7 +118,7 @@ def report(
         try:
             ops = ledger.time_ops(store)
             companies = ledger.companies_of_issues(store, clients.okdesk, {op.issue_id for op in ops})
-            summary = ledger.summarize(ledger.ledger_rows(ops, companies), by_issue=by_issue)
+            summary = ledger.summarize(ledger.ledger_rows(ops, companies), by_issue=by_issue, by_route=by_route)
             drifts = ledger.verify(store, clients.okdesk, clients.bitrix) if verify else None
         finally:
             clients.close()

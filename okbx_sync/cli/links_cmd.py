@@ -43,18 +43,23 @@ def link(
                     found_issue = clients.okdesk.get_issue(issue)
                 except NotFound:
                     raise UsageError(f"Okdesk issue {issue} does not exist") from None
-                handoff = cfg.okdesk.handoff_status
-                if found_issue.status != handoff and not force:
+                task_routes = [r for r in cfg.routes if r.kind == "task"]
+                if not task_routes:
+                    raise UsageError("no route of this configuration makes tasks: okbx link joins an issue and a task")
+                route = next((r for r in task_routes if r.status == found_issue.status), None)
+                if route is None and not force:
                     # otherwise the completion would find it "moved by someone" and leave its status alone
+                    handoff = "', '".join(r.status for r in task_routes)
                     raise UsageError(
                         f"Okdesk issue {issue} is in status '{found_issue.status}', not the handoff status "
                         f"'{handoff}': hand it off in Okdesk first, or pass --force to link it anyway (its "
                         "status is then left alone when the task is done)"
                     )
+                route = route or task_routes[0]
                 found_task = clients.bitrix.get_task(task)
                 if found_task is None:
                     raise UsageError(f"Bitrix24 task {task} does not exist (or the webhook user cannot see it)")
-                link_pair(store, issue, task, issue_status=found_issue.status)
+                link_pair(store, issue, task, issue_status=found_issue.status, route=route.name)
                 ensure_binding(store, cfg)
                 typer.echo(
                     f"linked Okdesk issue {issue} ('{found_issue.title}') and Bitrix24 task {task} "

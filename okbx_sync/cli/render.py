@@ -87,12 +87,12 @@ def _problem(row: dict[str, Any]) -> str:
 
 
 def _wide_table(table: Any, rows: list[dict[str, Any]]) -> None:
-    columns = ("issue", "task", "state", "handoff", "comments", "time entries", "adopted", "last activity")
+    columns = ("issue", "route", "task", "state", "handoff", "comments", "time entries", "adopted", "last activity")
     for header in (*columns, "failures", "next retry", "last error"):
         table.add_column(header, overflow="fold")
     for r in rows:
         table.add_row(
-            *(str(c) for c in (r["issue"], r["task"] or "-", r["state"], r["cycle"])),
+            *(str(c) for c in (r["issue"], r.get("route", ""), _target(r), r["state"], r["cycle"])),
             str(r["comments_forwarded"]),
             str(r["time_entries_copied"]),
             str(r["adopted"]),
@@ -104,8 +104,21 @@ def _wide_table(table: Any, rows: list[dict[str, Any]]) -> None:
         )
 
 
+def _target(row: dict[str, Any]) -> str:
+    """The target's id; a deal's with its kind (a sales route's link)."""
+    if not row["task"]:
+        return "-"
+    return str(row["task"]) if row.get("target", "task") == "task" else f"{row['target']} {row['task']}"
+
+
+def _routes_shown(rows: list[dict[str, Any]]) -> bool:
+    return any(row.get("route", "programmers") != "programmers" for row in rows)
+
+
 def _narrow_table(table: Any, rows: list[dict[str, Any]], width: int) -> None:
-    for header, justify in (("issue", "right"), ("task", "right"), ("state", "left")):
+    routes = _routes_shown(rows)
+    headers = (("issue", "right"), *((("route", "left"),) if routes else ()), ("task", "right"), ("state", "left"))
+    for header, justify in headers:
         table.add_column(header, justify=justify, no_wrap=True)
     for header in ("com.", "time"):
         table.add_column(header, justify="right", no_wrap=True)
@@ -113,7 +126,8 @@ def _narrow_table(table: Any, rows: list[dict[str, Any]], width: int) -> None:
     cells = [
         (
             str(r["issue"]),
-            str(r["task"] or "-"),
+            *((str(r.get("route", "")),) if routes else ()),
+            _target(r),
             r["state"],
             str(r["comments_forwarded"]),
             str(r["time_entries_copied"]),
@@ -150,8 +164,9 @@ def render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, *
 # -- okbx show ----------------------------------------------------------------------------------
 def render_history(issue: int, link: Link | None, entries: list[dict[str, Any]]) -> None:
     if link is not None:
+        route = "" if link.route == "programmers" else f" (route {link.route})"
         typer.echo(
-            f"issue {issue} <-> task {link.task_id or '-'}: {'parked' if link.parked else link.state}, "
+            f"issue {issue} <-> {link.target} {link.task_id or '-'}{route}: {'parked' if link.parked else link.state}, "
             f"handoff #{link.cycle}, failures {link.fail_count}"
             + (f", last error: {link.last_error}" if link.last_error else "")
         )

@@ -89,8 +89,13 @@ class Bitrix24Client(TaskHistory):
         """https://portal (no secret), for links people click."""
         return self.base.split("/rest/")[0]
 
-    def task_url(self, task_id: int) -> str:
-        return f"{self.portal_url()}/company/personal/user/{self.config.responsible_id}/tasks/task/view/{task_id}/"
+    def task_url(self, task_id: int, user_id: int | None = None) -> str:
+        """The task's page, as seen in `user_id`'s task list (a route's responsible; else the webhook's user)."""
+        user = user_id or self.config.responsible_id or self.webhook_user()
+        return f"{self.portal_url()}/company/personal/user/{user}/tasks/task/view/{task_id}/"
+
+    def deal_url(self, deal_id: int) -> str:
+        return f"{self.portal_url()}/crm/deal/details/{deal_id}/"
 
     def server_skew(self, now: datetime) -> float | None:
         """Seconds the server's clock is ahead of `now` (negative: behind), from its last answer."""

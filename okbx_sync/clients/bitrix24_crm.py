@@ -32,6 +32,7 @@ class CrmCompany:
     title: str
     originator_id: str | None = None
     origin_id: str | None = None
+    assigned_by_id: int | None = None  # the company's responsible person (crm-billing.md 2.2, documented)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def parse_company(raw: Any) -> CrmCompany:
         title=text(data, "title", what, default=""),
         originator_id=text(data, "originatorId", what, default="") or None,
         origin_id=text(data, "originId", what, default="") or None,
+        assigned_by_id=opt_integer(data, "assignedById", what) or None,
     )
 
 
@@ -137,7 +139,7 @@ class CrmClient:
 
     # -- companies -------------------------------------------------------------------------
     def companies(self, filter_: dict[str, Any]) -> list[CrmCompany]:
-        select = ["id", "title", "originatorId", "originId"]
+        select = ["id", "title", "originatorId", "originId", "assignedById"]
         return [self._parse("crm.item.list", parse_company, r) for r in self._list(COMPANY, filter_, select)]
 
     def company(self, company_id: int) -> CrmCompany | None:

@@ -71,6 +71,7 @@ def parse_comments(raw: Any, task_id: int) -> list[TaskComment]:
                 task_id=task_id,
                 author_id=integer(data, "AUTHOR_ID", what),
                 text=text(data, "POST_MESSAGE", what, default=""),
+                posted_at=timestamp(data, "POST_DATE", what),
             )
         )
     return result
@@ -88,6 +89,7 @@ def parse_chat_messages(raw: Any, task_id: int) -> list[TaskComment]:
                 task_id=task_id,
                 author_id=integer(data, "author_id", what),
                 text=text(data, "text", what, default=""),
+                posted_at=timestamp(data, "date", what),
             )
         )
     return result

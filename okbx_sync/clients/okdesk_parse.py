@@ -44,6 +44,8 @@ def parse_issue(raw: Any) -> Issue:
         agreement=parse_agreement(data.get("agreement"), f"{what}.agreement"),
         contact_id=_ref_id(data.get("contact"), f"{what}.contact"),
         attachments=tuple(parse_attachments(data.get("attachments"), what)),
+        # the status before this one (okdesk.md 3: the full issue carries it): where `previous` returns
+        old_status=_code(data.get("old_status"), f"{what}.old_status"),
     )
 
 

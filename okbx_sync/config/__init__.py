@@ -12,6 +12,7 @@ from .load import (
     parse_config,
     parse_yaml,
 )
+from .routes import PREVIOUS, FinishConfig, FlowsConfig, RouteConfig, TargetConfig, TriggerConfig
 from .sections import (
     OPT_IN_SECTIONS,
     OPTIONAL_SECTIONS,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_NESTING",
     "OPTIONAL_SECTIONS",
     "OPT_IN_SECTIONS",
+    "PREVIOUS",
     "REQUIRED",
     "SECTIONS",
     "BillingConfig",
@@ -43,11 +45,16 @@ __all__ = [
     "Config",
     "DebtConfig",
     "FilesConfig",
+    "FinishConfig",
+    "FlowsConfig",
     "Key",
     "OkdeskConfig",
+    "RouteConfig",
     "StateConfig",
     "SyncConfig",
+    "TargetConfig",
     "TimeConfig",
+    "TriggerConfig",
     "config_path",
     "insecure_http_problem",
     "is_loopback",

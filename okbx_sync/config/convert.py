@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..secrets import Secret
-from .spec import MAX_ID, MAX_RATE, Key
+from .spec import MAX_ID, MAX_RATE, REQUIRED, Key
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -105,6 +105,13 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
         if not isinstance(value, list | tuple) or not value:
             raise Problem(f"must be a non-empty list of whole numbers, got {show(value)}")
         return tuple(_as_int(v) for v in value)
+    if kind == "id_list":  # Bitrix24 user ids, possibly none
+        if not isinstance(value, list | tuple):
+            raise Problem(f"must be a list of ids, got {show(value)}")
+        ids = tuple(_as_int(v) for v in value)
+        if any(i < 1 for i in ids):
+            raise Problem(f"every id must be a whole number from 1 to 2**53, got {show(value)}")
+        return ids
     if kind == "str_list":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise Problem(f"must be a list of texts, got {show(value)}")
@@ -133,3 +140,33 @@ def _check_timezone(value: str) -> None:
         parse_timezone(value)
     except ValueError as exc:
         raise Problem(str(exc)) from None
+
+
+def parse_block(
+    prefix: str, keys: Mapping[str, Key], values: Mapping[Any, Any], env: Mapping[str, str], base_dir: Path
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The typed values of one mapping of keys (a section, or a block of a route), and every
+    problem with its key path: unknown keys, missing required ones, values that do not convert
+    or fail their check.  A key absent or null takes its default."""
+    problems: list[tuple[str, str]] = []
+    kwargs: dict[str, Any] = {}
+    for name in values:
+        if name not in keys:
+            problems.append((f"{prefix}.{name}", "unknown key"))
+    for name, key in keys.items():
+        path = f"{prefix}.{name}"
+        if name not in values or values[name] is None:
+            if key.default is REQUIRED:
+                problems.append((path, "is required"))
+            elif key.kind == "path":
+                kwargs[name] = convert(key, key.default, env, base_dir)
+            else:
+                kwargs[name] = key.default
+            continue
+        try:
+            kwargs[name] = convert(key, values[name], env, base_dir)
+            if key.check and (message := key.check(kwargs[name])):
+                problems.append((path, message))
+        except Problem as problem:
+            problems.append((path, str(problem)))
+    return kwargs, problems

@@ -19,9 +19,9 @@ import yaml
 from .. import bounded
 from ..errors import ConfigError
 from ..secrets import Secret
-from .convert import Problem, convert, show
-from .sections import OPT_IN_SECTIONS, OPTIONAL_SECTIONS, SECTIONS, Config
-from .spec import REQUIRED
+from .convert import Problem, parse_block, show
+from .routes import RouteConfig, legacy_route, parse_routes
+from .sections import OPT_IN_SECTIONS, OPTIONAL_SECTIONS, SECTIONS, CommentsConfig, Config
 
 
 def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: str = "") -> Config:
@@ -29,8 +29,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
     if not isinstance(raw, dict):
         raise ConfigError([("", "the file must be a YAML mapping with sections okdesk, bitrix24, time, ...")], source)
     for name in raw:
-        if name not in SECTIONS:
-            problems.append((str(name), f"unknown section (known: {', '.join(SECTIONS)})"))
+        if name not in SECTIONS and name != "routes":
+            problems.append((str(name), f"unknown section (known: {', '.join(SECTIONS)}, routes)"))
     built: dict[str, Any] = {}
     for section, (cls, keys) in SECTIONS.items():
         values = raw.get(section)
@@ -44,35 +44,51 @@ def parse_config(raw: Any, *, env: Mapping[str, str], base_dir: Path, source: st
         if not isinstance(values, dict):
             problems.append((section, "must be a mapping"))
             continue
-        kwargs: dict[str, Any] = {}
-        for name in values:
-            if name not in keys:
-                problems.append((f"{section}.{name}", "unknown key"))
-        for name, key in keys.items():
-            path = f"{section}.{name}"
-            if name not in values or values[name] is None:
-                if key.default is REQUIRED:
-                    problems.append((path, "is required"))
-                elif key.kind == "path":
-                    kwargs[name] = convert(key, key.default, env, base_dir)
-                else:
-                    kwargs[name] = key.default
-                continue
-            try:
-                kwargs[name] = convert(key, values[name], env, base_dir)
-                if key.check and (message := key.check(kwargs[name])):
-                    problems.append((path, message))
-            except Problem as problem:
-                problems.append((path, str(problem)))
+        kwargs, found = parse_block(section, keys, values, env, base_dir)
+        problems += found
         if (url_key := _URL_KEYS.get(section)) and url_key in kwargs and not kwargs.get("allow_insecure_http"):
             if message := insecure_http_problem(kwargs[url_key]):
                 problems.append((f"{section}.{url_key}", message))
         if not any(p.startswith(section + ".") or p == section for p, _ in problems):
             built[section] = cls(**kwargs)
-    problems += _cross_checks(raw)
+    routes, found = _routes(raw, built, env, base_dir)
+    problems += found
+    problems += _cross_checks(raw, routes)
     if problems:
         raise ConfigError(problems, source)
-    return Config(**built, source=source)
+    return Config(**built, source=source, routes=routes)
+
+
+def _routes(
+    raw: dict[str, Any], built: dict[str, Any], env: Mapping[str, str], base_dir: Path
+) -> tuple[tuple[RouteConfig, ...], list[tuple[str, str]]]:
+    """`routes:`, or the one route the okdesk, bitrix24 and comments sections describe."""
+    route_keys = [
+        (section, name, key) for section, (_, keys) in SECTIONS.items() for name, key in keys.items() if key.route_key
+    ]
+    given = [(s, n, k) for s, n, k in route_keys if isinstance(raw.get(s), dict) and raw[s].get(n) is not None]
+    if "routes" in raw:
+        problems = [
+            (f"{s}.{n}", "describes the one route of a configuration without routes:; say it in a route instead")
+            for s, n, _ in given
+        ]
+        routes, found = parse_routes(raw["routes"], env, base_dir)
+        return routes, problems + found
+    missing = [
+        (f"{s}.{n}", "is required")  # the one route's; a configuration with routes: has none of these
+        for s, n, k in route_keys
+        if k.needed and isinstance(raw.get(s), dict) and raw[s].get(n) is None
+    ]
+    if missing or not {"okdesk", "bitrix24"} <= set(built):
+        return (), missing
+    route = legacy_route(built["okdesk"], built["bitrix24"], built.get("comments") or CommentsConfig())
+    return (route,), [(f"okdesk.{k}", m) for k, m in _legacy_problems(route)]
+
+
+def _legacy_problems(route: RouteConfig) -> list[tuple[str, str]]:
+    if route.finish.return_status == route.status:
+        return [("return_status", "must differ from okdesk.handoff_status")]
+    return []
 
 
 _URL_KEYS = {"okdesk": "url", "bitrix24": "webhook_url"}
@@ -101,19 +117,14 @@ def insecure_http_problem(url: Any) -> str | None:
     return None
 
 
-def _cross_checks(raw: dict[str, Any]) -> list[tuple[str, str]]:
-    """Checks across keys, on the raw values so they are reported together with all the others."""
-    okdesk: dict[str, Any] = raw["okdesk"] if isinstance(raw.get("okdesk"), dict) else {}
-    handoff = okdesk.get("handoff_status")
-    back = okdesk.get("return_status", SECTIONS["okdesk"][1]["return_status"].default)
-    problems = []
-    if isinstance(handoff, str) and isinstance(back, str) and handoff.strip() == back.strip():
-        problems.append(("okdesk.return_status", "must differ from okdesk.handoff_status"))
+def _cross_checks(raw: dict[str, Any], routes: tuple[RouteConfig, ...]) -> list[tuple[str, str]]:
+    """Checks across sections, reported together with all the others."""
     debt = raw["debt"] if isinstance(raw.get("debt"), dict) else {}
     hold = debt.get("status")
-    if isinstance(hold, str) and hold.strip() in {str(handoff).strip(), str(back).strip()}:
-        problems.append(("debt.status", "must differ from okdesk.handoff_status and okdesk.return_status"))
-    return problems
+    taken = {r.status for r in routes} | {r.finish.return_status for r in routes if not r.returns_previous}
+    if isinstance(hold, str) and hold.strip() in taken:
+        return [("debt.status", "must differ from every route's trigger and return status")]
+    return []
 
 
 def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:

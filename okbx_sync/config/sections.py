@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..secrets import Secret
+from .routes import RouteConfig
 from .spec import DAY, MAX_RATE, TEN_YEARS_DAYS, WEEK_MINUTES, Key, in_range, not_negative, positive_id, setting, share
 
 _RATE = in_range(0, 1000, above=True)  # requests per second
@@ -19,8 +20,9 @@ class OkdeskConfig:
     url: str = setting("url")
     api_token: Secret = setting("secret")
     bot_employee_id: int = setting("int", check=positive_id)
-    handoff_status: str = setting("str")
-    return_status: str = setting("str", "opened")
+    # the one route of a configuration without `routes:` (the programmers'); with routes, each says its own
+    handoff_status: str | None = setting("str", None, needed=True)
+    return_status: str = setting("str", "opened", route_key=True)
     timezone: str | None = setting("tz", None)  # "+03:00" or an IANA name; None = learn from the API's offsets
     # inferred API fact: flat | wrapped | auto (wrapped, then flat on a 4xx)
     time_entry_body: str = setting("str", "auto", choices=("auto", "flat", "wrapped"))
@@ -37,8 +39,8 @@ class OkdeskConfig:
 @dataclass(frozen=True)
 class Bitrix24Config:
     webhook_url: Secret = setting("secret_url")
-    group_id: int = setting("int", check=positive_id)
-    responsible_id: int = setting("int", check=positive_id)
+    group_id: int | None = setting("int", None, check=positive_id, needed=True)  # the one route's, as above
+    responsible_id: int | None = setting("int", None, check=positive_id, needed=True)
     created_by: int | None = setting("int", None, check=positive_id)
     done_statuses: tuple[int, ...] = setting("int_list", (5,))
     tags: tuple[str, ...] = setting("str_list", ("okdesk",))
@@ -50,9 +52,11 @@ class Bitrix24Config:
 
 @dataclass(frozen=True)
 class CommentsConfig:
-    forward_public: bool = setting("bool", True)
-    forward_internal: bool = setting("bool", True)
-    summary_public: bool = setting("bool", False)
+    """The one route's flows (a configuration without `routes:`; each route has its own `flows:`)."""
+
+    forward_public: bool = setting("bool", True, route_key=True)
+    forward_internal: bool = setting("bool", True, route_key=True)
+    summary_public: bool = setting("bool", False, route_key=True)
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,10 @@ class Config:
     billing: BillingConfig | None = None
     debt: DebtConfig | None = None
     source: str = ""
+    routes: tuple[RouteConfig, ...] = ()  # `routes:`, or the one route the sections above describe
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
 
     def secrets(self) -> list[str]:
         from ..secrets import webhook_secret_parts

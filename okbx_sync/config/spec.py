@@ -23,15 +23,27 @@ MAX_RATE = 1e9  # per hour, in any currency: far above any programmer
 
 @dataclass(frozen=True)
 class Key:
-    kind: str  # str int float bool url secret secret_url int_list str_list int_map rate_map path tz
+    kind: str  # str int float bool url secret secret_url int_list id_list str_list int_map rate_map path tz
     default: Any = REQUIRED
     check: Check | None = None
     choices: tuple[str, ...] = ()
+    # a key of the one route of a configuration without `routes:` (okdesk.handoff_status...):
+    # required there when `needed` is set, and refused next to `routes:` (the routes say it)
+    route_key: bool = False
+    needed: bool = False
 
 
-def setting(kind: str, default: Any = REQUIRED, *, check: Check | None = None, choices: tuple[str, ...] = ()) -> Any:
+def setting(
+    kind: str,
+    default: Any = REQUIRED,
+    *,
+    check: Check | None = None,
+    choices: tuple[str, ...] = (),
+    route_key: bool = False,
+    needed: bool = False,
+) -> Any:
     """A dataclass field that carries its key's declaration (read by `keys_of`)."""
-    meta = {"key": Key(kind, default, check, choices)}
+    meta = {"key": Key(kind, default, check, choices, route_key or needed, needed)}
     if default is REQUIRED or kind == "path":  # a path's default is resolved against the file's folder
         return field(metadata=meta)
     if isinstance(default, dict):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ApiError
-from ..keys import Key
+from ..keys import DEFAULT_ROUTE, Key
 from ..model import Task
 from ..state.lifecycle import LinkChange, Track
 
@@ -46,8 +46,11 @@ class Context:
     own_writes: dict[int, datetime] = field(default_factory=dict)
     # XML_ID -> tasks carrying it, looked up for many creates in one request; each used once
     tasks_by_xml_id: dict[str, list[Task]] = field(default_factory=dict)
+    # a deal's origin marker -> deals carrying it, the same for deals (sync/targets/deal.py)
+    deals_by_marker: dict[Any, list[Any]] = field(default_factory=dict)
 
     def task_id(self, issue_id: int) -> int:
+        """The id of the link's target (a task, or a deal on a sales route)."""
         link = self.store.link(issue_id)
         if link is None or link.task_id is None:
             raise ApiError("okbx", "state", f"issue {issue_id} has no task yet")
@@ -92,6 +95,8 @@ class Completed:
     issue_id: int
     cycle: int
     work: tuple[WorkLine, ...]
+    route: str = DEFAULT_ROUTE  # billing invoices only the routes that say so (flows.bill)
+    task_id: int | None = field(default=None, compare=False)  # the task whose work it reports (None: not a task)
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,8 @@ class Applier:
         at its task's markers first (the guards), and one by one that would cost a request per
         issue, enough to spend a small request budget before anything is written."""
         writing = [i for i, actions in chunk.items() if any(a.side and not self._done(a) for a in actions)]
-        task_ids = [link.task_id for link in self.store.links_for(writing).values() if link.task_id]
+        links = self.store.links_for(writing).values()
+        task_ids = [link.task_id for link in links if link.task_id and link.on_task]
         try:
             self.ctx.remote.read_tasks(task_ids)
         except (BudgetExhausted, RateLimited):
@@ -371,8 +372,9 @@ class Applier:
 
     def _complete_carried(self, action: Action, remote_id: str | None, outcome: str) -> None:
         for carried in action.also_completes():  # e.g. the summary a status change carried
+            record = carried.op_record()
             self.store.begin_op(
-                carried.key, carried.issue_id, carried.kind, cycle=carried.op_record().cycle, report_key=None
+                carried.key, carried.issue_id, carried.kind, cycle=record.cycle, report_key=None, detail=record.detail
             )
             self.store.finish_op(
                 carried.key,

@@ -9,6 +9,7 @@ writes, so a cycle without work reads nothing here:
   Bitrix24 comments of the task  (one request per task; none for a task created this cycle)
   Okdesk time entries of the issue (one request per issue that copies time)
   Drive folders and task files   (remote_files.py, for issues that move files)
+  Bitrix24 timeline comments of a deal (the sales route; one request per deal)
 
 Writes made in this cycle are added as they succeed, so the cache stays true.
 """
@@ -19,6 +20,8 @@ from collections.abc import Iterable
 
 from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
+from ..clients.bitrix24_deals import DealsClient
+from ..clients.bitrix24_deals_parse import TimelineComment
 from ..clients.okdesk import OkdeskClient
 from ..model import Comment, TaskComment, TimeEntry
 from .remote_files import RemoteFiles
@@ -40,6 +43,7 @@ class RemoteMarkers:
         self.bot_employee_id = bot_employee_id
         self._issue: dict[int, dict[str, str]] = {}
         self._task: dict[int, dict[str, str]] = {}
+        self._deal: dict[int, dict[str, str]] = {}
         self._time: dict[int, dict[str, TimeEntry]] = {}
         self._items: dict[int, dict[str, list[int]]] = {}  # issue id -> report key -> items it lists
         for issue_id, comments in (issue_comments or {}).items():
@@ -59,6 +63,8 @@ class RemoteMarkers:
             found.setdefault(key.text, str(c.id))
             if isinstance(key, keys.SummaryKey):  # a report posted while the return is owed is the report too
                 found.setdefault(key.report.text, str(c.id))
+            if isinstance(key, keys.LinkCommentKey):  # one naming the route is the handoff's link comment
+                found.setdefault(keys.LinkCommentKey(key.issue_id, key.cycle).text, str(c.id))
             if isinstance(key, keys.SummaryKey):
                 items.setdefault(key.report.text, keys.reported_items(c.content_html))
             elif isinstance(key, keys.LateKey):
@@ -122,14 +128,36 @@ class RemoteMarkers:
             self._time[issue_id] = found
         return self._time[issue_id]
 
+    def deal(self, deal_id: int) -> dict[str, str]:
+        """Keys of okbx's comments in a deal's timeline (the sales route) -> comment id."""
+        if deal_id not in self._deal:
+            self.reads += 1
+            self._deal[deal_id] = _task_markers(self._deals().comments(deal_id))
+        return self._deal[deal_id]
+
+    def read_deals(self, deal_ids: Iterable[int]) -> None:
+        """The timelines of many deals at once (first pages batched) before their writes look."""
+        wanted = sorted(set(deal_ids) - set(self._deal))
+        if not wanted:
+            return
+        self.reads += 1
+        for deal_id, comments in self._deals().comments_of_deals(wanted).items():
+            self._deal[deal_id] = _task_markers(comments)
+
+    def _deals(self) -> DealsClient:
+        return DealsClient(self.bitrix)
+
     # -- bookkeeping -------------------------------------------------------------------------
     def new_task(self, task_id: int) -> None:
         """A task okbx has just created has no comments: nothing to read."""
         self._task.setdefault(task_id, {})
 
+    def new_deal(self, deal_id: int) -> None:
+        self._deal.setdefault(deal_id, {})
 
-def _task_markers(comments: Iterable[TaskComment]) -> dict[str, str]:
-    """Keys of okbx's comments among a task's comments -> comment id (the first of each)."""
+
+def _task_markers(comments: Iterable[TaskComment | TimelineComment]) -> dict[str, str]:
+    """Keys of okbx's comments among a task's (or a deal's) comments -> comment id (the first of each)."""
     found: dict[str, str] = {}
     for c in comments:
         if key := keys.in_bbcode(c.text):

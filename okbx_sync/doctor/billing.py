@@ -6,11 +6,11 @@ debt status in Okdesk, and the company matching of the companies with open hando
 
 from __future__ import annotations
 
-from ..billing.companies import CompanyMatcher, Unmatched
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.bitrix24_crm import CrmClient
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
+from ..core.companies import CompanyMatcher, Unmatched
 from ..errors import OkbxError
 from ..state.store import Store
 from .base import Check, Context, check_group

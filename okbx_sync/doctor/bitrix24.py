@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..clients.bitrix24 import Bitrix24Client
-from ..config import Config
+from ..config import Config, RouteConfig
 from ..errors import ApiError, OkbxError
 from .base import Check, Context, check_group, fail_text, yes
 
@@ -79,7 +79,7 @@ def _bitrix_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
         checks.append(Check("Bitrix24 webhook scopes", True, f"the webhook has the scopes okbx needs: {names}"))
     checks.append(_admin_check(bitrix))
     if "sonet" not in missing:
-        checks.append(_group_check(config, bitrix))
+        checks += _group_checks(config, bitrix)
     if "user" not in missing:
         checks += _user_checks(config, bitrix)
     if "task" not in missing:
@@ -114,33 +114,55 @@ def _admin_check(bitrix: Bitrix24Client) -> Check:
     )
 
 
-def _group_check(config: Config, bitrix: Bitrix24Client) -> Check:
-    group_id = config.bitrix24.group_id
+def route_key(config: Config, route: RouteConfig, key: str) -> tuple[str, str]:
+    """(check name prefix, configuration key) of a route's target key: the old names without routes:."""
+    if config.okdesk.handoff_status is not None:  # the one route of a configuration without routes:
+        return "Bitrix24", f"bitrix24.{key}"
+    return f"Route {route.name}: Bitrix24", f"routes.{route.name}.target.{key}"
+
+
+def _group_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
+    return [_group_check(config, route, bitrix) for route in config.routes if route.kind == "task"]
+
+
+def _group_check(config: Config, route: RouteConfig, bitrix: Bitrix24Client) -> Check:
+    prefix, key = route_key(config, route, "group_id")
+    name, group_id = f"{prefix} group", route.target.group_id or 0
     try:
         group = bitrix.group(group_id)
     except (OkbxError, ValueError) as error:
-        return Check("Bitrix24 group", False, f"cannot read group {group_id}: {fail_text(error)}", _bitrix_fix(error))
-    fix = "set bitrix24.group_id to an active, open workgroup (okbx init lists them)"
+        return Check(name, False, f"cannot read group {group_id}: {fail_text(error)}", _bitrix_fix(error))
+    fix = f"set {key} to an active, open workgroup (okbx init lists them)"
     if group is None:
         return Check(
-            "Bitrix24 group",
+            name,
             False,
-            f"bitrix24.group_id {group_id}: no such workgroup, or the webhook's user cannot see it",
+            f"{key} {group_id}: no such workgroup, or the webhook's user cannot see it",
             fix + ", or make the webhook's user a member or administrator of the group",
         )
-    name = str(group.get("NAME") or "")
+    title = str(group.get("NAME") or "")
     if "ACTIVE" in group and not yes(group.get("ACTIVE")):
-        return Check("Bitrix24 group", False, f"workgroup {group_id} ({name}) is archived (not active)", fix)
+        return Check(name, False, f"workgroup {group_id} ({title}) is archived (not active)", fix)
     if yes(group.get("CLOSED")):
-        return Check("Bitrix24 group", False, f"workgroup {group_id} ({name}) is closed: no tasks can be created", fix)
-    return Check("Bitrix24 group", True, f"workgroup {group_id} ({name}) exists, is active and open")
+        return Check(name, False, f"workgroup {group_id} ({title}) is closed: no tasks can be created", fix)
+    return Check(name, True, f"workgroup {group_id} ({title}) exists, is active and open")
 
 
 def _user_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
     cfg = config.bitrix24
-    roles: list[tuple[str, str, list[tuple[str, int]]]] = [
-        ("Bitrix24 responsible user", "bitrix24.responsible_id", [("bitrix24.responsible_id", cfg.responsible_id)])
-    ]
+    roles: list[tuple[str, str, list[tuple[str, int]]]] = []
+    for route in config.routes:
+        prefix, key = route_key(config, route, "responsible_id")
+        people = [
+            (f"{key[: -len('responsible_id')]}{k}", uid)
+            for k in ("accomplices", "auditors")
+            for uid in getattr(route.target, k)
+        ]
+        if route.kind == "task":
+            roles.append((f"{prefix} responsible user", key, [(key, route.target.responsible_id or 0), *people]))
+        elif route.target.assigned_by_id is not None:
+            deal_key = key[: -len("responsible_id")] + "assigned_by_id"
+            roles.append((f"{prefix} deal user", deal_key, [(deal_key, route.target.assigned_by_id)]))
     if cfg.created_by is not None:
         roles.append(("Bitrix24 creator", "bitrix24.created_by", [("bitrix24.created_by", cfg.created_by)]))
     mapped = [(f"time.users key {bx}", bx) for bx in sorted(config.time.users)]
@@ -194,7 +216,9 @@ NEW_CARD_WARNING = (
 
 
 def _task_card_check(config: Config, bitrix: Bitrix24Client) -> Check:
-    group_id = config.bitrix24.group_id
+    group_id = next((r.target.group_id for r in config.routes if r.kind == "task"), None)
+    if group_id is None:
+        return Check("Bitrix24 task card", True, "no route makes tasks")
     try:
         raw = bitrix.call(
             "tasks.task.list",

@@ -9,6 +9,8 @@ parent until it exists.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..clients.bitrix24 import Bitrix24Client
 from ..clients.bitrix24_disk import Bitrix24Drive
 from ..config import Config
@@ -29,13 +31,24 @@ def drive_group(ctx: Context) -> list[Check]:
 
 
 def drive_checks(config: Config, bitrix: Bitrix24Client) -> list[Check]:
+    """One check per task route's folder (the programmers' alone keeps the plain name)."""
     try:
         if "disk" not in set(bitrix.scopes()):
             return []  # the scopes check names it
     except (OkbxError, ValueError):
         return []  # the webhook check says why
+    groups = {r.name: r.target.group_id for r in config.routes if r.kind == "task" and r.target.group_id}
+    if config.files.folder_id is not None:  # one folder for every route
+        groups = dict(list(groups.items())[:1]) or {"programmers": 0}
+    checks = []
+    for route, group_id in groups.items():
+        name = NAME if route == "programmers" or len(groups) == 1 else f"Route {route}: {NAME}"
+        checks += [replace(c, name=name) for c in _folder_check(config, bitrix, group_id)]
+    return checks
+
+
+def _folder_check(config: Config, bitrix: Bitrix24Client, group_id: int) -> list[Check]:
     drive, files = Bitrix24Drive(bitrix), config.files
-    group_id = config.bitrix24.group_id
     where = f"files.folder_id {files.folder_id}"
     try:
         if files.folder_id is not None:

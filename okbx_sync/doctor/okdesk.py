@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..clients.okdesk import OkdeskClient
-from ..config import Config
+from ..config import Config, RouteConfig
 from ..errors import ApiError, OkbxError
 from .base import Check, Context, ServerTimes, check_group, fail_text
 from .clock import http_date
@@ -53,7 +53,7 @@ def _okdesk_statuses(okdesk: OkdeskClient, now: Callable[[], datetime], seen: Se
 
 
 def _okdesk_checks(config: Config, okdesk: OkdeskClient, now: Callable[[], datetime], seen: ServerTimes) -> list[Check]:
-    cfg = config.okdesk
+
     try:
         statuses = dict(_okdesk_statuses(okdesk, now, seen))
     except (OkbxError, ValueError) as error:
@@ -66,13 +66,30 @@ def _okdesk_checks(config: Config, okdesk: OkdeskClient, now: Callable[[], datet
             )
         ]
     checks = [Check("Okdesk credentials", True, f"the API token works; the account has {len(statuses)} statuses")]
+    for route in config.routes:
+        checks += _route_statuses(config, route, statuses)
+    return checks
+
+
+def _route_statuses(config: Config, route: RouteConfig, statuses: dict[str, str]) -> list[Check]:
+    """The route's trigger and return statuses exist, and the transition between them is a manual check."""
+    legacy = config.okdesk.handoff_status is not None  # no routes: the keys of every earlier release
+    prefix = "Okdesk" if legacy else f"Route {route.name}:"
+    back = route.finish.fallback_status if route.returns_previous else route.finish.return_status
+    where = f"routes.{route.name}"
+    wanted = [
+        (f"{prefix} handoff status", "okdesk.handoff_status" if legacy else f"{where}.trigger.status", route.status),
+        (
+            f"{prefix} return status",
+            "okdesk.return_status"
+            if legacy
+            else f"{where}.finish.{'fallback' if route.returns_previous else 'return'}_status",
+            back,
+        ),
+    ]
     known = ", ".join(sorted(statuses)) or "none"
-    present = {}
-    for name, key, code in (
-        ("Okdesk handoff status", "okdesk.handoff_status", cfg.handoff_status),
-        ("Okdesk return status", "okdesk.return_status", cfg.return_status),
-    ):
-        present[key] = code in statuses
+    checks = []
+    for name, key, code in wanted:
         if code in statuses:
             checks.append(Check(name, True, f"{key} {code!r} exists ({statuses[code]})"))
         else:
@@ -84,24 +101,14 @@ def _okdesk_checks(config: Config, okdesk: OkdeskClient, now: Callable[[], datet
                     f"set {key} to one of the codes above (Okdesk: Settings → Issues → Statuses shows the codes)",
                 )
             )
-    if all(present.values()):
+    if all(code in statuses for _, _, code in wanted):
+        goes = "the status each issue had before" if route.returns_previous else repr(back)
         manual = (
-            f"whether Okdesk allows the change from {cfg.handoff_status!r} to {cfg.return_status!r} is set in "
-            "Okdesk's status settings (Settings → Issues → Statuses → transitions), which okbx cannot read: "
+            f"whether Okdesk allows the change from {route.status!r} to {goes} is set in Okdesk's status "
+            "settings (Settings → Issues → Statuses → transitions), which okbx cannot read: "
             "check it there, or returning issues will fail"
         )
-        if cfg.handoff_status == cfg.return_status:
-            checks.append(
-                Check(
-                    "Okdesk return transition",
-                    False,
-                    f"okdesk.handoff_status and okdesk.return_status are both {cfg.handoff_status!r}: "
-                    "a finished issue would never leave the programmers' status",
-                    "set okdesk.return_status to the status a finished issue should go back to (e.g. opened)",
-                )
-            )
-        else:
-            checks.append(Check("Okdesk return transition", True, f"both statuses exist and differ; {manual}"))
+        checks.append(Check(f"{prefix} return transition", True, f"both statuses exist and differ; {manual}"))
     return checks
 
 

@@ -1,8 +1,10 @@
 """The life of a link and the health of an issue's work, as named transitions.
 
-A link ties an Okdesk issue to the target okbx made for it (a Bitrix24 task) through handoffs
-1, 2, ...  It changes only through the transitions below; each returns a typed `LinkChange`
-that the store applies in one transaction with a journal line.  Nothing else writes link rows.
+A link ties an Okdesk issue to the target okbx made for it (a Bitrix24 task or deal, `task_id`
+holds its id) through handoffs 1, 2, ...: one link per issue, on one route at a time (`route`);
+the handoff number counts across routes, so every marker of a handoff stays unique.  It changes
+only through the transitions below; each returns a typed `LinkChange` that the store applies in
+one transaction with a journal line.  Nothing else writes link rows.
 
 Health is separate: per issue and per track (the route, billing, the debt hold) okbx counts
 failures, waits before trying again (`retry_at`, a pure function of the configuration) and
@@ -18,7 +20,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-DEFAULT_ROUTE = "programmers"
+from ..keys import DEFAULT_ROUTE
+
 MAX_WAIT = timedelta(days=7)  # the longest backoff, whatever retry_base_seconds and the count say
 
 
@@ -71,6 +74,16 @@ class Link:
     issue_updated_at: datetime | None = None
     route: str = DEFAULT_ROUTE
     health: Health | None = None  # of the route track
+    target: str = "task"  # what task_id names: a Bitrix24 "task" or "deal"
+    previous_status: str | None = None  # where the issue returns when its route says `previous`
+
+    @property
+    def target_id(self) -> int | None:
+        return self.task_id
+
+    @property
+    def on_task(self) -> bool:
+        return self.target == "task"
 
     # the route track's health, read as the link's own (what status, planner and reads ask)
     @property
@@ -90,7 +103,10 @@ class Link:
         return self.health.parked if self.health else False
 
 
-LINK_FIELDS = frozenset({"task_id", "state", "cycle", "issue_status", "dirty", "done_at", "issue_updated_at", "route"})
+LINK_FIELDS = frozenset(
+    {"task_id", "state", "cycle", "issue_status", "dirty", "done_at", "issue_updated_at", "route", "target"}
+    | {"previous_status"}
+)
 
 
 @dataclass(frozen=True)
@@ -110,17 +126,52 @@ class LinkChange:
 
 
 # -- link transitions -------------------------------------------------------------------------
-def handed_off(issue_id: int, cycle: int, status: str | None, *, existing: Link | None) -> LinkChange:
-    """The issue entered the handoff status: a new link, or the next handoff of a known one."""
+@dataclass(frozen=True)
+class Entry:
+    """Which route a handoff is on, what it makes, and where the issue goes back after it."""
+
+    route: str = DEFAULT_ROUTE
+    target: str = "task"
+    previous_status: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"route": self.route, "target": self.target, "previous_status": self.previous_status}
+
+    def said(self, cycle: int) -> str:
+        return f"handoff #{cycle}" if self.route == DEFAULT_ROUTE else f"handoff #{cycle} to route {self.route}"
+
+
+DEFAULT_ENTRY = Entry()  # the programmers' route, its task, a fixed return
+
+
+def handed_off(
+    issue_id: int, cycle: int, status: str | None, *, existing: Link | None, entry: Entry = DEFAULT_ENTRY
+) -> LinkChange:
+    """The issue entered a route's status: a new link, or the next handoff of a known one (on the
+    same route or another: the link follows the issue)."""
     if existing is None:
         fields = {"state": LinkState.ACTIVE, "cycle": cycle, "issue_status": status, "task_id": None}
-        return LinkChange(issue_id, "link", "handoff", fields, create=True)
-    fields = {"state": LinkState.ACTIVE, "cycle": cycle, "task_id": None, "done_at": None}
-    return LinkChange(issue_id, "handoff", f"handed off again (cycle {cycle})", fields)
+        return LinkChange(
+            issue_id, "link", entry.said(cycle).replace("handoff #1", "handoff"), fields | entry.fields(), create=True
+        )
+    fields = {"state": LinkState.ACTIVE, "cycle": cycle, "task_id": None, "done_at": None, **entry.fields()}
+    return LinkChange(issue_id, "handoff", f"handed off again ({entry.said(cycle)})", fields)
 
 
-def target_made(issue_id: int, task_id: int) -> LinkChange:
-    return LinkChange(issue_id, "task", f"task {task_id}", {"task_id": task_id})
+def resumed(issue_id: int, cycle: int, target_id: int, entry: Entry) -> LinkChange:
+    """Back on a route whose target exists from an earlier handoff: the link takes it up again."""
+    fields = {"state": LinkState.ACTIVE, "cycle": cycle, "task_id": target_id, "done_at": None, **entry.fields()}
+    return LinkChange(issue_id, "renew", f"{entry.said(cycle)}: {entry.target} {target_id} again", fields)
+
+
+def moved(issue_id: int, to_route: str) -> LinkChange:
+    """The issue left its route for another: this handoff is over (the next one follows at once)."""
+    fields = {"state": LinkState.DONE, "dirty": False}
+    return LinkChange(issue_id, "close", f"moved to route {to_route}; this handoff is over", fields)
+
+
+def target_made(issue_id: int, task_id: int, what: str = "task") -> LinkChange:
+    return LinkChange(issue_id, "task", f"{what} {task_id}", {"task_id": task_id})
 
 
 def renewed(issue_id: int, cycle: int) -> LinkChange:
@@ -143,17 +194,27 @@ def withdrawn(issue_id: int) -> LinkChange:
 
 
 def rebuilt(
-    issue_id: int, task_id: int, state: str, cycle: int, done_at: datetime | None, *, why: str, new: bool = False
+    issue_id: int,
+    task_id: int,
+    state: str,
+    cycle: int,
+    done_at: datetime | None,
+    *,
+    why: str,
+    new: bool = False,
+    entry: Entry | None = None,
 ) -> LinkChange:
     """Where the link really stands, read from the markers on both sides (a lost or behind store)."""
     fields = {"task_id": task_id, "state": LinkState(state), "cycle": cycle, "done_at": done_at}
+    if entry is not None:
+        fields |= entry.fields()
     if new:
         fields["dirty"] = True  # read fully next cycle: nothing is known of it yet
     return LinkChange(issue_id, "rebuild" if not new else "link", why, fields, create=new)
 
 
-def linked_by_hand(issue_id: int, task_id: int, status: str | None) -> LinkChange:
-    fields = {"state": LinkState.ACTIVE, "cycle": 1, "task_id": task_id, "issue_status": status}
+def linked_by_hand(issue_id: int, task_id: int, status: str | None, *, route: str = DEFAULT_ROUTE) -> LinkChange:
+    fields = {"state": LinkState.ACTIVE, "cycle": 1, "task_id": task_id, "issue_status": status, "route": route}
     return LinkChange(issue_id, "link", f"linked by hand to task {task_id}", fields, create=True)
 
 

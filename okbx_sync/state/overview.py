@@ -19,7 +19,9 @@ def link_row(link: Link | None, counts: dict[str, int] | None = None) -> dict[st
     counts = counts or {}
     return {
         "issue": link.issue_id,
-        "task": link.task_id,
+        "task": link.task_id,  # the target's id: a task's, or a deal's on a sales route (`target`)
+        "route": link.route,
+        "target": link.target,
         "state": "parked" if link.parked else link.state,
         "cycle": link.cycle,
         "issue_status": link.issue_status,

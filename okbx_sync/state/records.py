@@ -95,6 +95,8 @@ def link_from(row: sqlite3.Row) -> Link:
         done_at=dt(row["done_at"]),
         issue_updated_at=dt(row["issue_updated_at"]),
         route=row["route"],
+        target=row["target"],
+        previous_status=row["previous_status"],
         health=health_from(row, "h_"),
     )
 

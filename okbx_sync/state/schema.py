@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -97,4 +97,12 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     db.table("ops").create_index(["kind", "state"])
 
 
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Routes (issue 14): what a link's target is (a task or a deal; `task_id` holds its id) and
+    the status the issue goes back to when its route returns to `previous`.  Every earlier link
+    is the programmers' route's, with a task."""
+    db.table("links").add_column("target", str, not_null_default="task")
+    db.table("links").add_column("previous_status", str)
+
+
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4, 5: _migrate_5}

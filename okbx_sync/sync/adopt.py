@@ -23,6 +23,7 @@ from .. import keys
 from ..core.action import Context
 from ..errors import ApiError, NotFound
 from ..model import ElapsedItem, Task
+from ..state import lifecycle
 from ..state.store import LinkState, Store
 from . import rebuild
 from .completion import item_row
@@ -40,38 +41,50 @@ def adopt_recent_tasks(ctx: Context, now: datetime) -> list[int]:
         store.set_meta(META, now.isoformat())
         return []
     since = now - timedelta(days=config.time.late_window_days)
-    tasks = ctx.bitrix.find_tasks({"GROUP_ID": config.bitrix24.group_id, ">=CLOSED_DATE": since.isoformat()})
     adopted: list[int] = []
-    for task in sorted(tasks, key=lambda t: t.id):
-        issue_id = keys.issue_of_xml_id(task.xml_id)
-        if issue_id is None or store.link(issue_id) is not None:
+    for route in config.routes:  # the task routes whose time comes back: late time must not be lost
+        if route.kind != "task" or not route.flows.copy_time:
             continue
-        try:
-            _adopt(ctx, issue_id, task)
-        except NotFound:
-            continue  # the issue was deleted: nothing to copy time into
-        except ApiError as error:
-            # not adopted now, and not marked as done: the next run of a new store tries again
-            log.warning("could not rebuild the link of task %s: %s", task.id, error)
+        tasks = ctx.bitrix.find_tasks({"GROUP_ID": route.target.group_id, ">=CLOSED_DATE": since.isoformat()})
+        if not _adopt_tasks(ctx, tasks, route.name, adopted):
             return adopted
-        adopted.append(issue_id)
     store.set_meta(META, now.isoformat())
     if adopted:
         log.info("new state store: adopted %s recently completed task(s) from the markers", len(adopted))
     return adopted
 
 
-def _adopt(ctx: Context, issue_id: int, task: Task) -> None:
+def _adopt_tasks(ctx: Context, tasks: list[Task], route: str, adopted: list[int]) -> bool:
+    """False when a read failed: not marked as done, the next run of a new store tries again."""
+    for task in sorted(tasks, key=lambda t: t.id):
+        issue_id = keys.issue_of_xml_id(task.xml_id, route)
+        if issue_id is None or ctx.store.link(issue_id) is not None:
+            continue
+        try:
+            _adopt(ctx, issue_id, task, route)
+        except NotFound:
+            continue  # the issue was deleted: nothing to copy time into
+        except ApiError as error:
+            # not adopted now, and not marked as done: the next run of a new store tries again
+            log.warning("could not rebuild the link of task %s: %s", task.id, error)
+            return False
+        adopted.append(issue_id)
+    return True
+
+
+def _adopt(ctx: Context, issue_id: int, task: Task, route: str) -> None:
     store, remote = ctx.store, ctx.remote
     found = rebuild.link_from_remote(
-        issue_id, task, remote.issue(issue_id), remote.task(task.id), ctx.config.bitrix24.done_statuses
+        issue_id, task, remote.issue(issue_id), remote.task(task.id), ctx.config.bitrix24.done_statuses, route=route
     )
     copied = remote.time_entries(issue_id)
     reports = remote.reports(issue_id)
     items = ctx.bitrix.elapsed_for_tasks([task.id]).get(task.id, [])
     names = _names(ctx, items)
-    store.apply(found.change(f"rebuilt from the markers: handoff {found.cycle}, {found.state}", new=True))
-    _record(store, issue_id, keys.TaskKey(issue_id, found.task_cycle), "task", str(task.id), found.task_cycle, None, {})
+    on = lifecycle.Entry(route, "task")
+    store.apply(found.change(f"rebuilt from the markers: handoff {found.cycle}, {found.state}", new=True, entry=on))
+    task_key = keys.TaskKey(issue_id, found.task_cycle)
+    _record(store, issue_id, task_key, "task", str(task.id), found.task_cycle, None, {"route": route})
     listed_in = {item: report for report, listed in reports.items() for item in listed}
     current = keys.SummaryKey(issue_id, found.cycle)
     for item in items:

@@ -13,16 +13,18 @@ Pure: from the link, the issue, the task's elapsed items and what the store know
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from .. import keys
-from ..config import Config
+from ..config import Config, RouteConfig
 from ..core.action import Action
 from ..core.notes import note_html
+from ..keys import DEFAULT_ROUTE
 from ..model import ElapsedItem, Issue
 from ..state.store import Link
 from ..timeutil import human_duration
-from . import render
+from . import render, render_routes, routing
 from .files.plan import task_files_back
 from .files.route import file_route
 from .issue_writes import CloseLink, CopyTimeEntry, PostReport, ReturnIssue
@@ -51,8 +53,10 @@ def copy_actions(
     snap: Snapshot,
     state: StateView,
     config: Config,
+    route: str = DEFAULT_ROUTE,
 ) -> tuple[list[Action], list[Row]]:
-    """Copy each item not copied yet; return the actions and all rows the report lists."""
+    """Copy each item not copied yet; return the actions and all rows the report lists.  Each
+    copy keeps its line with the route it was logged on (the ledger counts hours per route)."""
     actions: list[Action] = []
     rows = [dict(op.detail) for op in state.reported_in(report) if op.state == "done" and op.detail]
     for item in sorted(items, key=lambda i: i.id):
@@ -68,7 +72,7 @@ def copy_actions(
                 comment=render.time_entry_comment(item.comment or "Bitrix24", key.marker),
                 report=report,
                 cycle=cycle,
-                row=item_row(item, snap.user_names),
+                row=item_row(item, snap.user_names) | {"route": route},
             )
         )
         rows.append(item_row(item, snap.user_names))
@@ -77,24 +81,81 @@ def copy_actions(
 
 
 def completion(
-    link: Link, issue: Issue, items: list[ElapsedItem], snap: Snapshot, state: StateView, config: Config
+    link: Link,
+    issue: Issue,
+    items: list[ElapsedItem],
+    snap: Snapshot,
+    state: StateView,
+    config: Config,
+    route: RouteConfig | None = None,
 ) -> list[Action]:
-    issue_id, cycle, handoff = link.issue_id, link.cycle, config.okdesk.handoff_status
+    """A task finished: its time (when the route copies it), one report, the return, the close."""
+    route = route or _route(link, config)
+    issue_id, cycle = link.issue_id, link.cycle
+    report = keys.SummaryKey(issue_id, cycle)
+    actions: list[Action] = []
+    rows: list[Row] = []
+    if route.flows.copy_time:
+        actions, rows = copy_actions(issue_id, cycle, items, report, snap, state, config, route.name)
+    task_id = link.task_id
+    if route.name == DEFAULT_ROUTE:
+        heading = f"The programmers completed Bitrix24 task #{task_id}."
+    else:
+        heading = f"Route {route.name}: Bitrix24 task #{task_id} was completed."
+    result = snap.results.get(task_id or 0) if route.flows.result_comment else None
+
+    def report_of(footer: str, return_owed: bool) -> PostReport:
+        if route.flows.copy_time:
+            return time_report(report, heading, rows, footer, config, return_owed=return_owed, route=route, link=link)
+        text = render_routes.result_note(heading, result, footer)
+        return _note_report(report, text, route, link, return_owed)
+
+    back_note = f"Back from route {route.name}: Bitrix24 task #{task_id} is done."
+    if route.name == DEFAULT_ROUTE:
+        back_note = f"Back from the programmers: Bitrix24 task #{task_id} is done."
+    return actions + report_back(link, route, issue, report_of, back_note, snap, state, config)
+
+
+def _route(link: Link, config: Config) -> RouteConfig:
+    found = config.route(link.route)
+    assert found is not None, f"issue {link.issue_id}: route {link.route} is not configured"
+    return found
+
+
+def report_back(
+    link: Link,
+    route: RouteConfig,
+    issue: Issue,
+    report_of: Callable[[str, bool], PostReport],
+    back_note: str,
+    snap: Snapshot,
+    state: StateView,
+    config: Config,
+) -> list[Action]:
+    """The report of a finished target and the status return, as one write when it can be.
+
+    issue still in the route's status, no return   -> ReturnIssue carrying the report
+    Okdesk refused that change before              -> the report alone (its marker says the return
+                                                      is owed), then the return with a short note
+    someone moved the issue meanwhile              -> the report alone, status left as it is
+    then                                           -> CloseLink
+    """
+    issue_id, cycle, handoff = link.issue_id, link.cycle, route.status
     report = keys.SummaryKey(issue_id, cycle)
     return_key = keys.ReturnKey(issue_id, cycle)
-    actions, rows = copy_actions(issue_id, cycle, items, report, snap, state, config)
+    actions: list[Action] = []
     will_return = issue.status == handoff and not state.done(return_key)
-    back = config.okdesk.return_status
+    back, why_back = routing.return_target(route, link, config)
     back_name = snap.statuses.get(back, back)
-    heading = f"The programmers completed Bitrix24 task #{link.task_id}."
     return_op = state.ops.get(return_key.text)
     rejected = return_op is not None and return_op.state == "failed" and not return_op.ambiguous
     # A change whose answer was lost may have moved the issue AND posted the summary: plan it
     # again, so the applier looks for the summary's marker before anything is written twice.
     unsure = return_op is not None and return_op.unsure
+    returns = f"The issue returns to '{back_name}'" + (f" ({why_back})." if why_back else ".")
     if (will_return or unsure) and not state.done(report) and not rejected:
         # the usual case: one write moves the issue back and carries the summary as its comment
-        summary = _report(report, heading, rows, f"The issue returns to '{back_name}'.", config)
+        summary = report_of(returns, False)
         actions.append(
             ReturnIssue(
                 issue_id,
@@ -116,23 +177,25 @@ def completion(
                     f"The status was left unchanged: someone moved the issue to "
                     f"'{snap.statuses.get(issue.status, issue.status)}' meanwhile."
                 )
-            actions.append(_report(report, heading, rows, footer, config, return_owed=will_return))
+            actions.append(report_of(footer, will_return))
         if will_return:
-            note = note_html(f"Back from the programmers: Bitrix24 task #{link.task_id} is done.", return_key.marker)
+            note = note_html(back_note, return_key.marker)
             actions.append(ReturnIssue(issue_id, cycle=cycle, from_status=handoff, to_status=back, comment_html=note))
-    actions += task_files_back(file_route(config), link, snap, state, late=False)  # after the summary
+    actions += task_files_back(file_route(config, route), link, snap, state, late=False)  # after the summary
     actions.append(CloseLink(issue_id, cycle=cycle))
     return actions
 
 
-def _report(
-    report: keys.SummaryKey | keys.LateKey,
+def time_report(
+    report: keys.SummaryKey | keys.LateKey,  # the report of a completion, of a move, or of late time
     heading: str,
     rows: list[Row],
     footer: str,
     config: Config,
     *,
     return_owed: bool = False,
+    route: RouteConfig | None = None,
+    link: Link | None = None,
 ) -> PostReport:
     draft = PostReport(report.issue_id, report=report, return_owed=return_owed)
     total = sum(int(str(r["seconds"])) for r in rows)
@@ -141,12 +204,37 @@ def _report(
         report.issue_id,
         report=report,
         html=render.report(heading, rows, footer, draft.marker, items),
-        public=config.comments.summary_public,
+        public=route.flows.summary_public if route else _summary_public(config),
         total_seconds=total,
         item_count=len(rows),
         return_owed=return_owed,
         rows=tuple(rows),
+        target=_target_of(link),
     )
+
+
+def _note_report(report: keys.SummaryKey, text: str, route: RouteConfig, link: Link, return_owed: bool) -> PostReport:
+    """The report of a route that copies no time: the result in words, no time lines."""
+    draft = PostReport(report.issue_id, report=report, return_owed=return_owed)
+    return PostReport(
+        report.issue_id,
+        report=report,
+        html=note_html(text, draft.marker),
+        public=route.flows.summary_public,
+        return_owed=return_owed,
+        target=_target_of(link),
+        note=text.splitlines()[0],
+    )
+
+
+def _target_of(link: Link | None) -> tuple[str, str, int] | None:
+    """(route, target kind, target id) of the report, kept with its op (billing links its invoice)."""
+    return (link.route, link.target, link.task_id) if link is not None and link.task_id is not None else None
+
+
+def _summary_public(config: Config) -> bool:
+    route = config.route(DEFAULT_ROUTE) or (config.routes[0] if config.routes else None)
+    return route.flows.summary_public if route else False
 
 
 def late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now: datetime) -> list[Action]:
@@ -169,8 +257,8 @@ def late_time(link: Link, snap: Snapshot, state: StateView, config: Config, now:
     if not new_items and not orphan:
         return []
     report = orphan[0] if orphan else keys.LateKey(issue_id, min(i.id for i in new_items))
-    actions, rows = copy_actions(issue_id, link.cycle, new_items, report, snap, state, config)
+    actions, rows = copy_actions(issue_id, link.cycle, new_items, report, snap, state, config, link.route)
     heading = f"More time was logged in Bitrix24 task #{link.task_id} after it was completed."
     total = human_duration(sum(int(str(r["seconds"])) for r in rows))
-    actions.append(_report(report, heading, rows, f"Copied as time entries ({total}).", config))
+    actions.append(time_report(report, heading, rows, f"Copied as time entries ({total}).", config))
     return actions

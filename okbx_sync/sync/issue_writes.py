@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PostLinkComment(IssueComment):
     task_cycle: int = 1
+    # the marker, when it says more than the op key: the route and the status to go back to
+    said: keys.LinkCommentKey | None = None
+    responsible_id: int | None = None  # whose task list the URL opens (the route's responsible)
     kind: ClassVar[str] = "link_comment"
 
     @property
@@ -28,12 +31,18 @@ class PostLinkComment(IssueComment):
         return keys.LinkCommentKey(self.issue_id, self.task_cycle)
 
     @property
+    def marker(self) -> str:
+        return self.said.marker if self.said is not None else super().marker
+
+    @property
     def detail(self) -> str:
         return "internal comment with the task's URL"
 
     def perform(self, ctx: Context) -> Effect:
         task_id = ctx.task_id(self.issue_id)
-        return self.post(ctx, render.link_comment(ctx.bitrix.task_url(task_id), task_id, self.marker), False)
+        url = ctx.bitrix.task_url(task_id, self.responsible_id)
+        route = self.said.route if self.said is not None and self.said.route != keys.DEFAULT_ROUTE else None
+        return self.post(ctx, render.link_comment(url, task_id, self.marker, route), False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class PostReport(IssueComment):
     item_count: int = 0
     return_owed: bool = False
     rows: tuple[dict[str, object], ...] = field(default=(), compare=False)  # the report's lines
+    target: tuple[str, str, int] | None = field(default=None, compare=False)  # (route, kind, id) it reports
+    note: str = field(default="", compare=False)  # what a report without time says, for plans and logs
     kind: ClassVar[str] = "summary"
 
     def completes(self) -> Completed | None:
@@ -57,7 +68,16 @@ class PostReport(IssueComment):
             WorkLine(int(str(r.get("user_id") or 0)), str(r.get("user") or ""), int(str(r.get("seconds") or 0)))
             for r in self.rows
         )
-        return Completed(self.issue_id, self.report.cycle, work)
+        if self.target is None:
+            return Completed(self.issue_id, self.report.cycle, work)
+        route, kind, target_id = self.target
+        return Completed(self.issue_id, self.report.cycle, work, route, target_id if kind == "task" else None)
+
+    def op_record(self) -> OpRecord:
+        detail: dict[str, object] = {"detail": self.detail}
+        if self.target is not None:  # billing reads which route and task a completion was, after a move too
+            detail |= dict(zip(("route", "target", "target_id"), self.target, strict=True))
+        return OpRecord(None, None, detail)
 
     @property
     def ref(self) -> keys.Key:
@@ -71,6 +91,8 @@ class PostReport(IssueComment):
 
     @property
     def detail(self) -> str:
+        if self.note:
+            return f"report: {self.note[:100]}"
         minutes = round(self.total_seconds / 60)
         what = "summary" if isinstance(self.report, keys.SummaryKey) else "late time note"
         return f"{what}: {minutes // 60}:{minutes % 60:02d} in {self.item_count} entries"

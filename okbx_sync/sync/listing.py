@@ -1,13 +1,15 @@
 """The route's reads once per cycle, whatever the number of links: listings and the tasks' state.
 
-  Okdesk:   the issues in the handoff status (a full listing) and the issues updated since the
-            last cycle (less an overlap: the filter has minute precision, clocks drift);
+  Okdesk:   the issues in the routes' statuses (a full listing) and the issues updated since
+            the last cycle (less an overlap: the filter has minute precision, clocks drift);
   Bitrix24: the linked tasks (batched `tasks.task.list`, 2,500 per request) or, between full
             listings, only the tasks changed since the last cycle (`>=CHANGED_DATE`); a direct
             `tasks.task.get` for a task missing from the listing (absence is never deletion) and,
             when that answers "no such task", one `user.admin`: only an administrator's "no such
             task" means deleted, for anyone else the task may merely be hidden;
-            the time logged on recently completed tasks after their completion (late time).
+            the time logged on recently completed tasks after their completion (late time);
+            the deals of active sales-route links (batched `crm.item.list` by id; a deal missing
+            from it is read directly, and only `NOT_FOUND` means deleted).
 A failing listing aborts the cycle: planning from half the picture could mistake an outage for
 change.  What each issue needs read besides is decided purely (select.py) and read in pages.
 """
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..clients.bitrix24 import Bitrix24Client
+from ..clients.bitrix24_deals import DealsClient
+from ..clients.bitrix24_deals_parse import Deal
 from ..clients.okdesk import OkdeskClient
 from ..config import Config
 from ..errors import ApiError
@@ -40,6 +44,7 @@ class Listing:
     tasks: dict[int, Task | None] = field(default_factory=dict)  # task id -> task; None = direct not found
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why its task could not be read
     late_elapsed: list[ElapsedItem] = field(default_factory=list)  # new items on tasks of done links
+    deals: dict[int, Deal | None] = field(default_factory=dict)  # deal id -> deal; None = direct not found
 
 
 @dataclass(frozen=True)
@@ -65,23 +70,24 @@ def read_listing(
 ) -> Listing:
     """`links` holds the hot links (Store.hot_links); archived ones that show up in a listing are
     loaded with `load_links` and added to it in place, so the cycle plans with the same links."""
-    handoff_code = config.okdesk.handoff_status
+    codes = sorted({route.status for route in config.routes})
     full = window.full_listing or window.okdesk_since is None
     listing = Listing(full=full)
     seen: list[Issue] = []
     if full:
-        listing.handoff = {i.id: i for i in okdesk.list_issues(status_codes=[handoff_code])}
+        listing.handoff = {i.id: i for i in okdesk.list_issues(status_codes=codes)}
         seen += listing.handoff.values()
     if window.okdesk_since is not None:
         seen += okdesk.list_issues(updated_since=window.okdesk_since - window.overlap)
     if not full:  # an issue handed off since the last cycle moved its updated_at
-        listing.handoff = {i.id: i for i in seen if i.status == handoff_code}
+        listing.handoff = {i.id: i for i in seen if i.status in codes}
     for issue in seen:
         listing.seen_status[issue.id] = issue.status
         if issue.updated_at is not None:
             listing.seen_updated[issue.id] = issue.updated_at
     links.update(load_links(set(listing.seen_status) - set(links)))
     _read_tasks(bitrix, listing, links, window)
+    _read_deals(bitrix, listing, links)
     _read_late_time(bitrix, listing, config, links, window, now)
     return listing
 
@@ -89,12 +95,38 @@ def read_listing(
 def task_reads(links: dict[int, Link], listing: Listing) -> dict[int, Link]:
     """The links whose task the cycle reads: every active one, and done ones handed off again
     (their task may have been deleted since: then a new one is needed)."""
-    wanted = {i: link for i, link in links.items() if link.state == LinkState.ACTIVE and link.task_id is not None}
+    wanted = {
+        i: link
+        for i, link in links.items()
+        if link.state == LinkState.ACTIVE and link.task_id is not None and link.on_task
+    }
     for issue_id in listing.handoff:
         link = links.get(issue_id)
-        if link is not None and link.state == LinkState.DONE and link.task_id:
+        if link is not None and link.state == LinkState.DONE and link.task_id and link.on_task:
             wanted[issue_id] = link
     return wanted
+
+
+def _read_deals(bitrix: Bitrix24Client, listing: Listing, links: dict[int, Link]) -> None:
+    """The deals of active sales-route links, 2,500 per request; a failed read is that issue's error."""
+    by_deal = {
+        link.task_id: i
+        for i, link in links.items()
+        if link.state == LinkState.ACTIVE and link.task_id is not None and link.target == "deal"
+    }
+    if not by_deal:
+        return
+    deals = DealsClient(bitrix)
+    found, failed = deals.deals_by_id(by_deal)
+    listing.deals.update(found)
+    for deal_id, issue_id in by_deal.items():
+        if deal_id in failed:
+            listing.errors[issue_id] = f"reading deal {deal_id} failed: {failed[deal_id]}"
+        elif deal_id not in found:
+            try:  # missing from the listing: only a direct NOT_FOUND means deleted
+                listing.deals[deal_id] = deals.get_deal(deal_id)
+            except ApiError as error:
+                listing.errors[issue_id] = f"reading deal {deal_id} failed: {error}"
 
 
 def _read_tasks(bitrix: Bitrix24Client, listing: Listing, links: dict[int, Link], window: Window) -> None:
@@ -165,7 +197,10 @@ def _read_late_time(
     recent_done = {
         link.task_id: issue_id
         for issue_id, link in links.items()
-        if link.state == LinkState.DONE and link.task_id and (link.done_at is None or now - link.done_at <= late_window)
+        if link.state == LinkState.DONE
+        and link.task_id
+        and link.on_task
+        and (link.done_at is None or now - link.done_at <= late_window)
     }
     if not recent_done:
         return

@@ -29,11 +29,13 @@ def ensure_unlinked(store: Store, issue_id: int, task_id: int) -> None:
         raise UsageError(f"task {task_id} is already linked to issue {existing.issue_id} ({existing.state})")
 
 
-def link_pair(store: Store, issue_id: int, task_id: int, *, issue_status: str | None) -> None:
+def link_pair(
+    store: Store, issue_id: int, task_id: int, *, issue_status: str | None, route: str = keys.DEFAULT_ROUTE
+) -> None:
     """Link an existing issue and task, with the task op a cycle would have recorded on creating it."""
-    store.apply(lifecycle.linked_by_hand(issue_id, task_id, issue_status))
+    store.apply(lifecycle.linked_by_hand(issue_id, task_id, issue_status, route=route))
     key = keys.TaskKey(issue_id, LINK_CYCLE)
-    detail = {"detail": "linked by hand"}
+    detail = {"detail": "linked by hand", "route": route}
     store.begin_op(key.text, issue_id, "task", cycle=LINK_CYCLE, report_key=None, detail=detail)
     summary = f"linked by hand to task {task_id}"
     store.finish_op(key.text, issue_id, "task", remote_id=str(task_id), outcome="linked", summary=summary)

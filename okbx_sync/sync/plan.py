@@ -1,46 +1,55 @@
 """The planner: a pure function from snapshots of both systems plus our state to actions.
 
 Level-based, not edge-based: every cycle derives all outstanding work from what is true now
-(an issue in the handoff status without a link, a comment without a "done" op, a completed
-task without a summary...), so a crash or a failed write is simply planned again next time.
+(an issue in a route's status without a link, a comment without a "done" op, a finished target
+without a summary...), so a crash or a failed write is simply planned again next time.  Every
+route is planned here; what differs with its target (a task, a deal) is asked of the target's
+kind (targets/), and which route an issue is on of routing.py.
 
-Decision table, per issue:
-  handoff, no link                       -> create task, link comment, forward comments
-  handoff, link done                     -> note (first: the renewal carries no marker), renew task
-                                            (new cycle), forward comments
-  handoff, link done, task deleted       -> create a new task (new cycle)
-  handoff, task deleted, re-entered      -> create a new task (new cycle)
-  active, task not found (direct)        -> note in the issue, stop the link
-  active, issue not found (direct)       -> note in the task, stop the link
+Decision table, per issue ("its route": the one whose trigger status the issue is in):
+  on a route, no link                    -> make the target, link comment, forward comments
+  on the link's route again, link done   -> note (first: the renewal carries no marker), renew its
+                                            task (new handoff), forward comments
+  on another route, link done            -> that route's task taken up again, or a new target
+  link done, target deleted; gone, re-entered -> a new target (new handoff)
+  active, target not found (direct)      -> note in the issue, stop the link
+  active, issue not found (direct)       -> note in the target, stop the link
   active                                 -> link comment if missing; forward new comments
-  active, issue left handoff             -> one note in the task per cycle
+  active, issue left the route's status  -> one note in the target per handoff
+  active, issue in another route's status -> "moved" note, a task's time so far reported, the
+                                            handoff closed, the new route's handoff (handoff.py)
   active, issue deadline moved           -> the task's deadline follows
-  active, task done                      -> copy time, summary, return status (if still handoff), close
+  active, target finished                -> time (a task), report, return (to the route's status
+                                            or `previous`, if still in the route's), close
   done, time logged after completion     -> copy it, with a short note
   waiting for a retry, or parked         -> nothing (see `okbx status`, `okbx retry`); a parked
                                             link whose note is not written yet -> that note
+  the link's route no longer configured  -> Blocked: a person decides (add it back, or finish by hand)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from .. import keys
-from ..config import Config
+from ..config import Config, RouteConfig
 from ..core.action import Action
 from ..core.notes import IssueNote, note_html, stuck_note
-from ..core.plan import Plan
+from ..core.plan import Blocked, Plan
+from ..keys import DEFAULT_ROUTE
 from ..model import Task
-from ..state.store import Link, LinkState
-from . import render
-from .completion import completion, late_time
-from .files.plan import comment_files, issue_files, task_files_back
+from ..state.lifecycle import Entry
+from ..state.store import Link, LinkState, Track
+from . import routing
+from .completion import late_time
+from .files.plan import task_files_back
 from .files.route import file_route
-from .issue_writes import MarkGone, PostLinkComment, RememberDeadline
+from .handoff import Planned, Withdraw, forward_comments, moved, new_handoff
+from .issue_writes import MarkGone, RememberDeadline
 from .snapshot import Snapshot, StateView
-from .task_writes import CreateTask, ForwardComment, RenewTask, TaskNote, UpdateDeadline, same_minute
+from .targets import MISSING, target_of
+from .task_writes import RenewTask, UpdateDeadline, same_minute
 
 
 def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: datetime) -> Plan:
@@ -63,116 +72,114 @@ def build_plan(snapshot: Snapshot, state: StateView, config: Config, now: dateti
         if issue_id in snapshot.deferred:
             plan.skipped[issue_id] = "deferred to the next cycle: the request budget is spent"
             continue
-        plan.actions.extend(_plan_issue(issue_id, link, snapshot, state, config, now))
+        actions, blocked = _plan_issue(issue_id, link, snapshot, state, config, now)
+        plan.actions.extend(actions)
+        if blocked is not None:
+            plan.blocked.append(blocked)
     return plan
 
 
 def _plan_issue(
     issue_id: int, link: Link | None, snap: Snapshot, state: StateView, config: Config, now: datetime
-) -> list[Action]:
-    handoff = config.okdesk.handoff_status
-    in_handoff = issue_id in snap.handoff
+) -> Planned:
+    listed = snap.handoff.get(issue_id)
+    now_on = routing.route_of(snap.issues.get(issue_id) or listed, config, listed.status if listed else None)
     if link is None:
-        return _new_task(issue_id, 1, snap, state, config) if in_handoff else []
-    if link.state == "done":
-        if in_handoff and link.task_id is not None:
-            cycle = link.cycle + 1
-            if link.task_id in snap.tasks and snap.tasks[link.task_id] is None:
-                return _new_task(issue_id, cycle, snap, state, config)  # the old task was deleted meanwhile
-            renewed, closed = replace(link, state=LinkState.ACTIVE, cycle=cycle), _closed_at(snap, link.task_id)
-            return [  # the note first: the task shows the handoff before it is reopened (rebuild.py)
-                *_renew_note(renewed, state, closed),
-                RenewTask(issue_id, task_id=link.task_id, cycle=cycle, closed_before=closed),
-                *_active(renewed, snap, state, config),
-            ]
-        files_back = task_files_back(file_route(config), link, snap, state, late=True)
-        return late_time(link, snap, state, config, now) + files_back
-    if link.state == "gone_task":
-        if in_handoff and link.issue_status not in (None, handoff):
-            return _new_task(issue_id, link.cycle + 1, snap, state, config)
-        return []
-    if link.state == "active":
-        if link.task_id is None:  # the create failed or its answer was lost: plan it again
-            actions = _new_task(issue_id, link.cycle, snap, state, config)
-            if not in_handoff and actions and isinstance(actions[0], CreateTask):
-                return [replace(actions[0], adopt_only=True)]  # withdrawn: only adopt what was made
-            return actions
-        return _active(link, snap, state, config)
-    return []
-
-
-def _closed_at(snap: Snapshot, task_id: int) -> datetime | None:
-    task = snap.tasks.get(task_id)
-    return task.closed_at if task else None
-
-
-def _new_task(issue_id: int, cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+        return new_handoff(issue_id, now_on, 1, None, snap, state, config, now) if now_on else ([], None)
+    route = config.route(link.route)
+    if link.state == LinkState.DONE:
+        if now_on is not None and link.task_id is not None:
+            return _again(link, now_on, snap, state, config, now)
+        copies = route is None or route.flows.copy_time
+        late = late_time(link, snap, state, config, now) if link.on_task and copies else []
+        files_back = task_files_back(file_route(config, route), link, snap, state, late=True) if link.on_task else []
+        return late + files_back, None
+    if link.state == LinkState.GONE_TASK:
+        own = route.status if route else None
+        if now_on is not None and (now_on.name != link.route or link.issue_status not in (None, own)):
+            return new_handoff(issue_id, now_on, link.cycle + 1, link, snap, state, config, now)
+        return [], None
+    if link.state != LinkState.ACTIVE:
+        return [], None
+    if route is None:
+        why = f"route {link.route} is no longer in the configuration: add it back, or finish its work by hand"
+        return [], Blocked(issue_id, Track.ROUTE, "route", why)
+    if link.task_id is None:  # the create failed, its answer was lost, or it waits for a match
+        on = now_on if now_on is not None and now_on.name == route.name else route
+        actions, blocked = new_handoff(issue_id, on, link.cycle, link, snap, state, config, now)
+        if now_on is None or now_on.name != route.name:  # withdrawn: only adopt what was made
+            creates = [a for a in actions if a.kind in ("task", "deal")]
+            if creates:
+                return [target_of(route.kind).adopt_only(creates[0])], None
+            if blocked is None or (seen := snap.issues.get(issue_id)) is None:
+                return [], None
+            if state.ops.get(keys.TaskKey(issue_id, link.cycle).text) is not None:  # a create was sent: look for it
+                return [target_of(route.kind).adopt_only_made(route, seen, link.cycle, link)], None
+            return [Withdraw(issue_id, cycle=link.cycle)], None
+        return actions, blocked
+    target = target_of(link.target)
     issue = snap.issues.get(issue_id)
-    if issue is None:
-        return []  # the full issue was not read (or vanished): nothing to create from
-    fields: dict[str, Any] = {
-        "TITLE": render.task_title(issue),
-        "DESCRIPTION": render.task_description(issue, config.okdesk.url),
-        "RESPONSIBLE_ID": config.bitrix24.responsible_id,
-        "GROUP_ID": config.bitrix24.group_id,
-        "XML_ID": keys.task_xml_id(issue.id),
-        "TAGS": list(config.bitrix24.tags),
-    }
-    if config.bitrix24.created_by:
-        fields["CREATED_BY"] = config.bitrix24.created_by
-    if issue.deadline_at:
-        fields["DEADLINE"] = issue.deadline_at.isoformat()
-    actions: list[Action] = [
-        CreateTask(issue_id, issue=issue, cycle=cycle, fields=fields),
-        PostLinkComment(issue_id, task_cycle=cycle),
-    ]
-    actions += _forward_comments(issue_id, cycle, snap, state, config)
-    return actions
+    current = target.current(link, snap)
+    if now_on is not None and now_on.name != route.name and issue is not None and current is not None:
+        if current is MISSING or not target.finished(current, config):
+            return moved(link, route, now_on, issue, snap, state, config, now)
+    return _active(link, route, snap, state, config), None
 
 
-def _forward_comments(issue_id: int, task_cycle: int, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
-    issue = snap.issues.get(issue_id) or snap.handoff.get(issue_id)
-    company = issue.company if issue else None
-    files = file_route(config)  # the issue's own files, then each comment with its files
-    comments = snap.comments.get(issue_id, [])
-    actions = issue_files(files, snap.issues.get(issue_id), comments, task_cycle, state) if files else []
-    for comment in comments:
-        if comment.author.kind == "employee" and comment.author.id == config.okdesk.bot_employee_id:
-            continue  # our own comments (link notes, summaries) never go back
-        if not (config.comments.forward_public if comment.public else config.comments.forward_internal):
-            continue
-        action = ForwardComment(issue_id, comment=comment, task_cycle=task_cycle, text="")
-        if state.done(action.key):
-            continue
-        forward = replace(action, text=render.forwarded_comment(comment, company, action.marker))
-        actions += comment_files(files, forward, state) if files else [forward]
-    return actions
+def _again(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config, now: datetime) -> Planned:
+    """A new handoff of an issue whose link is done: the route's task is taken up again (renewed
+    when it was completed), or a new target is made."""
+    issue_id, cycle = link.issue_id, link.cycle + 1
+    issue = snap.issues.get(issue_id)
+    if route.kind == "task" and issue is not None:
+        same = link.route == route.name and link.on_task
+        task_id = link.task_id if same else state.route_task(issue_id, route.name)
+        if task_id is not None and not (task_id in snap.tasks and snap.tasks[task_id] is None):
+            entry = routing.entry_for(route, issue, link, config)
+            closed = snap.tasks.get(task_id)
+            renew = RenewTask(
+                issue_id,
+                task_id=task_id,
+                cycle=cycle,
+                closed_before=closed.closed_at if closed else None,
+                entry=entry if (not same or route.returns_previous) else None,
+                resume=not same,
+            )
+            active = replace(
+                link, state=LinkState.ACTIVE, cycle=cycle, route=route.name, target="task", task_id=task_id
+            )
+            active = replace(active, previous_status=entry.previous_status)
+            # the note first: the task shows the handoff before it is reopened (rebuild.py)
+            note = _renew_note(active, route, state, renew.closed_before)
+            return [*note, renew, *_active(active, route, snap, state, config)], None
+    return new_handoff(issue_id, route, cycle, link, snap, state, config, now)
 
 
-def _renew_note(link: Link, state: StateView, closed_before: datetime | None) -> list[Action]:
+def _renew_note(link: Link, route: RouteConfig, state: StateView, closed_before: datetime | None) -> list[Action]:
     """The note announcing a handoff in the task, unless one (with any stamp) was written."""
     for op in state.ops_of(link.issue_id):
         written = keys.parse_as(keys.TaskNoteKey, op.key)
         if written is not None and written.why == "renew" and written.cycle == link.cycle and op.done:
             return []
     note = keys.TaskNoteKey.renew(link.issue_id, link.cycle, closed_before)
-    text = f"The Okdesk issue was handed to the programmers again (handoff #{link.cycle}); the task is reopened."
-    return [TaskNote(link.issue_id, note=note, text=render.task_note(text, note.marker))]
+    text = f"The Okdesk issue was handed to {_whom(route)} again (handoff #{link.cycle}); the task is reopened."
+    return [target_of("task").note(link.issue_id, note, text)]
 
 
-def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
-    issue_id, task_id = link.issue_id, link.task_id
-    assert task_id is not None
-    task_cycle = state.task_cycle(link)
-    task_gone = task_id in snap.tasks and snap.tasks[task_id] is None
+def _active(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+    issue_id, target_id = link.issue_id, link.task_id
+    assert target_id is not None
+    target = target_of(link.target)
+    target_cycle = state.task_cycle(link)
+    current = target.current(link, snap)
     issue_gone = issue_id in snap.issues and snap.issues[issue_id] is None
-    if task_gone and issue_gone:  # nobody left to tell
+    if current is None and issue_gone:  # nobody left to tell
         return [MarkGone(issue_id, what="issue", cycle=link.cycle)]
-    if task_gone:
-        inote = keys.IssueNoteKey("taskdeleted", issue_id, task_cycle)
+    if current is None:
+        inote = keys.IssueNoteKey("taskdeleted", issue_id, target_cycle)
         text = (
-            f"Bitrix24 task #{task_id} was deleted, so okbx stopped syncing this issue. To hand it to the "
-            f"programmers again, move the issue out of the status '{config.okdesk.handoff_status}', wait for "
+            f"Bitrix24 {target.label} #{target_id} was deleted, so okbx stopped syncing this issue. To hand it to "
+            f"{_whom(route)} again, move the issue out of the status '{route.status}', wait for "
             "the next sync (a few minutes), then move it back."
         )
         return [
@@ -181,37 +188,43 @@ def _active(link: Link, snap: Snapshot, state: StateView, config: Config) -> lis
         ]
     if issue_gone:
         note = keys.TaskNoteKey("issuedeleted", issue_id, link.cycle)
-        text = f"Okdesk issue #{issue_id} was deleted; okbx stopped syncing this task."
-        return [
-            TaskNote(issue_id, note=note, text=render.task_note(text, note.marker)),
-            MarkGone(issue_id, what="issue", cycle=link.cycle),
-        ]
+        text = f"Okdesk issue #{issue_id} was deleted; okbx stopped syncing this {target.label}."
+        return [target.note(issue_id, note, text), MarkGone(issue_id, what="issue", cycle=link.cycle)]
 
     actions: list[Action] = []
-    if not state.done(keys.LinkCommentKey(issue_id, task_cycle)):
-        actions.append(PostLinkComment(issue_id, task_cycle=task_cycle))
+    # the link comment names the target; on a route other than the programmers' (or one that
+    # returns to `previous`) every handoff has its own, whose marker says the route and `previous`
+    per_handoff = route.name != DEFAULT_ROUTE or route.returns_previous
+    comment_cycle = link.cycle if per_handoff else target_cycle
+    if not state.done(keys.LinkCommentKey(issue_id, comment_cycle)):
+        entry = Entry(route.name, link.target, link.previous_status)
+        actions.append(target.link_comment(issue_id, comment_cycle, route, entry))
     if state.done(keys.RenewKey(issue_id, link.cycle)):  # renewed by an older okbx, which noted it afterwards
-        actions += _renew_note(link, state, None)
-    actions += _forward_comments(issue_id, task_cycle, snap, state, config)
+        actions += _renew_note(link, route, state, None)
+    actions += forward_comments(issue_id, target_cycle, route, snap, state, config, kind=link.target)
 
-    task = snap.tasks.get(task_id)
     issue = snap.issues.get(issue_id)
-    task_done = task is not None and task.status in config.bitrix24.done_statuses
-    if task is not None and not task_done and (move := _deadline_move(issue_id, task, snap, state)) is not None:
-        actions.append(move)
-    if task_done and issue is not None and task_id in snap.elapsed:
-        actions += completion(link, issue, snap.elapsed[task_id], snap, state, config)
-    elif issue is not None and issue.status != config.okdesk.handoff_status and not task_done:
+    finished = target.finished(current, config)
+    if isinstance(current, Task) and not finished and route.target.deadline == "issue":
+        if (move := _deadline_move(issue_id, current, snap, state)) is not None:
+            actions.append(move)
+    if finished and issue is not None:
+        actions += target.completion(link, route, issue, snap, state, config) or []
+    elif issue is not None and issue.status != route.status and not finished:
         note = keys.TaskNoteKey("left", issue_id, link.cycle)
         if not state.done(note):
             name = snap.statuses.get(issue.status, issue.status)
             text = (
-                f"In Okdesk the issue left the status '{config.okdesk.handoff_status}' and is now "
-                f"'{name}' (for example, the consultant solved it). The task stays open; time logged "
-                f"here is still copied to Okdesk when the task is completed."
+                f"In Okdesk the issue left the status '{route.status}' and is now "
+                f"'{name}' (for example, the consultant solved it). The {target.label} stays open"
+                + ("; time logged here is still copied to Okdesk when the task is completed." if link.on_task else ".")
             )
-            actions.append(TaskNote(issue_id, note=note, text=render.task_note(text, note.marker)))
+            actions.append(target.note(issue_id, note, text))
     return actions
+
+
+def _whom(route: RouteConfig) -> str:
+    return "the programmers" if route.name == DEFAULT_ROUTE else f"route {route.name}"
 
 
 def _deadline_move(issue_id: int, task: Task, snap: Snapshot, state: StateView) -> Action | None:

@@ -19,6 +19,7 @@ from ..errors import ApiError, NotFound
 from ..model import Issue
 from ..state.store import Link
 from .listing import Listing
+from .route_reads import RouteReads
 from .select import Work
 from .snapshot import Snapshot
 
@@ -35,6 +36,7 @@ class Reader:
     budget: RequestBudget | None = None
     statuses: dict[str, str] | None = None  # read once per cycle, when a page reads an issue
     user_names: dict[int, str] = field(default_factory=dict)
+    extras: RouteReads | None = None  # what the routes' targets need besides (route_reads.py)
 
     def over_budget(self) -> bool:
         return self.budget is not None and self.budget.share_spent(READ_SHARE)
@@ -48,17 +50,21 @@ class Reader:
             errors={i: listing.errors[i] for i in page if i in listing.errors},
             seen_status={i: listing.seen_status[i] for i in page if i in listing.seen_status},
             seen_updated={i: listing.seen_updated[i] for i in page if i in listing.seen_updated},
+            deals=listing.deals,
         )
         page_tasks = {links[i].task_id for i in page if i in links}
         snap.late_elapsed = [item for item in listing.late_elapsed if item.task_id in page_tasks]
         for item in work:
             self._read_issue(snap, item)
         if not listing.full:  # read directly and still handed off: as good as listed
+            triggers = {route.status for route in self.config.routes}
             for issue_id, read in snap.issues.items():
-                if read is not None and read.status == self.config.okdesk.handoff_status:
+                if read is not None and read.status in triggers:
                     snap.handoff.setdefault(issue_id, read)
         completing = [links[w.issue_id] for w in work if w.completing and w.issue_id not in snap.deferred]
-        self._read_time(snap, completing)
+        self._read_time(snap, [link for link in completing if link.on_task and self._copies_time(link)])
+        if self.extras is not None:
+            self.extras.read(snap, links, completing)
         if snap.issues:
             snap.statuses = self._statuses()
         return snap
@@ -98,6 +104,10 @@ class Reader:
         if summary is not None:  # the listing carries company and contact names; the full issue only ids
             issue = Issue(**{**issue.__dict__, "company": summary.company, "contact": summary.contact})
         snap.issues[issue_id] = issue
+
+    def _copies_time(self, link: Link) -> bool:
+        route = self.config.route(link.route)
+        return route is None or route.flows.copy_time
 
     def _read_time(self, snap: Snapshot, completing: list[Link]) -> None:
         task_ids = {link.task_id for link in completing if link.task_id is not None}

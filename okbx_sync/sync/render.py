@@ -83,9 +83,10 @@ def task_note(text: str, token: str) -> str:
     return f"[B]okbx:[/B] {escape_bbcode(text)}\n{bb_marker_line(token)}"
 
 
-def link_comment(task_url: str, task_id: int, token: str) -> str:
+def link_comment(task_url: str, task_id: int, token: str, route: str | None = None) -> str:
     url = escape_html(task_url)
-    return f'Passed to the programmers: Bitrix24 task #{task_id} <a href="{url}">{url}</a><br>{html_marker_line(token)}'
+    whom = "the programmers" if route is None else f"route {route}"
+    return f'Passed to {whom}: Bitrix24 task #{task_id} <a href="{url}">{url}</a><br>{html_marker_line(token)}'
 
 
 def time_entry_comment(comment: str, token: str) -> str:

@@ -9,6 +9,8 @@ From the links, what the listings showed and the cycle's flags, per issue:
                                            the handoff status: it left it, or was deleted)
   active, absent from the full handoff listing while last seen there
                                         -> read the issue directly (absence proves nothing)
+  active, in another route's status     -> read the issue and its comments, and a task's time
+                                           (the handoff ends there: its time so far is reported)
   a full comment scan is due            -> read its comments (`scan_quota` per cycle, from a
                                            cursor, so a pass over 10,000 links spans cycles)
   done, with time logged late; a late note not posted; parked or waiting; task gone
@@ -19,10 +21,11 @@ issue id order, so a run cut short after N seconds has done the most urgent N se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..clients.bitrix24_deals_parse import Deal
 from ..model import Task
 from ..state.store import Link, LinkState
 
@@ -38,13 +41,22 @@ class Work:
 
 @dataclass(frozen=True)
 class Flags:
-    handoff_status: str
+    handoff_status: str  # the programmers' route's status (the only route without `route_status`)
     done_statuses: frozenset[int]
     full_listing: bool
     full_scan: bool  # the periodic comment scan is due (or every cycle: comment_detection full)
     first_cycle: bool  # no cycle finished yet: every link is read
     scan_after: int = 0  # a scan cut short goes on after this issue id
     scan_quota: int | None = None
+    route_status: Mapping[str, str] = field(default_factory=dict)  # route -> its trigger status
+
+    def status_of(self, link: Link) -> str:
+        """The trigger status of the link's route."""
+        return self.route_status.get(link.route, self.handoff_status)
+
+    @property
+    def triggers(self) -> frozenset[str]:
+        return frozenset(self.route_status.values()) or frozenset({self.handoff_status})
 
 
 @dataclass
@@ -68,37 +80,51 @@ class Seen:
     late_tasks: frozenset[int] = frozenset()  # tasks with time logged after their completion
     unposted_late: frozenset[int] = frozenset()  # issues whose late-time note waits to be posted
     now: datetime | None = None
+    deals: Mapping[int, Deal | None] = field(default_factory=dict)  # deal id -> deal; None = direct not found
+
+    def target(self, link: Link) -> Task | Deal | int | None:
+        """The link's target as listed: None when found deleted, 0 when not read."""
+        found: Mapping[int, Task | Deal | None] = self.tasks if link.on_task else self.deals
+        return found.get(link.task_id or 0, 0)
 
 
 def wants_task(link: Link | None, handoff_status: str) -> bool:
+    return wants_target(link, handoff_status, Flags(handoff_status, frozenset(), True, False, False))
+
+
+def wants_target(link: Link | None, status: str | None, flags: Flags) -> bool:
+    """Does an issue seen in a route's status (`status`) need a target made or taken up?"""
     if link is None or link.state == LinkState.DONE:
         return True
+    own = flags.status_of(link)
     if link.state == LinkState.ACTIVE:
-        return link.task_id is None
+        return link.task_id is None or (status is not None and status != own)  # moved to another route
     if link.state == LinkState.GONE_TASK:
-        return link.issue_status not in (None, handoff_status)
+        return link.issue_status not in (None, own) or (status is not None and status != own)
     return False
 
 
 def select(links: dict[int, Link], seen: Seen, flags: Flags) -> Selection:
-    handoff = flags.handoff_status
-    new_ids = {i for i in seen.handoff if wants_task(links.get(i), handoff)}
-    # a task create whose answer was lost is looked for even after the issue left the handoff status
+    new_ids = {i for i in seen.handoff if wants_target(links.get(i), seen.seen_status.get(i), flags)}
+    # a create whose answer was lost is looked for even after the issue left the route's status
     new_ids |= {i for i, link in links.items() if link.state == LinkState.ACTIVE and link.task_id is None}
     active = {i: link for i, link in links.items() if link.state == LinkState.ACTIVE and link.task_id is not None}
     changed = {i for i, at in seen.seen_updated.items() if i in links and links[i].issue_updated_at != at}
-    completing = {i for i, link in active.items() if _done(seen.tasks.get(link.task_id or 0), flags)}
+    completing = {i for i, link in active.items() if _done(seen.target(link), flags)}
+    # in another route's status: the handoff ends, and a task's time so far is reported
+    completing |= {i for i, link in active.items() if i in new_ids and link.on_task}
 
     fresh = new_ids | completing
     for issue_id, link in active.items():
         if issue_id in seen.handoff:
             continue
+        own = flags.status_of(link)
         if flags.full_listing:
-            # absent from the handoff listing while last seen there: left the status, or deleted?
-            if link.dirty or link.issue_status in (handoff, None):
+            # absent from the routes' listing while last seen there: left the status, or deleted?
+            if link.dirty or link.issue_status in (own, None):
                 fresh.add(issue_id)
         elif link.dirty or link.issue_status is None or issue_id in seen.seen_status:
-            fresh.add(issue_id)  # changed, and no longer in the handoff status: read it directly
+            fresh.add(issue_id)  # changed, and no longer in the route's status: read it directly
     comments = set(new_ids)
     scan_only: set[int] = set()
     for issue_id, link in active.items():
@@ -133,21 +159,23 @@ def select(links: dict[int, Link], seen: Seen, flags: Flags) -> Selection:
     return selection
 
 
-def _done(task: Task | None, flags: Flags) -> bool:
-    return task is not None and task.status in flags.done_statuses
+def _done(target: Task | Deal | int | None, flags: Flags) -> bool:
+    if isinstance(target, Deal):
+        return target.semantics in ("S", "F") or target.closed
+    return isinstance(target, Task) and target.status in flags.done_statuses
 
 
 def _planned_without_reads(links: dict[int, Link], seen: Seen, flags: Flags) -> set[int]:
     """Links the planner looks at although nothing of them is read this cycle."""
     found = set(seen.unposted_late) & set(links)
     for issue_id, link in links.items():
-        if link.state == LinkState.DONE and link.task_id in seen.late_tasks:
+        if link.state == LinkState.DONE and link.on_task and link.task_id in seen.late_tasks:
             found.add(issue_id)  # time logged after the completion
         elif link.health is not None and link.health.failing:
             found.add(issue_id)  # parked (its note may be due) or waiting: shown as skipped
         elif link.state == LinkState.ACTIVE and link.task_id is not None:
-            if seen.tasks.get(link.task_id, 0) is None or issue_id in seen.task_errors:
-                found.add(issue_id)  # its task is gone, or could not be read
+            if seen.target(link) is None or issue_id in seen.task_errors:
+                found.add(issue_id)  # its target is gone, or could not be read
     return found
 
 

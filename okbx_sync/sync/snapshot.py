@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from ..keys import Key
-from ..model import Comment, ElapsedItem, Issue, Task
+from ..clients.bitrix24_crm import Stage
+from ..clients.bitrix24_deals_parse import Deal
+from ..clients.okdesk_equipment_parse import Equipment
+from ..keys import DEFAULT_ROUTE, Key
+from ..model import Agreement, Comment, ElapsedItem, Issue, Task
 from ..state.store import Link, Op, OpState
 from .files.reads import TaskFiles
 
@@ -29,6 +32,31 @@ class Snapshot:
     scan_deferred: set[int] = field(default_factory=set)  # due for the full scan, but the budget ran short
     seen_updated: dict[int, datetime] = field(default_factory=dict)  # updated_at seen in listings this cycle
     task_files: dict[int, TaskFiles] = field(default_factory=dict)  # task id -> its files (completing, late)
+    # routes (issue 14): deals of the sales route, what a new deal or document task needs
+    deals: dict[int, Deal | None] = field(default_factory=dict)  # deal id -> deal; None = direct not found
+    stages: dict[int, list[Stage] | str] = field(default_factory=dict)  # pipeline -> its stages, or why unread
+    parties: dict[int, DealParty | str] = field(default_factory=dict)  # issue -> whom its new deal is for, or why not
+    equipment: dict[int, EquipmentSheet] = field(default_factory=dict)  # issue -> its equipment (document route)
+    results: dict[int, str] = field(default_factory=dict)  # task id -> the last comment a person wrote there
+
+
+@dataclass(frozen=True)
+class DealParty:
+    """Whom a new deal is for: the issue's client company in the CRM (matched as billing matches
+    it), its contact where one matches exactly, and the deal's responsible person."""
+
+    company_id: int
+    contact_ids: tuple[int, ...] = ()
+    assigned_by_id: int | None = None
+
+
+@dataclass(frozen=True)
+class EquipmentSheet:
+    """The issue's equipment, and the company's equipment under the issue's service agreement."""
+
+    agreement: Agreement | None
+    on_issue: tuple[Equipment, ...]
+    under_agreement: tuple[Equipment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,12 +92,24 @@ class StateView:
         return self._by_report.get(report_key.text, [])
 
     @cached_property
-    def _task_cycles(self) -> dict[tuple[int, str], int]:
+    def _task_cycles(self) -> dict[tuple[int, str, str], int]:
         return {
-            (op.issue_id, op.remote_id or ""): op.cycle
+            (op.issue_id, op.kind, op.remote_id or ""): op.cycle
             for op in self.ops.values()
-            if op.kind == "task" and op.state == OpState.DONE and op.cycle is not None
+            if op.kind in ("task", "deal") and op.state == OpState.DONE and op.cycle is not None
         }
+
+    def route_task(self, issue_id: int, route: str) -> int | None:
+        """The task a route made for the issue in an earlier handoff (the newest), if the store knows it."""
+        made = [
+            (op.cycle or 0, int(op.remote_id or 0))
+            for op in self.ops_of(issue_id)
+            if op.kind == "task"
+            and op.state == OpState.DONE
+            and (op.remote_id or "").isdigit()
+            and op.detail.get("route", DEFAULT_ROUTE) == route
+        ]
+        return max(made)[1] if made else None
 
     @cached_property
     def _synced_deadlines(self) -> dict[int, str | None]:
@@ -88,5 +128,5 @@ class StateView:
         return (issue_id in found, found.get(issue_id))
 
     def task_cycle(self, link: Link) -> int:
-        """The cycle in which the link's current task was created (or linked by hand)."""
-        return self._task_cycles.get((link.issue_id, str(link.task_id)), 1)
+        """The cycle in which the link's current target was created (or linked by hand)."""
+        return self._task_cycles.get((link.issue_id, link.target, str(link.task_id)), 1)

@@ -16,7 +16,7 @@ from ..core.action import Action, Context, Effect, Found, OpRecord
 from ..errors import ApiError
 from ..model import Comment, Issue
 from ..state import lifecycle
-from .drift import rebuilt_for
+from .drift import rebuilt_for, renumbered
 
 if TYPE_CHECKING:
     from ..state.store import Op
@@ -28,6 +28,7 @@ class CreateTask(Action):
     cycle: int
     fields: dict[str, object] = field(hash=False, compare=False)
     adopt_only: bool = False  # the issue left the handoff status: adopt a task already made, create none
+    entry: lifecycle.Entry = lifecycle.DEFAULT_ENTRY  # the route of the handoff, and where it returns
     kind: ClassVar[str] = "task"
     side: ClassVar[str] = "Bitrix24"
 
@@ -42,7 +43,8 @@ class CreateTask(Action):
     def prepare(self, ctx: Context) -> None:
         link = ctx.store.link(self.issue_id)
         if link is None or link.state != "active" or link.cycle != self.cycle:
-            ctx.store.apply(lifecycle.handed_off(self.issue_id, self.cycle, self.issue.status, existing=link))
+            change = lifecycle.handed_off(self.issue_id, self.cycle, self.issue.status, existing=link, entry=self.entry)
+            ctx.store.apply(change)
 
     def find(self, ctx: Context, op: Op | None) -> Found | None:
         # Always looked for: even a lost state store cannot produce a second task.  The XML_ID
@@ -50,25 +52,31 @@ class CreateTask(Action):
         xml_id = str(self.fields["XML_ID"])
         looked = ctx.tasks_by_xml_id.pop(xml_id, None)
         if looked is None:
-            looked = ctx.bitrix.find_tasks({"XML_ID": xml_id, "GROUP_ID": ctx.config.bitrix24.group_id})
+            looked = ctx.bitrix.find_tasks({"XML_ID": xml_id, "GROUP_ID": self.fields["GROUP_ID"]})
         tasks = [t for t in looked if t.xml_id == xml_id]
         if not tasks:
-            return None
+            unsure = op is not None and op.unsure  # our own create, answer lost: it was not made
+            return (
+                None
+                if unsure or self.adopt_only
+                else renumbered(ctx, self.issue_id, self.cycle, self.issue.status, self.entry)
+            )
         task = min(tasks, key=lambda t: t.id)
         if op is not None and op.unsure:
             # our own create whose answer was lost: the plan goes on as it was
             return Found(str(task.id), lifecycle.target_made(self.issue_id, task.id))
         # A task okbx has no record of (a lost store, another installation): where the
         # handoffs really are comes from the markers on both sides.
-        found = rebuilt_for(ctx, self.issue_id, task, floor_cycle=self.cycle)
+        found = rebuilt_for(ctx, self.issue_id, task, floor_cycle=self.cycle, route=self.entry.route)
         fits = found.state == "active" and found.cycle == self.cycle and found.task_cycle == self.cycle
-        change = found.change(f"found task {task.id}: handoff {found.cycle}, {found.state}")
+        change = found.change(f"found task {task.id}: handoff {found.cycle}, {found.state}", entry=self.entry)
         return Found(str(task.id), change, replan=not fits, op_cycle=found.task_cycle)
 
     def op_record(self) -> OpRecord:
         deadline = self.issue.deadline_at
         detail: dict[str, object] = {"detail": self.detail}
         detail["okdesk_deadline"] = deadline.isoformat() if deadline else None
+        detail["route"] = self.entry.route  # a later handoff on this route takes the task up again
         # the issue's files: a handoff cut short (a crash, a stop, a failure) finishes them (sync/files)
         detail["files"] = [a.id for a in self.issue.attachments]
         detail["internal_files"] = [a.id for a in self.issue.attachments if not a.is_public]
@@ -87,8 +95,12 @@ class CreateTask(Action):
 
     @classmethod
     def look_many(cls, ctx: Context, actions: list[Action]) -> None:
-        xml_ids = [str(a.fields["XML_ID"]) for a in actions if isinstance(a, CreateTask)]
-        ctx.tasks_by_xml_id.update(ctx.bitrix.tasks_by_xml_id(xml_ids, ctx.config.bitrix24.group_id))
+        by_group: dict[int, list[str]] = {}
+        for a in actions:
+            if isinstance(a, CreateTask):
+                by_group.setdefault(int(str(a.fields["GROUP_ID"])), []).append(str(a.fields["XML_ID"]))
+        for group_id, xml_ids in by_group.items():
+            ctx.tasks_by_xml_id.update(ctx.bitrix.tasks_by_xml_id(xml_ids, group_id))
 
     @classmethod
     def perform_many(cls, ctx: Context, actions: list[Action]) -> dict[str, Effect | ApiError]:
@@ -106,6 +118,8 @@ class RenewTask(Action):
     task_id: int
     cycle: int  # the new cycle
     closed_before: datetime | None = None  # the task's closedDate before okbx renews it
+    entry: lifecycle.Entry | None = None  # the handoff's route and return, when the link takes the task up
+    resume: bool = False  # the task of an earlier handoff on this route, left open when the issue moved on
     kind: ClassVar[str] = "renew"
     side: ClassVar[str] = "Bitrix24"
 
@@ -135,17 +149,23 @@ class RenewTask(Action):
         closed_again = before is not None and current.closed_at is not None and current.closed_at != before
         if not (reopened or closed_again):
             return None
-        if op is not None:  # our own renewal whose answer was lost
-            return Found(str(current.id), lifecycle.renewed(self.issue_id, self.cycle))
+        if op is not None or (self.resume and reopened):  # our own renewal whose answer was lost; a task left open
+            return Found(str(current.id), self._change())
         # Reopened by someone else (another installation, a programmer): the markers tell which
         # handoff the task is really in.
-        found = rebuilt_for(ctx, self.issue_id, current, floor_cycle=self.cycle)
+        route = self.entry.route if self.entry else keys.DEFAULT_ROUTE
+        found = rebuilt_for(ctx, self.issue_id, current, floor_cycle=self.cycle, route=route)
         fits = found.state == "active" and found.cycle == self.cycle
-        return Found(str(current.id), found.change("renewed by someone else"), replan=not fits)
+        return Found(str(current.id), found.change("renewed by someone else", entry=self.entry), replan=not fits)
+
+    def _change(self) -> lifecycle.LinkChange:
+        if self.entry is None:
+            return lifecycle.renewed(self.issue_id, self.cycle)
+        return lifecycle.resumed(self.issue_id, self.cycle, self.task_id, self.entry)
 
     def perform(self, ctx: Context) -> Effect:
         task = ctx.bitrix.renew_task(self.task_id)
-        return str(task.id), lifecycle.renewed(self.issue_id, self.cycle)
+        return str(task.id), self._change()
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from ..errors import ApiError
 from ..state.store import Link, LinkState, Store, Track
 from .adopt import adopt_recent_tasks
 from .drift import behind_the_accounts
-from .files.route import file_route
+from .files.route import cycle_files
 from .files.wing import RouteFiles
 from .listing import OVERLAP, Listing, Window, read_listing
 from .plan import build_plan
 from .reader import Reader
+from .route_reads import RouteReads
 from .select import Flags, Seen, Selection, select
 from .settle import CycleFacts, cycle_meta, settle_page
 from .snapshot import Snapshot, StateView
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class RouteWing:
-    name = "programmers"
+    """Every configured route (the programmers', documents, sales...): one wing, one set of reads."""
+
+    name = "routes"
     guards: tuple[Guard, ...] = (behind_the_accounts,)
 
     def __init__(
@@ -64,7 +67,7 @@ class RouteWing:
         self._deferred: set[int] = set()
         self._scanned: set[int] = set()
         self._pages: dict[int, Snapshot] = {}
-        self.files = RouteFiles(ctx, file_route(self.config), started, budget)  # issue 15
+        self.files = RouteFiles(ctx, cycle_files(self.config), started, budget)  # issue 15
 
     # -- once per cycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -90,13 +93,14 @@ class RouteWing:
             or (started - last_full).total_seconds() >= config.okdesk.full_scan_minutes * 60
         )
         self.flags = Flags(
-            handoff_status=config.okdesk.handoff_status,
+            handoff_status=config.routes[0].status,
             done_statuses=frozenset(config.bitrix24.done_statuses),
             full_listing=self.listing.full,
             full_scan=full_scan,
             first_cycle=self.window.okdesk_since is None,
             scan_after=int(store.get_meta("full_scan_cursor") or 0),
             scan_quota=None if config.okdesk.comment_detection == "full" else config.okdesk.scan_per_cycle,
+            route_status={route.name: route.status for route in config.routes},
         )
         listing = self.listing
         late_files = self.files.prepare(self.links, set(listing.handoff))
@@ -109,9 +113,11 @@ class RouteWing:
             late_tasks=frozenset(item.task_id for item in listing.late_elapsed) | late_files,
             unposted_late=frozenset(store.unposted_late_reports()),
             now=started,
+            deals=listing.deals,
         )
         self.selection = select(self.links, seen, self.flags)
-        self.reader = Reader(self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget)
+        extras = RouteReads.of(self.ctx.okdesk, self.ctx.bitrix, config)
+        self.reader = Reader(self.ctx.okdesk, self.ctx.bitrix, config, listing, self.budget, extras=extras)
 
     def _window(self) -> Window:
         store, config, started = self.store, self.config, self.started
@@ -141,7 +147,7 @@ class RouteWing:
             for issue_id, link in self.links.items()
             if link.state == LinkState.ACTIVE
             and link.task_id is not None
-            and self.listing.tasks.get(link.task_id, 0) is None
+            and (self.listing.tasks if link.on_task else self.listing.deals).get(link.task_id, 0) is None
         }
         return gone, set()
 

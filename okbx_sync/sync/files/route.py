@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import keys
-from ...config import Config, FilesConfig
+from ...config import Config, FilesConfig, RouteConfig
 from ...markup import MAX_NAME, bb_marker_line, escape_bbcode, escape_html, html_marker_line, one_line
 from ...model import Attachment
 from ..render import issue_url
@@ -51,13 +51,19 @@ class FileRoute:
         return size > self.policy.max_file_bytes
 
 
-def file_route(config: Config) -> FileRoute | None:
-    """The programmers' route's files: its workgroup, or the configured folder (None: files are off)."""
+def file_route(config: Config, route: RouteConfig | None) -> FileRoute | None:
+    """A task route's files: its workgroup's drive, or the configured folder (None: files are off,
+    or the route's target is not a task: a deal's timeline carries no files okbx copies)."""
     files = config.files
-    if not files.enabled:
+    if not files.enabled or route is None or route.kind != "task" or route.target.group_id is None:
         return None
-    target = DriveTarget(config.bitrix24.group_id, files.folder_id)
+    target = DriveTarget(route.target.group_id, files.folder_id)
     return FileRoute(files, target, config.okdesk.url, config.okdesk.bot_employee_id)
+
+
+def cycle_files(config: Config) -> FileRoute | None:
+    """The files rules of a cycle (the caps, internal files): those of its task routes (None: off)."""
+    return next((f for r in config.routes if (f := file_route(config, r)) is not None), None)
 
 
 # -- words ------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Matching Okdesk client companies to Bitrix24 CRM companies, both ways, never by guessing.
 
+One floor below the wings, so that billing (the invoice's company, a debtor's issues) and the
+sales route (the deal's company) match alike.
+
 Order (issue 10 item 2): the configured `billing.company_map`; else the CRM company whose
 `originatorId`/`originId` name the Okdesk company (crm-billing.md §2.2: documented fields, the
 use is inferred, so the originator value is configurable); else the INN, kept in an Okdesk
