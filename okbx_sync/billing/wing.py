@@ -113,8 +113,11 @@ class BillingWing:
         completions = [c for c in found.completions if c.issue_id in mine]
         known = {(c.issue_id, c.cycle) for c in completions}
         links = self.store.links_for(mine)
+        completed = {i for i, link in links.items() if link.state == "done"}
         for action in so_far.actions:  # reported in this very page: billed now too
             done = action.completes()
+            if done is not None and done.issue_id in mine:
+                completed.add(done.issue_id)  # its task is done: a release must not hand it off again
             if done is not None and done.issue_id in mine and (done.issue_id, done.cycle) not in known:
                 link = links.get(done.issue_id)
                 completions.append(Completion(done.issue_id, done.cycle, link.task_id if link else None, done.work))
@@ -130,7 +133,7 @@ class BillingWing:
             holds=[h for h in found.holds if h.issue_id in mine],
             unmatched_debtors=found.unmatched_debtors,
             task_of={i: link.task_id for i, link in links.items() if link.task_id is not None},
-            completed_links=frozenset(i for i, link in links.items() if link.state == "done"),
+            completed_links=frozenset(completed),
         )
         self._read_issues(snap, found, completions)
         matched, unmatched = match_companies(
