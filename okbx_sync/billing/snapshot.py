@@ -77,3 +77,4 @@ class BillingSnapshot:
     done: frozenset[str] = frozenset()  # keys of done ops
     unsure: frozenset[str] = frozenset()  # keys of ops begun but not done: maybe written, look first
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read
+    gone: set[int] = field(default_factory=set)  # issues a direct read found deleted

@@ -18,7 +18,7 @@ from ..core.action import Context
 from ..core.applier import ApplyReport, Guard
 from ..core.health import without_waiting
 from ..core.plan import Plan
-from ..errors import ApiError
+from ..errors import ApiError, NotFound
 from ..model import Issue
 from ..state import lifecycle
 from ..state.lifecycle import Track
@@ -158,6 +158,8 @@ class BillingWing:
                 snap.issues[issue_id] = self.ctx.okdesk.get_issue(issue_id)
             except ApiError as error:
                 snap.errors[issue_id] = str(error)
+                if isinstance(error, NotFound):
+                    snap.gone.add(issue_id)
 
     def settle_page(self, page: list[int], plan: Plan, applied: ApplyReport) -> None:
         """Failures of billing or debt work with nothing left to do end here; the engine heals and
