@@ -144,3 +144,20 @@ class LeaveAlone(LocalAction):
     @property
     def detail(self) -> str:
         return f"moved out of the debt status by a person (now '{self.status}'): left alone"
+
+
+@dataclass(frozen=True)
+class EndHold(LocalAction):
+    """A held issue deleted in Okdesk (a direct "not found"): nothing is left to release, the hold ends."""
+
+    debt_ref: int
+    kind: ClassVar[str] = "release"
+    TRACK: ClassVar[Track] = Track.DEBT
+
+    @property
+    def ref(self) -> keys.Key:
+        return keys.ReleaseKey(self.issue_id, self.debt_ref)
+
+    @property
+    def detail(self) -> str:
+        return "the issue was deleted in Okdesk: the hold ends"

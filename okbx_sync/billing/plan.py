@@ -10,7 +10,8 @@ Decision table, per completion / invoice / debtor issue / hold:
   debtor's open issue, not exempt, not held  -> HoldIssue (unless a hold of it is still open)
   hold open, company no longer a debtor      -> ReleaseIssue (to `delayed` with its date, or, when
                                                 that date passed, to debt.expired_delay_status),
-                                                or LeaveAlone if a person moved it out
+                                                or LeaveAlone if a person moved it out, or
+                                                EndHold if it was deleted (a failure if unreadable)
 A completion reported in this same cycle is billed in this cycle (its summary comes first in
 the issue's actions: if the summary fails, the invoice waits), so a dry run shows it too.
 """
@@ -38,7 +39,7 @@ from .actions import (
     SkipInvoice,
     money,
 )
-from .debt_actions import DELAYED, HoldIssue, LeaveAlone, ReleaseIssue
+from .debt_actions import DELAYED, EndHold, HoldIssue, LeaveAlone, ReleaseIssue
 from .snapshot import BillingSnapshot, Completion, Debt, Hold
 
 
@@ -221,8 +222,13 @@ def _releases(plan: Plan, snap: BillingSnapshot, debt: DebtConfig, config: Confi
             )
             continue
         held = snap.issues.get(hold.issue_id)
-        if held is None:
-            continue  # not readable now (or deleted): tried again next cycle
+        if held is None:  # deleted: the hold ends; unreadable now: a failure, tried again
+            if hold.issue_id in snap.gone:
+                plan.actions.append(EndHold(hold.issue_id, debt_ref=hold.debt_ref))
+            else:
+                why = snap.errors.get(hold.issue_id, "the issue could not be read")
+                plan.blocked.append(Blocked(hold.issue_id, Track.DEBT, "release", why, transient=True))
+            continue
         if held.status != debt.status and release.text not in snap.unsure:
             plan.actions.append(LeaveAlone(hold.issue_id, debt_ref=hold.debt_ref, status=held.status))
             continue

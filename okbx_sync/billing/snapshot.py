@@ -75,8 +75,9 @@ class BillingSnapshot:
     debts: dict[int, Debt] = field(default_factory=dict)  # by Okdesk company id
     debtor_issues: dict[int, list[Issue]] = field(default_factory=dict)  # by Okdesk company id
     holds: list[Hold] = field(default_factory=list)
-    completed_links: frozenset[int] = frozenset()  # issues whose link is done: their task was completed
+    completed_links: frozenset[int] = frozenset()  # issues whose task was completed (link done, or reported now)
     unmatched_debtors: dict[int, str] = field(default_factory=dict)  # CRM company that owes -> why no Okdesk one
     done: frozenset[str] = frozenset()  # keys of done ops
     unsure: frozenset[str] = frozenset()  # keys of ops begun but not done: maybe written, look first
     errors: dict[int, str] = field(default_factory=dict)  # issue id -> why it could not be read
+    gone: set[int] = field(default_factory=set)  # issues a direct read found deleted

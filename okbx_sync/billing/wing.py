@@ -19,7 +19,7 @@ from ..core.applier import ApplyReport, Guard
 from ..core.companies import CompanyMatcher
 from ..core.health import without_waiting
 from ..core.plan import Plan
-from ..errors import ApiError
+from ..errors import ApiError, NotFound
 from ..model import Issue
 from ..state import lifecycle
 from ..state.lifecycle import Track
@@ -113,8 +113,11 @@ class BillingWing:
         completions = [c for c in found.completions if c.issue_id in mine]
         known = {(c.issue_id, c.cycle) for c in completions}
         links = self.store.links_for(mine)
+        completed = {i for i, link in links.items() if link.state == "done"}
         for action in so_far.actions:  # reported in this very page: billed now too
             done = action.completes()
+            if done is not None and done.issue_id in mine:
+                completed.add(done.issue_id)  # its task is done: a release must not hand it off again
             if done is not None and done.issue_id in mine and (done.issue_id, done.cycle) not in known:
                 link = links.get(done.issue_id)
                 task_id = done.task_id if done.task_id is not None or link is None or not link.on_task else link.task_id
@@ -134,7 +137,7 @@ class BillingWing:
             holds=[h for h in found.holds if h.issue_id in mine],
             unmatched_debtors=found.unmatched_debtors,
             task_of={i: link.task_id for i, link in links.items() if link.task_id is not None},
-            completed_links=frozenset(i for i, link in links.items() if link.state == "done"),
+            completed_links=frozenset(completed),
         )
         self._read_issues(snap, found, completions)
         matched, unmatched = match_companies(
@@ -163,6 +166,8 @@ class BillingWing:
                 snap.issues[issue_id] = self.ctx.okdesk.get_issue(issue_id)
             except ApiError as error:
                 snap.errors[issue_id] = str(error)
+                if isinstance(error, NotFound):
+                    snap.gone.add(issue_id)
 
     def settle_page(self, page: list[int], plan: Plan, applied: ApplyReport) -> None:
         """Failures of billing or debt work with nothing left to do end here; the engine heals and
