@@ -23,7 +23,7 @@ def _held_then_deleted(world: World, okbx: Okbx) -> tuple[int, int]:
 
 
 def test_the_hold_of_a_deleted_issue_does_not_stay_open_unseen(world: World, okbx: Okbx) -> None:
-    issue, debt = _held_then_deleted(world, okbx)
+    _, debt = _held_then_deleted(world, okbx)
     world.bitrix.crm.move_invoice(debt, "P")
     first = okbx.sync()
     store = okbx.store()
@@ -31,8 +31,8 @@ def test_the_hold_of_a_deleted_issue_does_not_stay_open_unseen(world: World, okb
         still_open = [op.issue_id for op in store.open_holds()]
     finally:
         store.close()
-    # either the hold ended (nothing left to release) or the run says why it could not
-    assert still_open == [] or first.exit_code == 1, (still_open, first.output)
+    # the issue is gone: nothing is left to release, the hold ends and the run is clean
+    assert still_open == [] and first.exit_code == 0, (still_open, first.output)
 
 
 def test_the_hold_of_a_deleted_issue_does_not_make_later_debt_moves_unusual(world: World, okbx: Okbx) -> None:

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
 from e2e import FAST, clean, hand_off, task_of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Safety.admit is asked page by page and only tasks found deleted are foreseen before the "
-    "first page: issues found deleted (a direct 404) are counted as their pages are read, so the "
-    "first pages (5, 10 issues) stop their links before the count reaches sync.unusual_min_links",
-)
 def test_issues_that_all_look_deleted_are_refused_before_any_link_stops(world, okbx):
     # 12 linked issues; all of them look deleted in Okdesk (a direct 404 each), which the policy
     # calls unusual (more than 6 and more than half of the active links).  The first page holds 5.

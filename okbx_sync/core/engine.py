@@ -94,28 +94,23 @@ def run_cycle(
         guards=tuple(g for wing in ready for g in wing.guards),
     )
     pages = in_pages(order, page_size)
-    complete = True
+    cycle = _Pages(ready, safety, applier, failures, result, on_page)
+    complete, waiting = True, set[int]()
+    pages.append([])  # the last: the issues whose link would stop, judged on the whole cycle's count
     for number, page in enumerate(pages):
+        if not page and not waiting:
+            break
         if not dry_run and (should_stop() or (result.applied and result.applied.stopped_because)):
             result.left.update(i for rest in pages[number:] for i in rest)
+            result.left |= waiting
             complete = False
             break
-        plan = Plan()
-        for wing in ready:
-            plan.extend(wing.plan_page(page, plan))
-        plan = safety.admit(plan)
-        result.plan.extend(plan)
-        if dry_run:
-            continue
-        on_page(plan)
-        assert result.applied is not None
-        applied = ApplyReport()
-        _record_blocked(plan, applier, applied)
-        applier.apply(plan.by_issue(), applied)
-        for wing in ready:
-            wing.settle_page(page, plan, applied)
-        _heal(page, plan, applied, failures)
-        result.applied.merge(applied)
+        if page:
+            waiting |= cycle.run(page, last=False)
+        elif waiting:
+            for issue_id in waiting:
+                result.plan.skipped.pop(issue_id, None)
+            cycle.run(sorted(waiting), last=True)
     deferred = set().union(*(wing.deferred() for wing in ready)) if ready else set()
     deferred |= {a.issue_id for a in result.plan.held_back}  # seen again next cycle, as they are now
     result.left |= deferred
@@ -124,6 +119,39 @@ def run_cycle(
         for wing in ready:
             wing.finish(complete)
     return result
+
+
+@dataclass
+class _Pages:
+    """Plan, admit, apply and settle one page at a time."""
+
+    wings: list[Wing]
+    safety: Safety
+    applier: Applier
+    failures: Failures
+    result: CycleResult
+    on_page: Callable[[Plan], None]
+
+    def run(self, page: list[int], *, last: bool) -> set[int]:
+        """The issues of the page whose link stop waits for the end of the cycle."""
+        plan = Plan()
+        for wing in self.wings:
+            plan.extend(wing.plan_page(page, plan))
+        plan = self.safety.admit(plan, last=last)
+        waiting, plan.waiting = plan.waiting, set()
+        self.result.plan.extend(plan)
+        if self.result.dry_run:
+            return waiting
+        self.on_page(plan)
+        assert self.result.applied is not None
+        applied = ApplyReport()
+        _record_blocked(plan, self.applier, applied)
+        self.applier.apply(plan.by_issue(), applied)
+        for wing in self.wings:
+            wing.settle_page(page, plan, applied)
+        _heal(page, plan, applied, self.failures)
+        self.result.applied.merge(applied)
+        return waiting
 
 
 def in_pages(order: list[int], page_size: int = PAGE) -> list[list[int]]:

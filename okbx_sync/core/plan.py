@@ -39,6 +39,7 @@ class Plan:
     blocked: list[Blocked] = field(default_factory=list)
     refused: str | None = None  # why the safety policy held part of the plan back
     held_back: list[Action] = field(default_factory=list)  # the actions it held back
+    waiting: set[int] = field(default_factory=set)  # links that would stop: judged at the cycle's end
 
     def by_issue(self) -> dict[int, list[Action]]:
         grouped: dict[int, list[Action]] = {}
@@ -53,6 +54,7 @@ class Plan:
         self.blocked += other.blocked
         self.refused = self.refused or other.refused
         self.held_back += other.held_back
+        self.waiting |= other.waiting
 
 
 def stops_link(action: Action) -> bool:
@@ -64,7 +66,12 @@ def moves_for_debt(action: Action) -> bool:
 
 
 class Safety:
-    """One policy for the cycle; `admit` is asked for each page and keeps the counts across pages."""
+    """One policy for the cycle; `admit` is asked for each page and keeps the counts across pages.
+
+    Issues found deleted are only known page by page, so a link stop planned before the last page
+    waits (`Plan.waiting`): the engine plans those issues again once every page was read, and only
+    then, with the whole cycle's count, are they stopped or refused.
+    """
 
     def __init__(self, config: Config, active_links: int, *, force: bool) -> None:
         self.config = config
@@ -78,23 +85,23 @@ class Safety:
         self.stopping |= stopping
         self.moving |= moving
 
-    def admit(self, plan: Plan) -> Plan:
-        """The plan without the actions of issues whose change is unusual, with the reason."""
-        self.stopping |= {a.issue_id for a in plan.actions if stops_link(a)}
+    def admit(self, plan: Plan, *, last: bool = True) -> Plan:
+        """The plan without the actions of issues whose change is unusual, with the reason; before
+        the `last` page, without those of links that would stop (they wait for the whole count)."""
+        stops = {a.issue_id for a in plan.actions if stops_link(a)}
+        self.stopping |= stops
         self.moving |= {a.issue_id for a in plan.actions if moves_for_debt(a)}
         why = self.why()
-        if why is None or self.force:
+        if self.force:
             return plan
+        if why is None:
+            if last or not stops:
+                return plan
+            return _without(plan, stops, "waits for the cycle's count of links that would stop", waiting=True)
         refused = {a.issue_id for a in plan.actions if stops_link(a) or moves_for_debt(a)}
-        kept = Plan(
-            actions=[a for a in plan.actions if a.issue_id not in refused],
-            skipped=dict(plan.skipped),
-            blocked=list(plan.blocked),
-            refused=why,
-            held_back=plan.held_back + [a for a in plan.actions if a.issue_id in refused],
-        )
-        for issue_id in refused:
-            kept.skipped[issue_id] = "held back by the safety check (okbx sync --force)"
+        kept = _without(plan, refused, "held back by the safety check (okbx sync --force)")
+        kept.refused = why
+        kept.held_back += [a for a in plan.actions if a.issue_id in refused]
         return kept
 
     def why(self) -> str | None:
@@ -113,3 +120,17 @@ class Safety:
                 f"{debt.max_changes}); check the debts in Bitrix24 and the debt settings"
             )
         return None
+
+
+def _without(plan: Plan, issues: set[int], why: str, *, waiting: bool = False) -> Plan:
+    kept = Plan(
+        actions=[a for a in plan.actions if a.issue_id not in issues],
+        skipped=dict(plan.skipped),
+        blocked=list(plan.blocked),
+        refused=plan.refused,
+        held_back=list(plan.held_back),
+        waiting=set(plan.waiting) | (issues if waiting else set()),
+    )
+    for issue_id in issues:
+        kept.skipped[issue_id] = why
+    return kept
