@@ -17,6 +17,7 @@ Writes made in this cycle are added as they succeed, so the cache stays true.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from .. import keys
 from ..clients.bitrix24 import Bitrix24Client
@@ -46,6 +47,7 @@ class RemoteMarkers:
         self._deal: dict[int, dict[str, str]] = {}
         self._time: dict[int, dict[str, TimeEntry]] = {}
         self._items: dict[int, dict[str, list[int]]] = {}  # issue id -> report key -> items it lists
+        self._posted: dict[int, dict[str, datetime]] = {}  # issue id -> key -> when Okdesk says it was posted
         for issue_id, comments in (issue_comments or {}).items():
             self._issue[issue_id] = self._from_comments(issue_id, comments)
         self.reads = 0  # requests spent here: reported by the benchmark
@@ -61,6 +63,8 @@ class RemoteMarkers:
             if key is None:
                 continue
             found.setdefault(key.text, str(c.id))
+            if c.published_at is not None:
+                self._posted.setdefault(issue_id, {}).setdefault(key.text, c.published_at)
             if isinstance(key, keys.SummaryKey):  # a report posted while the return is owed is the report too
                 found.setdefault(key.report.text, str(c.id))
             if isinstance(key, keys.LinkCommentKey):  # one naming the route is the handoff's link comment
@@ -86,6 +90,11 @@ class RemoteMarkers:
             self.reads += 1
             self._issue[issue_id] = self._from_comments(issue_id, self.okdesk.list_comments(issue_id))
         return self._issue[issue_id]
+
+    def posted_at(self, issue_id: int, key: str) -> datetime | None:
+        """When okbx's comment with this key was posted in the issue, as Okdesk tells it."""
+        self.issue(issue_id)
+        return self._posted.get(issue_id, {}).get(key)
 
     def reports(self, issue_id: int) -> dict[str, list[int]]:
         """okbx's reports in the issue (summary and late-time keys) -> the elapsed items each lists."""

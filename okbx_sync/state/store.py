@@ -317,11 +317,13 @@ class Store(OpenWork, History):
         outcome: str,
         summary: str,
         change: LinkChange | None = None,
+        at: datetime | None = None,
     ) -> None:
+        """`at`: when the write happened, if not now (an adopted write, dated by the remote side)."""
         with self.tx("finish_op") as conn:
             conn.execute(
                 "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
-                (remote_id, ts_exact(self.now()), key),  # exact: billing tells completions before it apart
+                (remote_id, ts_exact(at or self.now()), key),  # exact: billing tells completions before it apart
             )
             if change is not None:
                 self.apply(change, conn)

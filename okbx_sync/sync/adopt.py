@@ -103,7 +103,11 @@ def _adopt(ctx: Context, issue_id: int, task: Task, route: str) -> None:
     for report_text, comment_id in remote.issue(issue_id).items():
         summary = keys.parse_as(keys.SummaryKey, report_text)
         if summary is not None and summary.pending is None and summary.issue_id == issue_id:
-            _record(store, issue_id, summary, "summary", comment_id, summary.cycle, None, {"detail": "report found"})
+            # dated as Okdesk dates it: billing of a new store starts now and must not invoice a
+            # completion reported before (billing may have been off then)
+            at = remote.posted_at(issue_id, report_text)
+            found_it = {"detail": "report found"}
+            _record(store, issue_id, summary, "summary", comment_id, summary.cycle, None, found_it, at)
 
 
 def _names(ctx: Context, items: list[ElapsedItem]) -> dict[int, str]:
@@ -128,6 +132,9 @@ def _record(
     cycle: int | None,
     report: str | None,
     detail: dict[str, object],
+    at: datetime | None = None,
 ) -> None:
     store.begin_op(key.text, issue_id, kind, cycle=cycle, report_key=report, detail=detail)
-    store.finish_op(key.text, issue_id, kind, remote_id=remote_id, outcome="adopted", summary=f"{kind} found: {key}")
+    store.finish_op(
+        key.text, issue_id, kind, remote_id=remote_id, outcome="adopted", summary=f"{kind} found: {key}", at=at
+    )
