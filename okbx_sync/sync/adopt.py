@@ -106,7 +106,7 @@ def _adopt(ctx: Context, issue_id: int, task: Task, route: str) -> None:
             # dated as Okdesk dates it: billing of a new store starts now and must not invoice a
             # completion reported before (billing may have been off then)
             at = remote.posted_at(issue_id, report_text)
-            found_it = {"detail": "report found"}
+            found_it: dict[str, object] = {"detail": "report found"}
             _record(store, issue_id, summary, "summary", comment_id, summary.cycle, None, found_it, at)
 
 
