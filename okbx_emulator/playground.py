@@ -28,7 +28,7 @@ from typing import Any
 from urllib import error as urlerror
 from urllib import request as urlrequest
 
-from .world import GROUP_ID, HANDOFF, World
+from .world import HANDOFF, World
 
 CONTROL_FILE = ".okbx-emulate.json"
 MAX_BODY = 64 * 1024
@@ -124,19 +124,28 @@ class Playground:
         return {"deal": deal, "stage": self.world.bitrix.deals.deal(deal)["stageId"]}
 
     def look(self) -> dict[str, Any]:
-        """What both systems hold now: issues with their status, tasks, invoices."""
+        """What both systems hold now: issues with their status, tasks (of every group), invoices, deals."""
         ok, bx = self.world.okdesk, self.world.bitrix
         issues = [(ok.issue(i), ok.status_of(i)) for i in ok.issue_ids()]
         return {
             "issues": [{"id": i["id"], "title": i["title"], "status": status} for i, status in issues],
             "tasks": [
-                {"id": int(t["ID"]), "title": t["TITLE"], "status": int(t["STATUS"]), "xml_id": t.get("XML_ID")}
+                {
+                    "id": int(t["ID"]),
+                    "title": t["TITLE"],
+                    "group": int(t.get("GROUP_ID") or 0),
+                    "status": int(t["STATUS"]),
+                    "xml_id": t.get("XML_ID"),
+                }
                 for t in bx.tasks()
-                if int(t.get("GROUP_ID") or 0) == GROUP_ID
             ],
             "invoices": [
                 {"id": i["id"], "company": i["companyId"], "sum": i["opportunity"], "stage": i["stageId"]}
                 for i in bx.crm.invoices()
+            ],
+            "deals": [
+                {"id": d["id"], "title": d["title"], "stage": d["stageId"], "origin": d.get("originId")}
+                for d in bx.deals.all_deals()
             ],
         }
 

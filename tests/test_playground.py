@@ -105,3 +105,36 @@ def test_without_dir_the_store_stays_inside_the_playground(tmp_path):
     finally:
         stop(proc)
     assert not (directory / ".okbx-emulate.json").exists()  # the control file goes with the playground
+
+
+def test_the_three_routes_rehearsed_as_the_people(tmp_path):
+    directory = tmp_path / "play"
+    proc = start("--dir", str(directory), "--routes", "--seed", cwd=tmp_path)
+    try:
+        config = yaml.safe_load((directory / "okbx.yaml").read_text())
+        assert [r["name"] for r in config["routes"]] == ["programmers", "documents", "sales"]
+        assert okbx(directory, "doctor").exit_code == 0  # the group, pipeline and statuses exist
+        look = okbx(directory, "emulate", "act", "look").stdout
+        issue = next(line.split("\t")[0] for line in look.splitlines() if "Принтер печатает полосами" in line)
+
+        assert okbx(directory, "emulate", "act", "set-status", issue, "waiting_docs").exit_code == 0
+        assert okbx(directory, "sync").exit_code == 0
+        look = okbx(directory, "emulate", "act", "look").stdout
+        docs = [line.split("\t") for line in look.splitlines() if line.endswith(f"okdesk:{issue}:documents")]
+        assert len(docs) == 1 and docs[0][2] == "43", look  # in the document department's group
+        assert okbx(directory, "emulate", "act", "complete", docs[0][0]).exit_code == 0
+        assert okbx(directory, "sync").exit_code == 0
+
+        assert okbx(directory, "emulate", "act", "set-status", issue, "to_sales").exit_code == 0
+        assert okbx(directory, "sync").exit_code == 0
+        look = okbx(directory, "emulate", "act", "look").stdout
+        deals = [line.split("\t") for line in look.splitlines() if f"okdesk:{issue}:" in line and "C10:" in line]
+        assert len(deals) == 1, look
+        assert okbx(directory, "emulate", "act", "move-deal", deals[0][0], "WON").exit_code == 0
+        assert okbx(directory, "sync").exit_code == 0
+        look = okbx(directory, "emulate", "act", "look").stdout
+        assert f"{issue}\tПринтер печатает полосами\topened" in look, look
+        status = okbx(directory, "status")
+        assert status.exit_code == 0 and "sales" in status.stdout, status.output
+    finally:
+        stop(proc)

@@ -57,10 +57,13 @@ def _playground(directory: Path | None, force: bool) -> Path:
     return directory.resolve()
 
 
-def _write_config(world: World, directory: Path, billing: bool) -> Path:
+def _write_config(world: World, directory: Path, billing: bool, routes: bool) -> Path:
     from ..envfile import ENV_FILE_NAME, render_env_file, write_private_file
 
-    sections: dict[str, dict[str, Any]] = {}
+    sections: dict[str, Any] = {}
+    if routes:  # the README's three routes, on a world that has their group, pipeline and equipment
+        world.routes_story()
+        sections["routes"] = world.routes()
     if billing:  # the demo's billing and debt hold, to rehearse invoices, payments and holds
         sections["billing"] = {"default_rate": 3000, "round_minutes": 15, "inn_parameter": "inn"}
         sections["debt"] = {"status": "debt", "grace_days": 3}
@@ -82,6 +85,10 @@ def emulate(
     ] = False,
     seed: Annotated[bool, typer.Option("--seed", help="Start with sample clients, issues and a CRM.")] = False,
     billing: Annotated[bool, typer.Option("--billing", help="Write billing: and debt: sections too.")] = False,
+    routes: Annotated[
+        bool,
+        typer.Option("--routes", help="Write the three routes (programmers, documents, sales) with what they need."),
+    ] = False,
 ) -> None:
     """Run both emulators on 127.0.0.1 with a matching config, to try okbx safely; Ctrl-C stops them."""
     if context.invoked_subcommand is not None:
@@ -100,7 +107,7 @@ def emulate(
         stopped = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         try:
-            config_file = _write_config(world, directory, billing)
+            config_file = _write_config(world, directory, billing, routes)
             if seed:
                 playground.seed()
             typer.echo(f"Okdesk emulator:   {world.okdesk_server.url}")
@@ -250,11 +257,14 @@ def move_deal(deal: int, stage: str, directory: DirOpt = None) -> None:
 
 @act_app.command()
 def look(directory: DirOpt = None) -> None:
-    """What the playground holds now: issues, tasks and invoices."""
+    """What the playground holds now: issues, tasks, invoices and deals."""
     from .render import print_table
 
     with errors():
         found = _act(directory, "look")
         print_table("Okdesk issues", ("id", "title", "status"), [tuple(i.values()) for i in found["issues"]])
-        print_table("Bitrix24 tasks", ("id", "title", "status", "xml_id"), [tuple(t.values()) for t in found["tasks"]])
+        tasks = [tuple(t.values()) for t in found["tasks"]]
+        print_table("Bitrix24 tasks", ("id", "title", "group", "status", "xml_id"), tasks)
         print_table("invoices", ("id", "company", "sum", "stage"), [tuple(i.values()) for i in found["invoices"]])
+        if found["deals"]:
+            print_table("deals", ("id", "title", "stage", "origin"), [tuple(d.values()) for d in found["deals"]])
