@@ -6,6 +6,7 @@ why these reach the running emulators through a small control endpoint)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -263,7 +264,7 @@ def look(directory: DirOpt = None) -> None:
     with errors():
         found = _act(directory, "look")
         print_table("Okdesk issues", ("id", "title", "status"), [tuple(i.values()) for i in found["issues"]])
-        tasks = [tuple(t.values()) for t in found["tasks"]]
+        tasks: list[Sequence[Any]] = [tuple(t.values()) for t in found["tasks"]]
         print_table("Bitrix24 tasks", ("id", "title", "group", "status", "xml_id"), tasks)
         print_table("invoices", ("id", "company", "sum", "stage"), [tuple(i.values()) for i in found["invoices"]])
         if found["deals"]:
