@@ -89,11 +89,14 @@ def read_globals(
     found = BillingGlobals(today=today)
     stages: tuple[int, dict[str, Stage]] | None = None
     if config.billing is not None:
-        _completions(found, config, store, since)
         stages = _stages(config, crm)
         _billed(found, store, crm, stages[1])
         _unknown(found, store, crm, *stages, since=today - timedelta(days=config.time.late_window_days))
         found.rowless = frozenset(i.id for _, _, i in found.unknown_invoices if not crm.invoice_has_lines(i.id))
+        # an okbx invoice cut short before its rows says billing was on for its completion, however
+        # old (another installation, a lost store): the completion gives it its rows
+        cut_short = [keys.SummaryKey(i, c) for i, c, made in found.unknown_invoices if made.id in found.rowless]
+        _completions(found, config, store, since, also=cut_short)
     if config.debt is not None:
         stages = stages or _stages(config, crm)
         _debts(found, config, okdesk, crm, matcher, *stages)
@@ -113,10 +116,14 @@ def work_of(ops: list[Op]) -> tuple[WorkLine, ...]:
     return tuple(lines)
 
 
-def _completions(found: BillingGlobals, config: Config, store: Store, since: datetime) -> None:
-    """Completions reported since billing was switched on whose invoice is not decided, and
-    invoices made whose note or task link is missing (a failure, a run cut short)."""
+def _completions(
+    found: BillingGlobals, config: Config, store: Store, since: datetime, *, also: list[keys.SummaryKey]
+) -> None:
+    """Completions reported since billing was switched on whose invoice is not decided (and `also`
+    those, when known), and invoices made whose note or task link is missing (a failure, a run cut short)."""
     reports = [op for op in store.unbilled_completions(since)]
+    known = set(op.key for op in reports)
+    reports += [op for op in store.ops_by_keys([k.text for k in also]).values() if op.done and op.key not in known]
     by_key = {op.key: op for op in reports}
     follow_ups = store.invoices_missing_follow_ups()
     for op in follow_ups:
