@@ -51,3 +51,20 @@ def test_a_file_attached_after_the_completion_comes_back_after_a_lost_store(worl
         assert okbx.sync().exit_code == 0
     assert len(bot_comments(world, issue, "okbx:late:")) == 1  # late time does come back
     assert sorted(n for n, _, _ in okdesk_files_from_bot(world, issue)) == ["forgotten.txt", "result.txt"]
+
+
+def test_a_name_whose_extension_looks_like_a_tag_keeps_its_own_key_after_a_lost_store(world, okbx):
+    """A name like "notes.[okbx-file-1-2]" must not make its copy pass for file 2's after a lost store."""
+    ok, p = world.okdesk, world.people
+    issue = ok.create_issue("Tags", "<p>x</p>", company_id=p.company, contact_id=p.client)
+    ok.files.add(issue, f"notes.[okbx-file-{issue}-2]", b"the client's notes", is_public=True)
+    ok.files.add(issue, "contract.pdf", b"%PDF contract", is_public=True)
+    ok.set_status(issue, HANDOFF, by_employee_id=p.consultant)
+    assert okbx.sync().exit_code == 0
+    task = task_of(world, issue)
+    before = task_file_names(world, task)
+    okbx.config().state.path.unlink()
+    for _ in range(2):
+        result = okbx.sync()
+        assert result.exit_code == 0, result.output
+    assert task_file_names(world, task) == before and len(world.bitrix.drive.every_file()) == 2
