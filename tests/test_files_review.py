@@ -4,7 +4,7 @@ against both emulators.  Each test here once failed on the code it guards."""
 from __future__ import annotations
 
 import pytest
-from e2e import HANDOFF, bot_comments, hand_off, task_of
+from e2e import HANDOFF, Okbx, bot_comments, hand_off, start_world, task_of
 from files_support import okdesk_files_from_bot, task_file_names
 from test_files_travel import attach_result, complete, sha
 
@@ -68,3 +68,22 @@ def test_a_name_whose_extension_looks_like_a_tag_keeps_its_own_key_after_a_lost_
         result = okbx.sync()
         assert result.exit_code == 0, result.output
     assert task_file_names(world, task) == before and len(world.bitrix.drive.every_file()) == 2
+
+
+def test_an_upload_okdesk_refuses_with_422_is_named_and_the_handoff_goes_on(tmp_path, clock):
+    """routes-files.md §4: the largest upload is unknown; 413 or 422 on upload means "too large"."""
+    world = start_world(clock, okdesk_file_options={"max_attachment_bytes": 10, "too_large_status": 422})
+    try:
+        okbx = Okbx(world, tmp_path, clock=clock)
+        issue = hand_off(world)
+        assert okbx.sync().exit_code == 0
+        task = task_of(world, issue)
+        attach_result(world, task, "big_result.zip", b"PK" + b"0" * 100)
+        complete(world, task)
+        result = okbx.sync()
+        assert result.exit_code == 0, result.output
+        (back,) = bot_comments(world, issue, "okbx:files:")
+        assert "big_result.zip" in back and "Okdesk refused it as too large" in back
+        assert okbx.sync().exit_code == 0 and len(bot_comments(world, issue, "okbx:files:")) == 1
+    finally:
+        world.close()
