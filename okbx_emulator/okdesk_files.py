@@ -16,10 +16,10 @@ Inferred facts are constructor options (`file_options` of the emulator): whether
 downloads through the issue path (`comment_files_via_issue`, likely), whether the issue's own list
 shows its comments' files (`issue_lists_comment_files`), the link's lifetime (`link_seconds`),
 whether the link redirects once like a static file server (`link_redirects`), an upload size cap
-(`max_attachment_bytes`, answered 413), the default of a file's `is_public` (`public_default`),
-and whether stored names are cleaned the way Paperclip does it (`paperclip_names`: the sample
-link `attachments/attachments/000/000/150/original/hqdefault.jpg` is Paperclip's layout, whose
-default replaces `&$+,/:;=?@<>[]{}|\\^~%#` and spaces with `_`).
+(`max_attachment_bytes`, answered 413, or 422 with `too_large_status`), the default of a file's
+`is_public` (`public_default`), and whether stored names are cleaned the way Paperclip does it
+(`paperclip_names`: the sample link `attachments/attachments/000/000/150/original/hqdefault.jpg`
+is Paperclip's layout, whose default replaces `&$+,/:;=?@<>[]{}|\\^~%#` and spaces with `_`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class OkdeskFiles:
         issue_lists_comment_files: bool = False,  # inferred: the issue lists its own files only
         link_redirects: bool = True,  # inferred from the production client's follow_redirects=True
         max_attachment_bytes: int | None = None,  # unknown in every source: no cap unless a test sets one
+        too_large_status: int = 413,  # inferred: 413 or 422 (routes-files.md §4)
         public_default: bool = False,  # inferred: a file without is_public is internal
         paperclip_names: bool = True,  # inferred from the link layout (module docstring)
     ) -> None:
@@ -89,6 +90,7 @@ class OkdeskFiles:
         self.link_seconds, self.comment_files_via_issue = link_seconds, comment_files_via_issue
         self.issue_lists_comment_files, self.link_redirects = issue_lists_comment_files, link_redirects
         self.max_attachment_bytes, self.public_default = max_attachment_bytes, public_default
+        self.too_large_status = too_large_status
         self.paperclip_names = paperclip_names
         self._files: dict[int, _Attachment] = {}
         self._links: dict[str, tuple[int, datetime]] = {}  # token -> (attachment id, made at)
@@ -231,7 +233,7 @@ class OkdeskFiles:
         if not isinstance(part, FormPart) or part.blob is None:
             raise self._error(422, {f"{where}[attachment]": ["не может быть пустым"]})
         if self.max_attachment_bytes is not None and part.blob.size > self.max_attachment_bytes:
-            raise self._error(413, {f"{where}[attachment]": ["слишком большой файл"]})  # inferred status and text
+            raise self._error(self.too_large_status, {f"{where}[attachment]": ["слишком большой файл"]})  # inferred
         flag, description = item.get("is_public"), item.get("description")
         if flag is not None and (not isinstance(flag, str) or flag not in _BOOLS):
             raise self._error(422, {f"{where}[is_public]": ["должно быть true или false"]})

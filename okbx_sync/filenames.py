@@ -105,7 +105,8 @@ def tagged_name(key: keys.Key, original: str) -> str:
     fit 255 bytes, never the tag."""
     safe = safe_filename(original)
     stem, dot, extension = safe.rpartition(".")
-    if not dot or not stem or len(extension.encode("utf-8")) > _MAX_EXTENSION_BYTES:
+    # an "extension" with a bracket may be a tag ("notes.[okbx-file-1-2]"): okbx's must be the last
+    if not dot or not stem or len(extension.encode("utf-8")) > _MAX_EXTENSION_BYTES or "[" in extension:
         stem, extension = safe, ""
     tail = f" {key_tag(key)}" + (f".{extension}" if extension else "")
     room = MAX_BYTES - len(tail.encode("utf-8"))

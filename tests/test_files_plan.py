@@ -269,7 +269,16 @@ def test_the_cycle_cap_cuts_an_issue_from_its_first_file_that_does_not_fit_and_l
 def test_a_copys_name_carries_its_key_and_stays_safe_and_short():
     key = keys.FileKey(ISSUE, 345)
     assert tagged_name(key, "screen.png") == "screen [okbx-file-10-345].png"
-    for hostile in ("../../etc/passwd", "a\u202egnp.exe", "CON.txt", "x" * 400 + ".pdf", "\x00\x1b[31m.log", ""):
+    for hostile in (
+        "../../etc/passwd",
+        "a\u202egnp.exe",
+        "CON.txt",
+        "x" * 400 + ".pdf",
+        "\x00\x1b[31m.log",
+        "",
+        "n.[okbx-file-10-9]",
+        "y.[okbx-file-3-4]x",
+    ):
         name = tagged_name(key, hostile)
         assert key_in_name(name) == key
         assert "/" not in name and "\\" not in name and "\u202e" not in name and "\x00" not in name

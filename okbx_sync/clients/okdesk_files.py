@@ -7,7 +7,7 @@ for right before the bytes are read, and followed through redirects without the 
 are uploaded only with a comment, as `multipart/form-data` with `comment[content]`,
 `comment[author_id]`, `comment[public]` and per file `comment[attachments][<i>][attachment]`,
 `[description]`, `[is_public]`.  Inferred: a comment's file downloads through the issue path, and
-the largest upload is unknown (`max_upload_bytes` refuses before sending; HTTP 413 is `TooLarge`).
+the largest upload is unknown (`max_upload_bytes` refuses before sending; HTTP 413 or 422 is `TooLarge`).
 
 Files stream both ways: the upload body is read from the caller's file objects or iterators as
 it is sent, and a download is written to the caller's sink chunk by chunk under a byte cap.
@@ -137,8 +137,10 @@ class OkdeskFiles:
                 headers={"Content-Type": body.content_type}, write=True,
             )  # fmt: skip
         except ApiError as error:
-            if error.status == 413:  # inferred: the account's own limit (unknown in every source)
-                raise TooLarge(SYSTEM, op, error.message, status=413) from None
+            # inferred (routes-files.md §4): the account's limit is unknown and 413 or 422 may say "too
+            # large"; nothing was written, and a 422 for another reason fails again without the files
+            if error.status in (413, 422):
+                raise TooLarge(SYSTEM, op, error.message, status=error.status) from None
             raise
         comment = _parse(op, parse_comment, raw, int(issue_id))
         data = _parse(op, obj, raw, "comment")

@@ -14,6 +14,8 @@ The task -> Okdesk (at the completion, and after it while late time would still 
                                                 as many as fit in a cycle), naming the ones over
                                                 the cap or unreadable; internal unless configured
   an attachment that is okbx's own copy      -> TaskFilesSeen (recorded, never carried back)
+                                                (the copy's Drive id tells; its name only
+                                                to a store rebuilt from the markers)
   a comment whose write is unsure            -> the very same comment again (its marker is looked
                                                 for first), whatever the task holds now
   listed by a comment of okbx in the issue   -> nothing (a store rebuilt from the markers)
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ... import keys
+from ...clients.files_parse import TaskFile
 from ...core.action import Action
 from ...core.plan import Plan
 from ...filenames import key_in_name
@@ -120,7 +123,7 @@ def files_back(
     for file in sorted(task.files, key=lambda f: f.id):
         if file.id in taken or file.id in listed or state.done(keys.FilesBackKey(issue_id, file.id)):
             continue
-        if key_in_name(file.name) is not None:
+        if _own_copy(file, issue_id, state):
             own.append(BackFile(file.id, file.name, file.size, "okbx's own copy of an Okdesk file"))
         elif route.too_large(file.size):
             why = f"larger than okbx's limit of {route.policy.max_file_mb} MB per file (files.max_file_mb)"
@@ -141,6 +144,19 @@ def files_back(
     if own:
         actions.append(TaskFilesSeen(issue_id, tuple(own)))
     return actions
+
+
+def _own_copy(file: TaskFile, issue_id: int, state: StateView) -> bool:
+    """Okbx's copy of one of this issue's Okdesk files.  The name alone does not tell: a programmer
+    who downloads a copy, fixes it and attaches the result keeps the name.  The store knows the
+    copy's Drive id; only a store that does not (rebuilt from the markers) goes by the name."""
+    key = key_in_name(file.name)
+    if not isinstance(key, keys.FileKey) or key.issue_id != issue_id:
+        return False
+    copy = state.ops.get(key.text)
+    if copy is None or not copy.done or not copy.remote_id:
+        return True
+    return str(file.object_id) == copy.remote_id
 
 
 def _again(issue_id: int, detail: dict[str, object]) -> PostFilesBack:
