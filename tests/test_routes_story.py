@@ -124,3 +124,37 @@ def test_files_travel_on_the_document_route_to_its_own_group_drive(world, okbx, 
     docs_drive = bx.drive.storage_of("group", DOCS_GROUP_ID)["id"]
     assert str(copy["STORAGE_ID"]) == str(docs_drive), copy  # the document department's drive
     assert sync(okbx)["done"] == 0
+
+
+@pytest.mark.parametrize("via_sales", [False, True], ids=["again", "via-sales"])
+def test_a_document_task_taken_up_again_waits_for_its_new_completion(world, okbx, seeded, clock, via_sales):
+    """Handed to the document department a second time (straight, or after a stop on the sales
+    route), the completed task is reopened and the issue stays there until the department
+    completes it again: the first completion is no report of the second handoff."""
+    ok, bx, p, issue = world.okdesk, world.bitrix, world.people, seeded["issue"]
+    ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    task = int(docs_task(world, issue)["ID"])
+    bx.add_comment(task, p.bx_olga, "The contract is fine.")
+    clock.advance(minutes=2)
+    bx.complete_task(task)
+    sync(okbx)
+    assert ok.status_of(issue) == "in_progress"
+    if via_sales:
+        ok.set_status(issue, SALES_STATUS, by_employee_id=p.consultant)
+        sync(okbx)
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant, comment="One more paper, please")
+    sync(okbx)
+    sync(okbx)
+    assert ok.status_of(issue) == DOCS_STATUS  # still with the department
+    assert int(docs_task(world, issue)["STATUS"]) != 5  # reopened
+    assert len(bot_comments(world, issue, "okbx:summary:")) == 1  # only the first completion's report
+    assert okbx.status_rows()[issue]["state"] == "active"
+    bx.add_comment(task, p.bx_olga, "Appendix 3 signed.")
+    clock.advance(minutes=2)
+    bx.complete_task(task)
+    sync(okbx)
+    assert ok.status_of(issue) == ("opened" if via_sales else "in_progress")
+    reports = bot_comments(world, issue, "okbx:summary:")
+    assert len(reports) == 2 and "Appendix 3 signed" in reports[1]
