@@ -158,3 +158,16 @@ def test_a_document_task_taken_up_again_waits_for_its_new_completion(world, okbx
     assert ok.status_of(issue) == ("opened" if via_sales else "in_progress")
     reports = bot_comments(world, issue, "okbx:summary:")
     assert len(reports) == 2 and "Appendix 3 signed" in reports[1]
+
+
+def test_a_route_removed_while_a_link_is_on_it_is_a_problem_at_the_next_run(world, okbx, seeded):
+    """A route taken out of okbx.yaml while an issue is on it: the next run says so (exit 1, and
+    `okbx status` names it), rather than showing the link as active on a route that is gone."""
+    ok, p, issue = world.okdesk, world.people, seeded["issue"]
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    okbx.reconfigure(sync=FAST, routes=[r for r in world.routes() if r["name"] != "documents"])
+    result = clean(okbx("sync"))
+    assert result.exit_code == 1 and "route documents is no longer in the configuration" in result.output
+    status = okbx("status")
+    assert status.exit_code == 1 and "no longer in the configuration" in status.output
