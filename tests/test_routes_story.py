@@ -171,3 +171,18 @@ def test_a_route_removed_while_a_link_is_on_it_is_a_problem_at_the_next_run(worl
     assert result.exit_code == 1 and "route documents is no longer in the configuration" in result.output
     status = okbx("status")
     assert status.exit_code == 1 and "no longer in the configuration" in status.output
+
+
+def test_an_issue_postponed_before_the_document_route_comes_back_to_the_fallback(world, okbx, seeded, clock):
+    """`previous` is `delayed`: Okdesk refuses that status without a date (delay_to), so the
+    return would fail and park for ever; the issue goes to the fallback status, and the note says why."""
+    ok, bx, p, issue = world.okdesk, world.bitrix, world.people, seeded["issue"]
+    ok.set_status(issue, "delayed", by_employee_id=p.consultant, delay_to=clock.now().replace(year=2030))
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    clock.advance(minutes=2)
+    bx.complete_task(int(docs_task(world, issue)["ID"]))
+    assert sync(okbx)["failed"] == 0
+    assert ok.status_of(issue) == "opened"
+    (report,) = bot_comments(world, issue, f"okbx:summary:{issue}:1")
+    assert "postponed" in report
