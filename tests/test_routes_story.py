@@ -186,3 +186,17 @@ def test_an_issue_postponed_before_the_document_route_comes_back_to_the_fallback
     assert ok.status_of(issue) == "opened"
     (report,) = bot_comments(world, issue, f"okbx:summary:{issue}:1")
     assert "postponed" in report
+
+
+def test_a_deal_route_whose_first_stage_is_final_makes_no_deal(world, seeded, tmp_path, clock):
+    """stage_id names a won stage: a deal made there would be over at once, telling the issue
+    "Deal won: 0 RUB"; it is a failure of the issue instead, and no deal is made."""
+    ok, p, issue = world.okdesk, world.people, seeded["issue"]
+    routes = world.routes()
+    routes[2]["target"]["stage_id"] = f"C{SALES_PIPELINE}:WON"
+    okbx = Okbx(world, tmp_path, {"sync": FAST, "routes": routes}, clock=clock)
+    ok.set_status(issue, SALES_STATUS, by_employee_id=p.consultant)
+    result = clean(okbx("sync"))
+    assert result.exit_code == 1 and "final stage" in result.output
+    assert deals_of(world, issue) == [] and ok.status_of(issue) == SALES_STATUS
+    assert bot_comments(world, issue, "okbx:summary:") == []
