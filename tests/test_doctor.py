@@ -326,3 +326,13 @@ def test_doctor_says_when_a_deal_route_lacks_the_crm_scope(started: Callable[...
     checks = doctor(world, tmp_path, routes=world.routes())  # type: ignore[arg-type]
     bad = failed(checks)
     assert "Routes: crm scope" in bad and "sales" in bad["Routes: crm scope"].detail
+
+
+def test_doctor_refuses_a_deal_route_that_starts_its_deals_in_a_final_stage(world: World, tmp_path: Path) -> None:
+    """stage_id: C10:WON would make every deal over at once ("Deal won: 0 RUB" and back)."""
+    world.routes_story()
+    routes = world.routes()
+    routes[2]["target"]["stage_id"] = "C10:WON"
+    bad = failed(doctor(world, tmp_path, routes=routes))  # type: ignore[arg-type]
+    assert set(bad) == {"Route sales: pipeline"}
+    assert "'C10:WON' is a final stage" in bad["Route sales: pipeline"].detail

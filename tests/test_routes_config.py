@@ -98,6 +98,13 @@ def test_the_one_routes_keys_are_refused_next_to_routes():
         (lambda r: r[1].update(colour="red"), "routes.documents.colour", "unknown key"),
         (lambda r: r[1].pop("trigger"), "routes.documents.trigger", "is required"),
         (lambda r: r[1]["target"].update(accomplices=[0]), "routes.documents.target.accomplices", "from 1"),
+        (
+            lambda r: r[1]["finish"].update(fallback_status="previous"),
+            "routes.documents.finish.fallback_status",
+            "status code",
+        ),
+        (lambda r: r[2].update(finish={"return_status": "delayed"}), "routes.sales.finish.return_status", "date"),
+        (lambda r: r[1]["finish"].update(fallback_status="delayed"), "routes.documents.finish.fallback_status", "date"),
     ],
 )
 def test_every_problem_of_a_route_names_its_key(change, path, words):

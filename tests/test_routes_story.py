@@ -124,3 +124,79 @@ def test_files_travel_on_the_document_route_to_its_own_group_drive(world, okbx, 
     docs_drive = bx.drive.storage_of("group", DOCS_GROUP_ID)["id"]
     assert str(copy["STORAGE_ID"]) == str(docs_drive), copy  # the document department's drive
     assert sync(okbx)["done"] == 0
+
+
+@pytest.mark.parametrize("via_sales", [False, True], ids=["again", "via-sales"])
+def test_a_document_task_taken_up_again_waits_for_its_new_completion(world, okbx, seeded, clock, via_sales):
+    """Handed to the document department a second time (straight, or after a stop on the sales
+    route), the completed task is reopened and the issue stays there until the department
+    completes it again: the first completion is no report of the second handoff."""
+    ok, bx, p, issue = world.okdesk, world.bitrix, world.people, seeded["issue"]
+    ok.set_status(issue, "in_progress", by_employee_id=p.consultant)
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    task = int(docs_task(world, issue)["ID"])
+    bx.add_comment(task, p.bx_olga, "The contract is fine.")
+    clock.advance(minutes=2)
+    bx.complete_task(task)
+    sync(okbx)
+    assert ok.status_of(issue) == "in_progress"
+    if via_sales:
+        ok.set_status(issue, SALES_STATUS, by_employee_id=p.consultant)
+        sync(okbx)
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant, comment="One more paper, please")
+    sync(okbx)
+    sync(okbx)
+    assert ok.status_of(issue) == DOCS_STATUS  # still with the department
+    assert int(docs_task(world, issue)["STATUS"]) != 5  # reopened
+    assert len(bot_comments(world, issue, "okbx:summary:")) == 1  # only the first completion's report
+    assert okbx.status_rows()[issue]["state"] == "active"
+    bx.add_comment(task, p.bx_olga, "Appendix 3 signed.")
+    clock.advance(minutes=2)
+    bx.complete_task(task)
+    sync(okbx)
+    assert ok.status_of(issue) == ("opened" if via_sales else "in_progress")
+    reports = bot_comments(world, issue, "okbx:summary:")
+    assert len(reports) == 2 and "Appendix 3 signed" in reports[1]
+
+
+def test_a_route_removed_while_a_link_is_on_it_is_a_problem_at_the_next_run(world, okbx, seeded):
+    """A route taken out of okbx.yaml while an issue is on it: the next run says so (exit 1, and
+    `okbx status` names it), rather than showing the link as active on a route that is gone."""
+    ok, p, issue = world.okdesk, world.people, seeded["issue"]
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    okbx.reconfigure(sync=FAST, routes=[r for r in world.routes() if r["name"] != "documents"])
+    result = clean(okbx("sync"))
+    assert result.exit_code == 1 and "route documents is no longer in the configuration" in result.output
+    status = okbx("status")
+    assert status.exit_code == 1 and "no longer in the configuration" in status.output
+
+
+def test_an_issue_postponed_before_the_document_route_comes_back_to_the_fallback(world, okbx, seeded, clock):
+    """`previous` is `delayed`: Okdesk refuses that status without a date (delay_to), so the
+    return would fail and park for ever; the issue goes to the fallback status, and the note says why."""
+    ok, bx, p, issue = world.okdesk, world.bitrix, world.people, seeded["issue"]
+    ok.set_status(issue, "delayed", by_employee_id=p.consultant, delay_to=clock.now().replace(year=2030))
+    ok.set_status(issue, DOCS_STATUS, by_employee_id=p.consultant)
+    sync(okbx)
+    clock.advance(minutes=2)
+    bx.complete_task(int(docs_task(world, issue)["ID"]))
+    assert sync(okbx)["failed"] == 0
+    assert ok.status_of(issue) == "opened"
+    (report,) = bot_comments(world, issue, f"okbx:summary:{issue}:1")
+    assert "postponed" in report
+
+
+def test_a_deal_route_whose_first_stage_is_final_makes_no_deal(world, seeded, tmp_path, clock):
+    """stage_id names a won stage: a deal made there would be over at once, telling the issue
+    "Deal won: 0 RUB"; it is a failure of the issue instead, and no deal is made."""
+    ok, p, issue = world.okdesk, world.people, seeded["issue"]
+    routes = world.routes()
+    routes[2]["target"]["stage_id"] = f"C{SALES_PIPELINE}:WON"
+    okbx = Okbx(world, tmp_path, {"sync": FAST, "routes": routes}, clock=clock)
+    ok.set_status(issue, SALES_STATUS, by_employee_id=p.consultant)
+    result = clean(okbx("sync"))
+    assert result.exit_code == 1 and "final stage" in result.output
+    assert deals_of(world, issue) == [] and ok.status_of(issue) == SALES_STATUS
+    assert bot_comments(world, issue, "okbx:summary:") == []

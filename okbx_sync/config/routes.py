@@ -30,6 +30,7 @@ from .convert import parse_block
 from .spec import TEN_YEARS_DAYS, Key, in_range, not_negative, positive_id, setting
 
 PREVIOUS = "previous"  # finish.return_status: back to the status the issue had before the route
+DELAYED = "delayed"  # Okdesk's postponed status: it takes a date, so no route returns to it
 NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
 
 
@@ -211,6 +212,12 @@ def route_problems(routes: list[RouteConfig]) -> Problems:
             status = getattr(route.finish, key)
             if key == "fallback_status" and not route.returns_previous:
                 continue
+            if key == "fallback_status" and status == PREVIOUS:
+                why = "must be a status code: it is where the issue goes when `previous` cannot be used"
+                problems.append((f"routes.{route.name}.finish.{key}", why))
+            if status == DELAYED:
+                why = "Okdesk refuses 'delayed' without a date (delay_to), which okbx cannot pick: name another status"
+                problems.append((f"routes.{route.name}.finish.{key}", why))
             if status in triggers:
                 problems.append(
                     (

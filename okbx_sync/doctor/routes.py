@@ -83,6 +83,14 @@ def _pipeline_check(route: RouteConfig, deals: DealsClient) -> Check:
             f"({', '.join(s.id for s in stages) or 'none'})",
             f"set routes.{route.name}.target.stage_id to one of them, or leave it out for the first stage",
         )
+    if any(s.id == wanted and s.semantics for s in stages):
+        return Check(
+            name,
+            False,
+            f"pipeline {pipeline} ({title}): stage {wanted!r} is a final stage (won or lost): every deal would be over "
+            "the moment it is made",
+            f"set routes.{route.name}.target.stage_id to a stage in progress, or leave it out for the first stage",
+        )
     if not {"S", "F"} <= finals:
         lacking = "S (won)" if "S" not in finals else "F (lost)"
         return Check(

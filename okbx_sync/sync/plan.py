@@ -151,7 +151,7 @@ def _again(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, con
             active = replace(active, previous_status=entry.previous_status)
             # the note first: the task shows the handoff before it is reopened (rebuild.py)
             note = _renew_note(active, route, state, renew.closed_before)
-            return [*note, renew, *_active(active, route, snap, state, config)], None
+            return [*note, renew, *_active(active, route, snap, state, config, renewing=True)], None
     return new_handoff(issue_id, route, cycle, link, snap, state, config, now)
 
 
@@ -166,7 +166,11 @@ def _renew_note(link: Link, route: RouteConfig, state: StateView, closed_before:
     return [target_of("task").note(link.issue_id, note, text)]
 
 
-def _active(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config) -> list[Action]:
+def _active(
+    link: Link, route: RouteConfig, snap: Snapshot, state: StateView, config: Config, *, renewing: bool = False
+) -> list[Action]:
+    """`renewing`: the task is reopened in this plan; the snapshot still shows it completed (the
+    last handoff's completion), which is no completion of this handoff."""
     issue_id, target_id = link.issue_id, link.task_id
     assert target_id is not None
     target = target_of(link.target)
@@ -204,7 +208,7 @@ def _active(link: Link, route: RouteConfig, snap: Snapshot, state: StateView, co
     actions += forward_comments(issue_id, target_cycle, route, snap, state, config, kind=link.target)
 
     issue = snap.issues.get(issue_id)
-    finished = target.finished(current, config)
+    finished = not renewing and target.finished(current, config)
     if isinstance(current, Task) and not finished and route.target.deadline == "issue":
         if (move := _deadline_move(issue_id, current, snap, state)) is not None:
             actions.append(move)

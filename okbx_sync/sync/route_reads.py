@@ -7,7 +7,8 @@
         (originId) or exactly its name (otherwise the deal is made without a contact)
   a new document task (`describe: equipment`)   -> the issue's equipment (one request per piece)
         and the company's equipment under the issue's service agreement (`/equipments/list`)
-  a finishing task of a route quoting its result -> the task's comments (one batched request)
+  a finishing task of a route quoting its result -> the task's comments (one batched request; the
+        task chat, one task at a time, where the portal has the new task card)
   once per cycle, for each deal route            -> its pipeline's stages (`read_stages`)
 A read that fails is that issue's read error (tried again next run); a match that fails is a
 failure of the issue shown in `okbx status`.
@@ -137,6 +138,12 @@ class RouteReads:
         except ApiError as error:  # the report goes without the quote rather than not at all
             log.warning("could not read the comments of %s finished tasks: %s", len(wanted), error)
             return
+        for task_id in wanted:  # refused or empty: on the new task card the comments are the task chat's
+            if not listed.get(task_id):
+                try:
+                    listed[task_id] = self.bitrix.list_comments(task_id)
+                except ApiError as error:
+                    log.warning("could not read the comments of finished task %s: %s", task_id, error)
         bot = self.bitrix.webhook_user()
         for task_id, comments in listed.items():
             task = snap.tasks.get(task_id)

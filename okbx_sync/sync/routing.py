@@ -16,6 +16,10 @@ from ..config import Config, RouteConfig
 from ..model import Issue
 from ..state.lifecycle import Entry, Link
 
+# Okdesk refuses `delayed` without a date (delay_to, okdesk.md 4); the date the issue was postponed
+# to is neither kept nor still meaningful when the route ends, so `previous` cannot be `delayed`
+DELAYED = "delayed"
+
 
 def route_of(issue: Issue | None, config: Config, status: str | None = None) -> RouteConfig | None:
     """`status`: the one the listing showed, when it differs from the issue read (which still
@@ -56,4 +60,6 @@ def return_target(route: RouteConfig, link: Link, config: Config) -> tuple[str, 
         return route.finish.fallback_status, "the status it had before is not known"
     if previous in triggers(config):
         return route.finish.fallback_status, f"the status it had before, '{previous}', would start a route again"
+    if previous == DELAYED:
+        return route.finish.fallback_status, "it was postponed before; Okdesk postpones an issue only with a new date"
     return previous, ""

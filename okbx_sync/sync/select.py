@@ -13,7 +13,8 @@ From the links, what the listings showed and the cycle's flags, per issue:
                                            (the handoff ends there: its time so far is reported)
   a full comment scan is due            -> read its comments (`scan_quota` per cycle, from a
                                            cursor, so a pass over 10,000 links spans cycles)
-  done, with time logged late; a late note not posted; parked or waiting; task gone
+  done, with time logged late; a late note not posted; parked or waiting; task gone;
+  active on a route no longer configured
                                         -> planned without reads
 Order: completions first (billing waits for them), then real changes, then the scan; each in
 issue id order, so a run cut short after N seconds has done the most urgent N seconds of work.
@@ -173,6 +174,8 @@ def _planned_without_reads(links: dict[int, Link], seen: Seen, flags: Flags) -> 
             found.add(issue_id)  # time logged after the completion
         elif link.health is not None and link.health.failing:
             found.add(issue_id)  # parked (its note may be due) or waiting: shown as skipped
+        elif link.state == LinkState.ACTIVE and flags.route_status and link.route not in flags.route_status:
+            found.add(issue_id)  # its route was taken out of the configuration: a person decides
         elif link.state == LinkState.ACTIVE and link.task_id is not None:
             if seen.target(link) is None or issue_id in seen.task_errors:
                 found.add(issue_id)  # its target is gone, or could not be read

@@ -69,6 +69,10 @@ class DealTarget:
         if stage is None or stage not in {s.id for s in stages}:
             why = f"stage {stage!r} is not in pipeline {pipeline} (routes.{route.name}.target.stage_id)"
             return Blocked(issue.id, Track.ROUTE, "deal", f"no deal made: {why}")
+        if any(s.id == stage and s.semantics for s in stages):  # a deal made there would be over at once
+            why = f"stage {stage!r} is a final stage (won or lost) of pipeline {pipeline}"
+            why += f" (routes.{route.name}.target.stage_id)"
+            return Blocked(issue.id, Track.ROUTE, "deal", f"no deal made: {why}")
         fields: dict[str, Any] = {
             "title": render_routes.deal_title(issue),
             "categoryId": pipeline,  # always with a stage of its own: the pair is never re-picked (1.3)
