@@ -57,7 +57,10 @@ def return_target(route: RouteConfig, link: Link, config: Config) -> tuple[str, 
         return route.finish.return_status, ""
     previous = link.previous_status
     if previous is None:
-        return route.finish.fallback_status, "the status it had before is not known"
+        return (
+            route.finish.fallback_status,
+            "the status it had before the route is not known (okbx did not see it, or it came from another route)",
+        )
     if previous in triggers(config):
         return route.finish.fallback_status, f"the status it had before, '{previous}', would start a route again"
     if previous == DELAYED:
