@@ -92,6 +92,22 @@ def test_a_number_outside_its_range_names_its_key(world, okbx, section, key, val
         one_line(okbx(*command), 2, f"{section}.{key}")
 
 
+@pytest.mark.parametrize(
+    "section, values, key",
+    [
+        ("time", {"default_employee_id": 1, "users": {7: -3}}, "time.users"),
+        ("time", {"default_employee_id": 1, "users": {0: 3}}, "time.users"),
+        ("bitrix24", {"done_statuses": [5, 0]}, "bitrix24.done_statuses"),
+        ("billing", {"default_rate": 3000, "company_map": {1: 0}}, "billing.company_map"),
+        ("billing", {"default_rate": 3000, "rates": {-7: 3000}}, "billing.rates"),
+    ],
+)
+def test_an_id_in_a_list_or_mapping_outside_its_range_names_its_key(world, okbx, section, values, key):
+    okbx.reconfigure(**{section: values})
+    for command in (("sync",), ("status",)):
+        one_line(okbx(*command), 2, key, "from 1 to 2**53")
+
+
 def test_doctor_warns_about_a_zero_or_absurd_rate_and_an_unknown_currency(world, okbx):
     okbx.reconfigure(billing={"default_rate": 0, "rates": {7: 5_000_000}, "currency": "XYZ"})
     result = okbx("doctor")
