@@ -70,6 +70,8 @@ def read_env_file(path: Path) -> dict[str, str]:
         return {}
     except bounded.TooLarge:
         raise EnvFileError(f"cannot read {path}: larger than {MAX_ENV_BYTES // 1024} KiB, not an env file") from None
+    except bounded.NoWriter as exc:
+        raise EnvFileError(f"cannot read {path}: {exc}") from None
     except PermissionError:
         raise EnvFileError(f"cannot read {path}: permission denied (run okbx as the user that owns it)") from None
     except IsADirectoryError:

@@ -115,6 +115,25 @@ def test_status_json_names_the_failing_billing_work_of_a_linked_issue(world: Wor
     assert row["state"] == "done" and "billing" in row["billing_error"] and "no CRM company" in row["billing_error"]
 
 
+def test_status_and_show_name_the_failing_billing_of_a_linked_issue_after_a_quiet_run(world: World, okbx: Okbx) -> None:
+    """Once a later run was quiet (the invoice waits for its retry), `okbx status` still says which
+    issue's billing fails and why, and `okbx show` tells it in the issue's history."""
+    okbx.reconfigure(billing=dict(BILLING))  # no CRM company matches the client
+    issue = _complete(world, okbx)
+    assert okbx.sync().exit_code == 1
+    assert okbx.sync().exit_code == 0  # waiting for its retry: nothing failed in this run
+    status = okbx("status")
+    assert status.exit_code == 1, status.output
+    (row,) = [line for line in status.stdout.splitlines() if line.split()[:1] == [str(issue)]]
+    assert "billing (1 failures)" in row, status.stdout  # the problem column of the link
+    assert f"billing step failing (issue {issue})" in status.stdout, status.stdout
+    show = okbx("show", str(issue))
+    assert show.exit_code == 0 and "billing: failing after 1 failures" in show.stdout, show.stdout
+    assert "no CRM company" in show.stdout, show.stdout
+    (failing,) = json.loads(okbx("show", str(issue), "--json").stdout)["failing"]
+    assert failing["track"] == "billing" and "no CRM company" in failing["last_error"]
+
+
 def test_failing_debt_work_ends_when_nothing_is_left_to_do(world: World, okbx: Okbx, clock: TestClock) -> None:
     """A hold Okdesk keeps refusing is parked (status says so); once the debt is paid there is no
     hold to make, and the parking is over without `okbx retry`: status is quiet again."""

@@ -4,10 +4,12 @@ type, every number has a range, and a value outside it is one line naming the ke
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
 import pytest
-from e2e import clean, hand_off
+from e2e import clean, hand_off, okbx_command
 
 HUGE = "99999999999999999999999"
 
@@ -29,6 +31,23 @@ def test_a_configuration_that_is_a_device_is_refused_at_once(okbx):
 def test_an_env_file_that_links_to_a_device_is_refused(okbx, tmp_path):
     (tmp_path / "okbx.env").symlink_to("/dev/zero")
     one_line(okbx("status"), 2, "okbx.env", "larger than 64 KiB")
+
+
+def test_a_configuration_or_env_file_that_is_a_named_pipe_is_refused_not_waited_on(okbx, tmp_path):
+    """Opening a FIFO waits for a writer: a cron job would hang there for ever, before its first line."""
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+    for args, env_file in ((("status", "-c", str(pipe)), None), (("status",), tmp_path / "okbx.env")):
+        if env_file is not None:
+            os.mkfifo(env_file)
+        try:
+            run = subprocess.run(
+                [*okbx_command(), *args], env=okbx.spawn_env(), capture_output=True, text=True, timeout=20
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"okbx {' '.join(args)} waited for a writer of the pipe")
+        assert run.returncode == 2 and "named pipe" in run.stderr, run
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
 def test_a_store_that_links_to_a_device_is_refused(okbx, tmp_path):
@@ -71,6 +90,22 @@ def test_a_number_outside_its_range_names_its_key(world, okbx, section, key, val
     okbx.reconfigure(**{section: {key: value}})
     for command in (("sync",), ("sync", "--dry-run"), ("doctor",)):
         one_line(okbx(*command), 2, f"{section}.{key}")
+
+
+@pytest.mark.parametrize(
+    "section, values, key",
+    [
+        ("time", {"default_employee_id": 1, "users": {7: -3}}, "time.users"),
+        ("time", {"default_employee_id": 1, "users": {0: 3}}, "time.users"),
+        ("bitrix24", {"done_statuses": [5, 0]}, "bitrix24.done_statuses"),
+        ("billing", {"default_rate": 3000, "company_map": {1: 0}}, "billing.company_map"),
+        ("billing", {"default_rate": 3000, "rates": {-7: 3000}}, "billing.rates"),
+    ],
+)
+def test_an_id_in_a_list_or_mapping_outside_its_range_names_its_key(world, okbx, section, values, key):
+    okbx.reconfigure(**{section: values})
+    for command in (("sync",), ("status",)):
+        one_line(okbx(*command), 2, key, "from 1 to 2**53")
 
 
 def test_doctor_warns_about_a_zero_or_absurd_rate_and_an_unknown_currency(world, okbx):

@@ -71,6 +71,19 @@ def test_a_database_of_another_program_is_refused_and_left_as_it_was(world, okbx
     assert "did not create" in doctor.stdout and "another program's database" in doctor.stdout
 
 
+def test_doctor_with_billing_on_a_store_it_cannot_open_names_the_store_not_a_bug_of_its_own(world, okbx, tmp_path):
+    """The store's cause is the State store check's: billing's checks still run, and doctor never
+    advises `chmod` on what the store path links to (here /dev/zero)."""
+    okbx.reconfigure(billing={"default_rate": 3000}, debt={"status": "debt"})
+    (tmp_path / "okbx.sqlite3").symlink_to("/dev/zero")
+    doctor = okbx("doctor")
+    assert doctor.exit_code == 1, doctor.output
+    assert "not a regular file" in doctor.stdout and "bug in okbx doctor" not in doctor.stdout, doctor.stdout
+    for check in ("Bitrix24 invoice pipeline", "Okdesk debt status", "Billing rates", "Billing currency"):
+        assert check in doctor.stdout, doctor.stdout
+    assert "chmod 600" not in doctor.stdout, doctor.stdout
+
+
 def test_a_store_of_the_current_release_is_still_accepted_and_marked_as_okbx_s(world, okbx, tmp_path):
     hand_off(world)
     clean(okbx.sync())

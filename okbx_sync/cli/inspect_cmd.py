@@ -16,8 +16,10 @@ def _verdict(rows: list[dict[str, Any]], unlinked: dict[int, str], last: dict[st
     reasons = []
     if failing := sum(1 for r in rows if r["state"] == "parked" or r["failures"]):
         reasons.append(f"{failing} link{'s' if failing > 1 else ''} failing or parked")
-    if billing := len(unlinked) + sum(1 for r in rows if r.get("billing_error")):
-        reasons.append(f"{billing} billing step{'s' if billing > 1 else ''} failing")
+    if billing := sorted({*unlinked, *(r["issue"] for r in rows if r.get("billing_error"))}):
+        shown = ", ".join(map(str, billing[:10])) + (", ..." if len(billing) > 10 else "")
+        count = len(billing)
+        reasons.append(f"{count} billing step{'s' if count > 1 else ''} failing (issue {shown})")
     if last is not None and last.get("outcome") != "ok":
         why = "; ".join(str(f) for f in last.get("failures") or [])
         reasons.append(f"the last run failed: {why}" if why else "the last run failed")
@@ -73,7 +75,7 @@ def show(context: typer.Context, issue: IssueArg, config: ConfigOpt = None, as_j
     """The full history of one link: every action, when, with what result, every failure and why."""
     import json
 
-    from ..state.overview import link_row
+    from ..state.overview import failing_work, link_row
 
     run = Run(config, clock=given_clock(context))
     with errors(run):
@@ -85,15 +87,16 @@ def show(context: typer.Context, issue: IssueArg, config: ConfigOpt = None, as_j
             link = store.link(issue)
             entries = store.journal(issue)
             store_counts = store.counts().get(issue, {})
+            failing = failing_work(store, issue)  # billing and debt work too, linked or not
         finally:
             store.close()
-        if link is None and not entries:
+        if link is None and not entries and not failing:
             raise UsageError(f"issue {issue} has no history: it was never linked")
         if as_json:
-            data = {"link": link_row(link, store_counts), "history": entries}
+            data = {"link": link_row(link, store_counts), "failing": failing, "history": entries}
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
-        render_history(issue, link, entries)
+        render_history(issue, link, entries, failing)
 
 
 @app.command()

@@ -81,7 +81,7 @@ def _status_title(rows: list[dict[str, Any]], last_run: dict[str, Any] | None) -
 
 def _problem(row: dict[str, Any]) -> str:
     if not (row["failures"] or row["state"] == "parked"):
-        return ""
+        return row.get("billing_error") or ""  # the link is fine, its invoice or debt hold is not
     retry = "" if row["state"] == "parked" else f", retry {local(row['next_retry_at'], with_date=False)}"
     return f"{row['failures']}x{retry}: {row['last_error'] or ''}"
 
@@ -162,7 +162,7 @@ def render_status(rows: list[dict[str, Any]], last_run: dict[str, Any] | None, *
 
 
 # -- okbx show ----------------------------------------------------------------------------------
-def render_history(issue: int, link: Link | None, entries: list[dict[str, Any]]) -> None:
+def render_history(issue: int, link: Link | None, entries: list[dict[str, Any]], failing: list[dict[str, Any]]) -> None:
     if link is not None:
         route = "" if link.route == "programmers" else f" (route {link.route})"
         typer.echo(
@@ -170,6 +170,12 @@ def render_history(issue: int, link: Link | None, entries: list[dict[str, Any]])
             f"handoff #{link.cycle}, failures {link.fail_count}"
             + (f", last error: {link.last_error}" if link.last_error else "")
         )
+    for work in failing:
+        if work["track"] != "route":  # the route's is the link's line above
+            retry = "" if work["state"] == "parked" else f", next retry {local(work['next_retry_at'])}"
+            typer.echo(
+                f"{work['track']}: {work['state']} after {work['failures']} failures{retry}: {work['last_error']}"
+            )
     print_table(
         f"history of issue {issue} (times in {zone_name()})",
         ("when", "what", "result", "detail"),

@@ -41,6 +41,14 @@ def _as_int(value: Any) -> int:
     return number
 
 
+def _as_id(value: Any) -> int:
+    """An id in a list or a mapping: a whole number from 1 to 2**53 (no account has id 0 or -3)."""
+    number = _as_int(value)
+    if number < 1:
+        raise Problem(f"every id must be a whole number from 1 to 2**53, got {show(value)}")
+    return number
+
+
 def show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -104,14 +112,11 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
     if kind == "int_list":
         if not isinstance(value, list | tuple) or not value:
             raise Problem(f"must be a non-empty list of whole numbers, got {show(value)}")
-        return tuple(_as_int(v) for v in value)
+        return tuple(_as_id(v) for v in value)  # Bitrix24 status codes start at 1
     if kind == "id_list":  # Bitrix24 user ids, possibly none
         if not isinstance(value, list | tuple):
             raise Problem(f"must be a list of ids, got {show(value)}")
-        ids = tuple(_as_int(v) for v in value)
-        if any(i < 1 for i in ids):
-            raise Problem(f"every id must be a whole number from 1 to 2**53, got {show(value)}")
-        return ids
+        return tuple(_as_id(v) for v in value)
     if kind == "str_list":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise Problem(f"must be a list of texts, got {show(value)}")
@@ -119,11 +124,11 @@ def _convert_value(key: Key, value: Any, base_dir: Path) -> Any:
     if kind == "int_map":
         if not isinstance(value, dict):
             raise Problem(f"must be a mapping of Bitrix24 user id to Okdesk employee id, got {show(value)}")
-        return {_as_int(k): _as_int(v) for k, v in value.items()}
+        return {_as_id(k): _as_id(v) for k, v in value.items()}
     if kind == "rate_map":
         if not isinstance(value, dict):
             raise Problem(f"must be a mapping of Bitrix24 user id to a rate per hour, got {show(value)}")
-        rates = {_as_int(k): v for k, v in value.items()}
+        rates = {_as_id(k): v for k, v in value.items()}
         if not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= MAX_RATE
             for v in rates.values()

@@ -141,6 +141,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             [("", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an okbx configuration")], source
         ) from None
+    except bounded.NoWriter as exc:
+        raise ConfigError([("", f"cannot read the file: {exc}")], source) from None
     except FileNotFoundError:
         raise ConfigError([("", "file not found (give --config PATH or set OKBX_CONFIG)")], source) from None
     except PermissionError:

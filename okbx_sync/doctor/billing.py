@@ -116,7 +116,12 @@ def _debt_status_check(config: Config, okdesk: OkdeskClient) -> Check:
 
 
 def _matching_check(config: Config, okdesk: OkdeskClient, crm: CrmClient) -> Check:
-    store = Store(config.state.path, read_only=True)  # doctor writes nothing: not even a new store
+    try:
+        store = Store(config.state.path, read_only=True)  # doctor writes nothing: not even a new store
+    except OkbxError:  # its cause is the State store check's; the other billing checks still count
+        return Check(
+            "Company matching", True, "not checked: the state store cannot be read (see State store)", warn=True
+        )
     try:
         active = [link.issue_id for link in store.links().values() if link.state == "active"][:MAX_MATCHED]
     finally:

@@ -3,6 +3,7 @@ hold secrets and client names."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from ..config import Config
@@ -52,9 +53,12 @@ def _permission_checks(config: Config) -> list[Check]:
     files.append(("state store", config.state.path))
     for what, path in files:
         try:
-            mode = path.stat().st_mode & 0o777
+            info = path.stat()
         except OSError:
             continue  # not there (yet): the store is created 0600; no env file means the environment
+        if not stat.S_ISREG(info.st_mode):
+            continue  # a device or a pipe is refused by its own check; `chmod` would change /dev/zero
+        mode = info.st_mode & 0o777
         name = f"File permissions: {what}"
         if mode & 0o077:
             checks.append(

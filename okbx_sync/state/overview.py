@@ -46,6 +46,24 @@ def billing_failures(store: Store) -> dict[int, str]:
     return found
 
 
+def failing_work(store: Store, issue_id: int) -> list[dict[str, Any]]:
+    """Every track of one issue that is failing or parked (billing and debt too: `okbx show`)."""
+    found = []
+    for track in Track:
+        health = store.health(issue_id, track)
+        if health is not None and health.failing:
+            found.append(
+                {
+                    "track": str(track),
+                    "state": "parked" if health.parked else "failing",
+                    "failures": health.fail_count,
+                    "last_error": health.last_error,
+                    "next_retry_at": health.next_retry_at.isoformat() if health.next_retry_at else None,
+                }
+            )
+    return found
+
+
 def status_rows(store: Store) -> list[dict[str, Any]]:
     counts = store.counts()
     for issue_id, adopted in store.adopted_counts().items():
