@@ -6,6 +6,7 @@ that cannot be done (a failure of that issue's billing or debt track, never a gu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -253,3 +254,12 @@ def test_billing_keys_are_validated_like_every_other_section():
         "debt.status: is required",
     ):
         assert expected in message
+
+
+def test_an_unmatched_company_is_named_once_and_without_a_missing_name():
+    words = "no CRM company for Okdesk company 3: not in billing.company_map"
+    nameless = dataclasses.replace(issue(), company=None)  # Okdesk gave no company name
+    snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: nameless}, unmatched={3: words})
+    assert plan_for(snap).blocked == [Blocked(10, Track.BILLING, "invoice", words)]
+    snap = snapshot(completions=[Completion(10, 1, 100, WORK)], issues={10: nameless}, unmatched={3: "x"})
+    assert plan_for(snap).blocked == [Blocked(10, Track.BILLING, "invoice", "Okdesk company 3: x")]

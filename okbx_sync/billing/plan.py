@@ -123,9 +123,10 @@ def _bill(plan: Plan, completion: Completion, snap: BillingSnapshot, billing: Bi
     crm_company = snap.crm_company.get(issue.company_id)
     if crm_company is None:
         why = snap.unmatched.get(issue.company_id, "not matched")
-        plan.blocked.append(
-            Blocked(issue_id, Track.BILLING, "invoice", f"Okdesk company {issue.company_id} ({issue.company}): {why}")
-        )
+        company = f"Okdesk company {issue.company_id}"
+        if company not in why:  # the matcher's own words may name it already
+            why = f"{company} ({issue.company}): {why}" if issue.company else f"{company}: {why}"
+        plan.blocked.append(Blocked(issue_id, Track.BILLING, "invoice", why))
         return
     lines = invoice_lines(completion, billing)
     if not lines:

@@ -85,7 +85,10 @@ def outcome_of(result: CycleResult, requests: dict[str, int]) -> Outcome:
     failures = [Failure(a.issue_id, a.kind, why) for a, why in (applied.failed if applied else [])]
     # a failed read says what failed in its reason already ("reading the issue failed: ...")
     failures += [Failure(b.issue_id, "" if b.what == "read" else b.what, b.why) for b in result.plan.blocked]
-    failures += [Failure(None, why.split(":")[0], why) for why in result.wing_errors]
+    # a wing's error starts with its name ("billing: ..."): said once
+    failures += [
+        Failure(None, *why.split(": ", 1)) if ": " in why else Failure(None, "", why) for why in result.wing_errors
+    ]
     not_reached = len(applied.not_reached) if applied else 0
     return Outcome(
         done=len(applied.done) if applied else 0,
