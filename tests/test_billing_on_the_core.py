@@ -128,6 +128,7 @@ def test_status_and_show_name_the_failing_billing_of_a_linked_issue_after_a_quie
     (row,) = [line for line in status.stdout.splitlines() if line.split()[:1] == [str(issue)]]
     assert "billing (1 failures)" in row, status.stdout  # the problem column of the link
     assert f"billing step failing (issue {issue})" in status.stdout, status.stdout
+    assert "1 links, 1 failing or parked" in status.stdout.splitlines()[0], status.stdout  # the title agrees
     show = okbx("show", str(issue))
     assert show.exit_code == 0 and "billing: failing after 1 failures" in show.stdout, show.stdout
     assert "no CRM company" in show.stdout, show.stdout

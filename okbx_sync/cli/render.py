@@ -70,7 +70,7 @@ def zone_name() -> str:
 
 # -- okbx status --------------------------------------------------------------------------------
 def _status_title(rows: list[dict[str, Any]], last_run: dict[str, Any] | None) -> list[str]:
-    unhealthy = sum(1 for r in rows if r["state"] == "parked" or r["failures"])
+    unhealthy = sum(1 for r in rows if r["state"] == "parked" or r["failures"] or r.get("billing_error"))
     lines = [f"okbx status: {len(rows)} links, {unhealthy} failing or parked; times in {zone_name()}"]
     if last_run:
         lines.append(f"last run: {local(last_run.get('ended'))}, {last_run.get('outcome')}: {last_run.get('summary')}")
