@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from e2e import sync_ok, task_of
 from typer.testing import CliRunner
 
 from okbx_emulator.http import Fault, Response
@@ -166,3 +167,17 @@ def test_help_imports_none_of_the_heavy_modules():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_show_lists_each_step_of_a_link_once(world, okbx):
+    """A write and the link change it makes are one line of the history (the close was shown twice)."""
+    issue = hand_off(world)
+    sync_ok(okbx)
+    task = task_of(world, issue)
+    world.bitrix.log_time(task, world.people.bx_ivan, 600, "work")
+    world.bitrix.complete_task(task)
+    sync_ok(okbx)
+    history = okbx("show", str(issue)).stdout.splitlines()
+    steps = [line.split("\t")[1] for line in history if line.count("\t") == 3][1:]  # after the header
+    assert steps.count("close") == 1 and steps.count("task") == 1, history
+    assert any("task 1" in line and "[Okdesk #" in line for line in history), history

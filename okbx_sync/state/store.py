@@ -17,6 +17,7 @@ import signal
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,11 @@ class Store(OpenWork, History):
                 "UPDATE ops SET state='done', remote_id=?, ambiguous=0, error=NULL, updated_at=? WHERE key=?",
                 (remote_id, ts_exact(at or self.now()), key),  # exact: billing tells completions before it apart
             )
-            if change is not None:
+            if change is not None and change.event == kind:  # one journal line for the write and its change
+                if change.summary and change.summary != summary:
+                    summary = f"{summary}; {change.summary}"
+                self.apply(replace(change, summary=""), conn)
+            elif change is not None:
                 self.apply(change, conn)
             self._journal(conn, issue_id, key, kind, outcome, summary)
 
