@@ -51,6 +51,8 @@ def test_a_webhook_without_the_crm_scope_is_a_counted_failure_and_status_says_so
     assert summary is not None and int(summary.group(3)) >= 1, result.stdout  # the summary counts it
     assert "billing" in result.stderr and "crm" in result.stderr, result.stderr
     assert "billing: billing:" not in result.output + okbx("status").output  # the wing is named once
+    dry = okbx.sync("--dry-run")
+    assert "could not run: billing:" in dry.stdout.splitlines()[0], dry.stdout  # the plan's header says so
     assert no_crm.okdesk.status_of(issue) == "opened"  # the route went on
     status = okbx("status")
     assert status.exit_code == 1, status.output  # a monitoring check sees it

@@ -46,7 +46,11 @@ def print_plan(result: CycleResult) -> None:
     """The dry run: every write and decision of every wing, as the real run would make them."""
     from ..core.outcome import plan_rows, plan_title
 
-    print_table(plan_title(result.plan), ("issue", "system", "action", "detail"), list(plan_rows(result.plan)))
+    print_table(
+        plan_title(result.plan, result.wing_errors),
+        ("issue", "system", "action", "detail"),
+        list(plan_rows(result.plan)),
+    )
 
 
 # -- times ------------------------------------------------------------------------------------

@@ -118,11 +118,13 @@ def plan_rows(plan: Plan) -> list[Row]:
     return rows
 
 
-def plan_title(plan: Plan) -> str:
+def plan_title(plan: Plan, wing_errors: list[str] | None = None) -> str:
     count = len(plan.actions)
     title = f"okbx sync --dry-run: {count} action{'s' if count != 1 else ''} (nothing was written)"
     if plan.blocked:
         title += f", {len(plan.blocked)} failing"
+    if wing_errors:  # a wing that could not plan at all (e.g. billing without the crm scope)
+        title += f"; could not run: {'; '.join(wing_errors)}"
     if plan.refused:
         title += f"; held back: {plan.refused}"
     return title
