@@ -21,6 +21,8 @@ from .core.health import Failures
 from .core.plan import Plan, Safety
 from .core.remote import RemoteMarkers
 from .secrets import Redactor
+from .state import lifecycle
+from .state.lifecycle import Track
 from .state.store import LinkState, Store
 from .sync.wing import RouteWing
 
@@ -80,6 +82,8 @@ def sync_cycle(
     wings: list[Wing] = [RouteWing(ctx, failures, clients.budget, started, dry_run=dry_run)]
     if billing_enabled(config):
         wings.append(BillingWing(ctx, started, dry_run=dry_run))
+    if not dry_run:
+        _end_switched_off(config, store)
     active = store.count_links(LinkState.ACTIVE)
     # a page is about ten seconds of reading at the Okdesk rate (two reads per new issue), so a run
     # cut short at any moment loses at most that much reading: 15 issues at the default 3 requests/s
@@ -95,3 +99,13 @@ def sync_cycle(
         on_page=on_page,
         page_size=page_size,
     )
+
+
+def _end_switched_off(config: Config, store: Store) -> None:
+    """Billing or debt work failing (even parked) when its section was removed: nothing is tried
+    any more, so nothing is failing; `okbx status` would otherwise stay at 1 until `okbx retry`."""
+    off = {Track.BILLING} if config.billing is None else set()
+    off |= {Track.DEBT} if config.debt is None else set()
+    for health in store.failing() if off else []:
+        if health.track in off:
+            store.set_health(lifecycle.healed(health.issue_id, health.track))

@@ -163,3 +163,21 @@ def test_failing_debt_work_ends_when_nothing_is_left_to_do(world: World, okbx: O
     assert okbx.sync().exit_code == 0
     assert okbx("status").exit_code == 0
     assert ok.status_of(issue) == "opened"  # never held, nothing to release
+
+
+def test_billing_switched_off_ends_its_parked_failures_and_status_is_quiet_again(
+    world: World, okbx: Okbx, clock: TestClock
+) -> None:
+    # no CRM company matches the client: the invoice fails every run until it is parked
+    okbx.reconfigure(billing=dict(BILLING), sync={"max_retries": 1, "retry_base_seconds": 60})
+    _complete(world, okbx)
+    for _ in range(3):
+        okbx.sync()
+        clock.advance(minutes=10)
+    assert okbx("status").exit_code == 1
+    okbx.reconfigure(sync={"max_retries": 1, "retry_base_seconds": 60})  # billing taken out
+    assert okbx.sync().exit_code == 0
+    status = okbx("status")
+    assert status.exit_code == 0, status.output  # nothing is tried any more, so nothing is failing
+    okbx.reconfigure(billing=dict(BILLING), sync={"max_retries": 1, "retry_base_seconds": 60})
+    assert okbx.sync().exit_code == 1  # switched on again: the same failure, seen again
